@@ -1,0 +1,69 @@
+# xlir: `make reproduce` runs every notebook (quick profile, offline by default);
+# `make test` runs the unit tests, then every notebook in the smoke profile.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+KERNEL := xlir
+NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
+
+# Offline data: the copy beside the checkout (shared/data layout) unless XLIR_DATA_DIR is set.
+XLIR_DATA_DIR ?= $(abspath $(wildcard ../shared/data))
+export XLIR_DATA_DIR
+export PYTHONHASHSEED := 0
+export TOKENIZERS_PARALLELISM := false
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: help setup reproduce test unit-tests notebook-tests check-stripped strip figures benchmarks clean-smoke
+
+help:
+	@echo "make reproduce   run notebooks 01-05 in the quick profile (writes results/ and figures/)"
+	@echo "make test        unit tests, then every notebook in the smoke profile, then a stripped-notebook check"
+	@echo "make figures     rebuild every figure and table from results/ (no training, no encoding)"
+	@echo "make benchmarks  run benchmarks/*.py (JSON on stdout)"
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --prefix $(VENV) --name $(KERNEL) --display-name "xlir (.venv)" > /dev/null
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+reproduce: $(STAMP)
+	@mkdir -p build/notebooks
+	@for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb (XLIR_PROFILE=$${XLIR_PROFILE:-quick})"; \
+	  start=$$(date +%s); \
+	  XLIR_PROFILE=$${XLIR_PROFILE:-quick} $(VENV)/bin/jupyter nbconvert --to notebook --execute \
+	    --ExecutePreprocessor.kernel_name=$(KERNEL) --ExecutePreprocessor.timeout=-1 \
+	    --output-dir build/notebooks "$$nb" || exit 1; \
+	  echo "   done in $$(( $$(date +%s) - start )) s"; \
+	done
+	@echo "Results: $(CURDIR)/results  Figures: $(CURDIR)/figures  Executed notebooks: $(CURDIR)/build/notebooks"
+
+test: $(STAMP) unit-tests notebook-tests check-stripped
+
+unit-tests: $(STAMP)
+	XLIR_PROFILE=smoke $(PY) -m pytest tests -q -p no:cacheprovider
+
+notebook-tests: $(STAMP)
+	XLIR_PROFILE=smoke $(PY) -m pytest --nbmake --nbmake-kernel=$(KERNEL) --nbmake-timeout=1800 -q -p no:cacheprovider $(NOTEBOOKS)
+
+check-stripped: $(STAMP)
+	$(VENV)/bin/nbstripout --verify $(NOTEBOOKS)
+
+strip: $(STAMP)
+	$(VENV)/bin/nbstripout --keep-id $(NOTEBOOKS)
+
+figures: $(STAMP)
+	$(PY) -m xlir_utils.reporting
+
+benchmarks: $(STAMP)
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean-smoke:
+	rm -rf runs/smoke results/smoke figures/smoke data/processed/smoke

@@ -1,0 +1,25 @@
+"""Shared test set-up: tests read the real data through the kit's offline-directory setting.
+
+``XLIR_DATA_DIR`` defaults to ``../shared/data`` beside the checkout (where CI and the
+developers' machines keep the data); the profile defaults to ``smoke``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("XLIR_DATA_DIR", str((ROOT.parent / "shared" / "data").resolve()))
+os.environ.setdefault("XLIR_PROFILE", "smoke")
+
+SHARED_DATA = Path(os.environ["XLIR_DATA_DIR"])
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The offline data directory; tests that need it fail loudly if it is missing."""
+    if not (SHARED_DATA / "lareqa").is_dir():
+        pytest.fail(f"offline data not found at {SHARED_DATA}; set XLIR_DATA_DIR to a copy of shared/data")
+    return SHARED_DATA

@@ -1,0 +1,196 @@
+"""The data layer on the real LAReQA files: counts, relevance, edge cases, bad input."""
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from xlir_utils import config, paths
+from xlir_utils.data import (
+    REGISTRY, ChecksumMismatch, DataError, DataUnavailable, LeakageError, build_pairs,
+    check_languages, check_no_leakage, fetch, load_retrieval_set, monolingual_text,
+    read_processed,
+)
+from xlir_utils.data.lareqa import _sentence_of
+
+
+@pytest.fixture(scope="module")
+def xquad(shared_data):
+    return load_retrieval_set("xquad-r")
+
+
+@pytest.fixture(scope="module")
+def mlqa(shared_data):
+    return load_retrieval_set("mlqa-r")
+
+
+def test_xquad_r_counts_match_lareqa(xquad):
+    assert len(xquad.queries) == 13090
+    assert len(xquad.candidates) == 13014
+    assert (xquad.queries.groupby("lang").size() == 1190).all()
+    assert {len(r) for r in xquad.relevant} == {11}
+    assert xquad.candidates.candidate_id.is_unique and xquad.queries.query_id.is_unique
+
+
+def test_mlqa_r_counts_match_lareqa(mlqa):
+    assert len(mlqa.queries) == 4199
+    assert len(mlqa.candidates) == 20534
+    assert mlqa.queries.question_id.nunique() == 1148
+    assert Counter(len(r) for r in mlqa.relevant) == Counter({4: 3280, 3: 789, 2: 130})
+    per_id = mlqa.queries.groupby("question_id").lang.agg(set)
+    assert per_id.map(lambda s: "en" in s).all()  # every MLQA-R id has English
+
+
+def test_relevant_sentences_hold_the_answer(xquad, shared_data):
+    """Hand-checked: the first English question of XQuAD-R and its answer sentence."""
+    q = xquad.queries.set_index("query_id").loc["en:56beb4343aeaaa14008c925b"]
+    assert q.text == "How many points did the Panthers defense surrender?"
+    i = xquad.queries.index[xquad.queries.query_id == "en:56beb4343aeaaa14008c925b"][0]
+    rel = xquad.candidates.iloc[xquad.relevant[i]]
+    assert sorted(rel.lang) == sorted(config.XQUAD_R_LANGS)
+    en = rel[rel.lang == "en"].iloc[0]
+    assert en.sentence.startswith("The Panthers defense gave up just 308 points")
+    # Every language's relevant sentence contains its own answer text.
+    for lang in config.XQUAD_R_LANGS:
+        data = json.loads((shared_data / f"lareqa/xquad-r/{lang}.json").read_text())
+        qa = data["data"][0]["paragraphs"][0]["qas"][0]
+        sentence = rel[rel.lang == lang].iloc[0].sentence
+        assert qa["answers"][0]["text"] in sentence, lang
+
+
+def test_all_relevant_share_question_id(mlqa):
+    cand_lang = mlqa.candidates.lang.to_numpy()
+    for i in range(0, len(mlqa.queries), 97):
+        qid = mlqa.queries.question_id.iat[i]
+        langs = set(mlqa.queries.lang[mlqa.queries.question_id == qid])
+        assert set(cand_lang[mlqa.relevant[i]]) == langs
+
+
+def test_sentence_is_span_not_sentences_field(xquad):
+    """tr article 9 paragraph 3: `sentences` and `sentence_breaks` disagree by one character."""
+    c = xquad.candidates
+    row = c[(c.lang == "tr") & (c.article == 9) & (c.paragraph == 3) & (c.sentence_index == 3)].iloc[0]
+    assert row.sentence.startswith(". İki turistik")
+
+
+def test_several_questions_share_a_sentence(xquad):
+    en = [tuple(r) for r, lang in zip(xquad.relevant, xquad.queries.lang) if lang == "en"]
+    shared = [k for k, v in Counter(en).items() if v > 1]
+    assert len(shared) > 0  # real XQuAD-R has answer sentences serving several questions
+
+
+def test_answer_start_on_whitespace_maps_to_next_sentence():
+    breaks = [[0, 10], [11, 20], [22, 30]]
+    assert _sentence_of(breaks, 5) == 0
+    assert _sentence_of(breaks, 10) == 1  # the space between spans 0 and 1
+    assert _sentence_of(breaks, 21) == 2
+    assert _sentence_of(breaks, 29) == 2
+    assert _sentence_of(breaks, 30) is None
+
+
+def test_article_subset_is_parallel(shared_data):
+    small = load_retrieval_set("xquad-r", articles=1)
+    assert small.queries.groupby("lang").size().nunique() == 1
+    assert {len(r) for r in small.relevant} == {11}
+    assert set(small.candidates.article) == {0}
+
+
+def test_training_pairs_and_leakage(mlqa, xquad):
+    pairs = build_pairs(mlqa)
+    mono = pairs[pairs.query_lang == pairs.passage_lang]
+    assert len(mono) == 4199
+    assert len(pairs) == sum(len(r) for r in mlqa.relevant)
+    assert check_no_leakage(pairs, [xquad])["shared"] == 0
+    with pytest.raises(LeakageError, match="question id"):
+        check_no_leakage(build_pairs(xquad).head(50), [xquad])
+
+
+def test_unknown_language_names_the_code():
+    with pytest.raises(ValueError, match="'xx'.*xquad-r"):
+        check_languages("xquad-r", ["en", "xx"])
+    with pytest.raises(ValueError, match="'el'"):
+        load_retrieval_set("mlqa-r", languages=["el"])
+
+
+def _isolated_project(tmp_path, monkeypatch, offline_dir: Path | None):
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path / "proj"))
+    if offline_dir is None:
+        monkeypatch.delenv("XLIR_DATA_DIR", raising=False)
+    else:
+        monkeypatch.setenv("XLIR_DATA_DIR", str(offline_dir))
+    monkeypatch.setenv("XLIR_OFFLINE", "1")
+
+
+def test_checksum_mismatch_names_the_file(tmp_path, monkeypatch, shared_data):
+    offline = tmp_path / "offline"
+    (offline / "lareqa/xquad-r").mkdir(parents=True)
+    good = shared_data / "lareqa/xquad-r/de.json"
+    bad = offline / "lareqa/xquad-r/de.json"
+    bad.write_bytes(good.read_bytes()[:-100])  # truncated copy
+    _isolated_project(tmp_path, monkeypatch, offline)
+    with pytest.raises(ChecksumMismatch, match=r"de\.json.*expected"):
+        fetch("lareqa/xquad-r/de.json")
+    assert not (paths.raw_dir() / "lareqa/xquad-r/de.json").exists()
+
+
+def test_missing_file_offline_says_what_to_do(tmp_path, monkeypatch):
+    _isolated_project(tmp_path, monkeypatch, tmp_path / "empty")
+    with pytest.raises(DataUnavailable, match="XLIR_DATA_DIR"):
+        fetch("lareqa/mlqa-r/vi.json")
+    assert not any((tmp_path / "proj").rglob("*.json"))
+
+
+def test_good_file_is_not_replaced_by_bad(tmp_path, monkeypatch, shared_data):
+    """A verified file in data/raw wins; a corrupt offline copy is never copied over it."""
+    _isolated_project(tmp_path, monkeypatch, tmp_path / "offline")
+    target = paths.raw_dir() / "lareqa/xquad-r/en.json"
+    target.parent.mkdir(parents=True)
+    shutil.copy(shared_data / "lareqa/xquad-r/en.json", target)
+    (tmp_path / "offline/lareqa/xquad-r").mkdir(parents=True)
+    (tmp_path / "offline/lareqa/xquad-r/en.json").write_text("{}")
+    assert fetch("lareqa/xquad-r/en.json") == target
+    assert fetch("lareqa/xquad-r/en.json").read_bytes() == (shared_data / "lareqa/xquad-r/en.json").read_bytes()
+
+
+def test_invalid_json_is_a_clear_error(tmp_path, monkeypatch):
+    """A file that passes no checksum never gets parsed; one that is valid bytes but bad JSON is named."""
+    from xlir_utils.data.lareqa import _read_json
+
+    broken = tmp_path / "zh.json"
+    broken.write_text('{"data": [ {"title": "x", ')
+    with pytest.raises(DataError, match=r"zh\.json is not valid JSON.*fetch it again"):
+        _read_json(broken)
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(DataError, match="SQuAD format"):
+        _read_json(tmp_path / "list.json")
+
+
+def test_registry_covers_every_offline_file(shared_data):
+    for rel, entry in REGISTRY.items():
+        assert (shared_data / rel).is_file(), rel
+        assert entry.url.startswith("https://")
+    assert sum(1 for r in REGISTRY.values() if r.dataset == "xquad-r") == 11
+    assert all("354d67d1cd066854cdfbf5ad0e6105528976141d" in r.url for r in REGISTRY.values() if r.dataset == "mlqa-r")
+
+
+def test_processed_tables_round_trip(tmp_path, monkeypatch, shared_data):
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
+    first = read_processed("xquad-r", "smoke", articles=2)
+    assert (paths.processed_dir("smoke") / "xquad-r/manifest.json").is_file()
+    second = read_processed("xquad-r", "smoke", articles=2)
+    assert first.queries.equals(second.queries)
+    assert all(np.array_equal(a, b) for a, b in zip(first.relevant, second.relevant))
+    third = read_processed("xquad-r", "smoke", articles=1)  # a different request rebuilds
+    assert len(third.queries) < len(first.queries)
+
+
+def test_monolingual_text_for_adapters(shared_data):
+    el = monolingual_text("el")
+    assert len(el) > 2500  # NTREX (1,997) + Tatoeba (1,000), deduplicated
+    assert len(monolingual_text("en", sources=("ntrex128",))) >= 1990
+    with pytest.raises(ValueError, match="Unknown text source"):
+        monolingual_text("en", sources=("wiki",))

@@ -1,0 +1,121 @@
+"""Get raw files: from the offline directory (``XLIR_DATA_DIR``) or the canonical address.
+
+Every file is verified against the registry's sha256 wherever it comes from. Downloads go
+to a temporary file beside the target and replace it only once verified, so a good file is
+never overwritten by a bad one and an interrupted download leaves nothing behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .. import paths
+from .registry import REGISTRY, RemoteFile
+
+
+class DataError(RuntimeError):
+    """A raw data file is missing, corrupt or unreadable; the message says what to do."""
+
+
+class ChecksumMismatch(DataError):
+    pass
+
+
+class DataUnavailable(DataError):
+    pass
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _offline_only() -> bool:
+    return os.environ.get("XLIR_OFFLINE", "").strip().lower() in {"1", "true", "yes"}
+
+
+def _from_offline_dir(remote: RemoteFile, root: Path) -> Path | None:
+    source = root / remote.path
+    if not source.is_file():
+        return None
+    actual = sha256_of(source)
+    if actual != remote.sha256:
+        raise ChecksumMismatch(
+            f"{source} has sha256 {actual}, expected {remote.sha256} (registry entry {remote.path}). "
+            f"The offline copy is corrupt or a different version: replace it with the file from "
+            f"{remote.url}, or unset XLIR_DATA_DIR to download it."
+        )
+    return source
+
+
+def _download(remote: RemoteFile, target: Path, timeout: float = 30.0) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(remote.url, timeout=timeout) as resp:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=remote.path, leave=False) as bar:
+                while block := resp.read(1 << 16):
+                    out.write(block)
+                    digest.update(block)
+                    bar.update(len(block))
+        if digest.hexdigest() != remote.sha256:
+            raise ChecksumMismatch(
+                f"Downloaded {remote.url} has sha256 {digest.hexdigest()}, expected {remote.sha256}. "
+                "The upstream file changed or the download was corrupted; nothing was written. "
+                "Retry, or put a verified copy in XLIR_DATA_DIR."
+            )
+        os.replace(tmp, target)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise DataUnavailable(
+            f"Could not download {remote.path} from {remote.url} ({exc}). Offline? Set XLIR_DATA_DIR "
+            f"to a directory holding {remote.path} (the layout of shared/data)."
+        ) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def fetch(remote: RemoteFile | str) -> Path:
+    """Return a verified local path for a registry file.
+
+    Order: a verified copy under ``data/raw``; else the offline directory (read in place,
+    verified); else a download from the canonical address (unless ``XLIR_OFFLINE=1``).
+    """
+    if isinstance(remote, str):
+        if remote not in REGISTRY:
+            raise DataError(f"{remote!r} is not a registered data file; see xlir_utils.data.registry.")
+        remote = REGISTRY[remote]
+    target = paths.raw_dir() / remote.path
+    if target.is_file() and sha256_of(target) == remote.sha256:
+        return target
+    offline = paths.offline_data_dir()
+    if offline is not None:
+        found = _from_offline_dir(remote, offline)
+        if found is not None:
+            return found
+    if _offline_only():
+        where = f"{offline / remote.path}" if offline else "XLIR_DATA_DIR (not set)"
+        raise DataUnavailable(
+            f"{remote.path} is not available offline: looked in data/raw and {where}. "
+            f"Set XLIR_DATA_DIR to a copy of shared/data, or unset XLIR_OFFLINE to download {remote.url}."
+        )
+    _download(remote, target)
+    return target
+
+
+def fetch_all(dataset: str) -> list[Path]:
+    """Fetch every registered file of a dataset."""
+    from .registry import files_of
+
+    return [fetch(f) for f in files_of(dataset)]

@@ -1,0 +1,91 @@
+"""Training pairs from a parsed retrieval set, and the leakage check that guards training.
+
+A pair is (question id, query language, query, passage language, passage): the question in
+one language with its answer sentence in the same (monolingual) or another (cross-lingual)
+language. The samplers in :mod:`xlir_utils.sampling` pick rows of this table.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import pandas as pd
+
+from .lareqa import RetrievalSet
+
+PAIR_COLUMNS = ["question_id", "query_lang", "query", "passage_lang", "passage", "dataset"]
+
+
+class LeakageError(RuntimeError):
+    """Training data shares question ids or texts with the evaluation set."""
+
+
+def build_pairs(rset: RetrievalSet, candidate_text: str = "sentence",
+                kinds: tuple[str, ...] = ("mono", "cross")) -> pd.DataFrame:
+    """Every (question id, query language, passage language) combination of a retrieval set.
+
+    ``kinds`` picks monolingual rows (query language = passage language), cross-lingual
+    rows, or both. Passages are the answer sentences (``candidate_text`` as in
+    :meth:`RetrievalSet.candidate_texts`).
+    """
+    texts = rset.candidate_texts(candidate_text)
+    cand_lang = rset.candidates["lang"].to_numpy()
+    rows = []
+    for qid, qlang, qtext, rel in zip(rset.queries.question_id, rset.queries.lang,
+                                      rset.queries.text, rset.relevant):
+        for pos in rel:
+            plang = cand_lang[pos]
+            kind = "mono" if plang == qlang else "cross"
+            if kind in kinds:
+                rows.append((qid, qlang, qtext, plang, texts[pos], rset.name))
+    return pd.DataFrame(rows, columns=PAIR_COLUMNS)
+
+
+def as_dataset(pairs: pd.DataFrame):
+    """The pairs as a ``datasets.Dataset`` (same row order; the trainer reads query/passage)."""
+    from datasets import Dataset
+
+    return Dataset.from_pandas(pairs.reset_index(drop=True), preserve_index=False)
+
+
+def normalise_text(text: str) -> str:
+    """NFKC, case-folded, whitespace-collapsed: the form texts are compared in."""
+    return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip().casefold()
+
+
+def check_no_leakage(pairs: pd.DataFrame, eval_sets: list[RetrievalSet], *, max_examples: int = 5) -> dict:
+    """Refuse to train on evaluation data: no shared question id, query or sentence text.
+
+    Returns a summary dict when clean; raises :class:`LeakageError` naming what overlaps.
+    """
+    train_ids = set(pairs["question_id"])
+    train_texts = {normalise_text(t) for t in pd.concat([pairs["query"], pairs["passage"]]).unique()}
+    problems = []
+    for rset in eval_sets:
+        ids = train_ids & set(rset.queries.question_id)
+        eval_texts = {normalise_text(t) for t in pd.concat([rset.queries.text, rset.candidates.sentence]).unique()}
+        texts = train_texts & eval_texts
+        texts.discard("")
+        if ids:
+            problems.append(f"{len(ids)} question id(s) shared with {rset.name}, e.g. {sorted(ids)[:max_examples]}")
+        if texts:
+            problems.append(f"{len(texts)} text(s) shared with {rset.name}, e.g. {sorted(texts)[:max_examples]}")
+    if problems:
+        raise LeakageError(
+            "Training data overlaps the evaluation data: " + "; ".join(problems)
+            + ". Train on a different dataset (quick: MLQA-R -> evaluate XQuAD-R) or drop the overlap."
+        )
+    return {"train_question_ids": len(train_ids), "train_texts": len(train_texts),
+            "eval_sets": [r.name for r in eval_sets], "shared": 0}
+
+
+def drop_overlap(pairs: pd.DataFrame, eval_sets: list[RetrievalSet]) -> pd.DataFrame:
+    """Remove training rows whose id or texts occur in an evaluation set (used for the reverse fold)."""
+    ids, texts = set(), set()
+    for rset in eval_sets:
+        ids |= set(rset.queries.question_id)
+        texts |= {normalise_text(t) for t in pd.concat([rset.queries.text, rset.candidates.sentence])}
+    keep = ~pairs.question_id.isin(ids)
+    keep &= ~pairs["query"].map(normalise_text).isin(texts)
+    keep &= ~pairs["passage"].map(normalise_text).isin(texts)
+    return pairs[keep].reset_index(drop=True)

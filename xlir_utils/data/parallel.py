@@ -1,0 +1,45 @@
+"""Monolingual text for language adapters: NTREX-128 (11-way parallel news) and Tatoeba.
+
+Neither is derived from XQuAD-R or MLQA-R (their provenance notes record the check).
+"""
+from __future__ import annotations
+
+from .fetch import fetch
+from .registry import NTREX_CODES, TATOEBA_CODES, check_languages
+
+
+def _lines(path) -> list[str]:
+    with open(path, encoding="utf-8") as handle:
+        return [line.strip() for line in handle if line.strip()]
+
+
+def ntrex_sentences(lang: str) -> list[str]:
+    """The 1,997 NTREX-128 sentences of one XQuAD-R language."""
+    check_languages("xquad-r", [lang])
+    name = "newstest2019-src.eng.txt" if lang == "en" else f"newstest2019-ref.{NTREX_CODES[lang]}.txt"
+    return _lines(fetch(f"ntrex128/{name}"))
+
+
+def tatoeba_sentences(lang: str) -> list[str]:
+    """Tatoeba sentences in ``lang`` (for English: the English sides of every pair, deduplicated)."""
+    check_languages("xquad-r", [lang])
+    if lang != "en":
+        code = TATOEBA_CODES[lang]
+        return _lines(fetch(f"tatoeba-laser/tatoeba.{code}-eng.{code}"))
+    seen: dict[str, None] = {}
+    for code in TATOEBA_CODES.values():
+        for line in _lines(fetch(f"tatoeba-laser/tatoeba.{code}-eng.eng")):
+            seen.setdefault(line)
+    return list(seen)
+
+
+def monolingual_text(lang: str, sources: tuple[str, ...] = ("ntrex128", "tatoeba"),
+                     extra: list[str] | None = None, limit: int | None = None) -> list[str]:
+    """Sentences of one language for masked-language modelling, in a fixed order."""
+    readers = {"ntrex128": ntrex_sentences, "tatoeba": tatoeba_sentences}
+    unknown = set(sources) - set(readers)
+    if unknown:
+        raise ValueError(f"Unknown text source(s) {sorted(unknown)}; choose from {sorted(readers)}.")
+    texts = [t for source in sources for t in readers[source](lang)] + list(extra or [])
+    texts = list(dict.fromkeys(texts))
+    return texts[:limit] if limit else texts

@@ -1,0 +1,166 @@
+"""The data registry: every raw file the kit uses, with its canonical address and sha256.
+
+Like d2l's ``DATA_HUB``: a file is named by its path in the offline layout (the layout of
+``shared/data``: ``lareqa/xquad-r/en.json``, ``ntrex128/...``, ``tatoeba-laser/...``), and
+the registry gives where to download it and the checksum it must have.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import MLQA_R_LANGS, XQUAD_R_LANGS
+
+LAREQA_RAW = "https://raw.githubusercontent.com/google-research-datasets/lareqa"
+XQUAD_R_COMMIT = "5405d2a77e83d5ccb47623a3f9e5604c3f103193"
+MLQA_R_COMMIT = "354d67d1cd066854cdfbf5ad0e6105528976141d"  # removed from the default branch later
+NTREX_RAW = "https://raw.githubusercontent.com/MicrosoftTranslator/NTREX/8561f6a622db9edad1217683e5c83daefd8bb2bf"
+LASER_RAW = "https://raw.githubusercontent.com/facebookresearch/LASER/74bc6ae7ffb7cba670fe0f428d0ede9f666fb821"
+
+# ISO 639-1 (kit) -> the three-letter codes of NTREX-128 and Tatoeba/LASER file names.
+NTREX_CODES = {
+    "ar": "arb", "de": "deu", "el": "ell", "en": "eng", "es": "spa", "hi": "hin",
+    "ru": "rus", "th": "tha", "tr": "tur", "vi": "vie", "zh": "zho-CN",
+}
+TATOEBA_CODES = {
+    "ar": "ara", "de": "deu", "el": "ell", "es": "spa", "hi": "hin",
+    "ru": "rus", "th": "tha", "tr": "tur", "vi": "vie", "zh": "cmn",
+}
+
+XQUAD_R_SHA256 = {
+    "ar": "c52922d3b8ac1ae03ed5ac38647ad59870dca3dda2beefe18ecdc30729acb69d",
+    "de": "16fb0f4bf4916154b585a20c24c66074591c9718a1affe764ff4697572328949",
+    "el": "163fd43ee785a30eb534ae2061e9eaa766a7ee4e8ffce5e4b422480c150f64b6",
+    "en": "7b0954f39297c27a31fef610f0883337dd2907fa8699151dc922afdd0fa12ffe",
+    "es": "f8e836b2d91009c4363e04315f7ede363eedbbb49c67dda60de6c4aa782f58de",
+    "hi": "ea45ba8ae4513d1533b222bebdc02a90bc319c055d3aeea68584a053d2e92872",
+    "ru": "7f4dff853538b9a5fcc28c070b8bb983a5c5d190ac747b8e005a1ada9cab18f1",
+    "th": "c3a041864c3a9fb0b4dd91cfdf99cf36b411b3e704c58a303c97bc6dc786cfe4",
+    "tr": "f3e8c13002bbce154a4578f535f7533cb70f3da08840e6b62735935baec7bd94",
+    "vi": "e35926bf5cc6fc6ecbdfca49467aabeb454f08d152d7818143a906bd31dde995",
+    "zh": "80c2cde7b9c2fb134c303cbb52f2ba396ead9eb0014aec43993543d2ba9e93ed",
+}
+MLQA_R_SHA256 = {
+    "ar": "2132fbc03208535c0fe01f2e2c5121d06f9c2aa799af93b0a719dbc105bdf137",
+    "de": "ce9454dc5aa6f2d85c23cd6e49cb367fbb7c4c6e62d7f71e355c6b5dae4d0886",
+    "en": "fedd9a5cc0848dda80caf84aa36f482adaae230526a3f6e9e86926a93ef3b1e4",
+    "es": "70ecba276b8c96a692b120693a595d076ce94ad21d4b28311538a9fcbfe0f9d7",
+    "hi": "4dd0fb3c06f737a5481d705bc1dcac7876712a5815c9265908fbb3a0696cb654",
+    "vi": "9d3baff6ba03e6793b25594217265ea59a136b9733833dca8a9582a84a78ff85",
+    "zh": "57f01d2fff50cf3392805635b01445339f225ad5bf28ba8443b12f8dbd1e69dc",
+}
+NTREX_SHA256 = {
+    "DOCUMENT_IDS.tsv": "88a8b0ff1eae47e83f60dcde01075b8c87d75ced59ca09e0af1eb539958e05d5",
+    "newstest2019-ref.arb.txt": "d271c8645933421f760eba8ed8cc1ceaaa052f917d9c2839b8abb27e0ded71e6",
+    "newstest2019-ref.deu.txt": "259d7406a07b63e6b5b9c4a22fb76b85e2578a3fa0a4e541a50f4f7348e5c1b2",
+    "newstest2019-ref.ell.txt": "cd9c8eda1b54f4b504b33769db7e56e26ba9ae768a64e13e0eef02a9ee9867fc",
+    "newstest2019-ref.hin.txt": "10d612b3960dc1f90d297aff7e3c6d39e6eb7221b912cef0c053d9f510e41bbc",
+    "newstest2019-ref.rus.txt": "a7e3601298b0368659a5c006c52809cf6792e02eb94bde9b9693333278d85732",
+    "newstest2019-ref.spa.txt": "0ad8129e5ce0bea86ba7e0ea0db0504d6626b8a4d2a7cf4c44b7791c70e99b84",
+    "newstest2019-ref.tha.txt": "45a57c4f9fdbae282eb2c94821535ae3c88b09186a23c5506eb0907ba429d6a5",
+    "newstest2019-ref.tur.txt": "bd0c3978cb7d283ee5f8834d90a32fe2ffd0c71e4b133c677cff259d07a70ea9",
+    "newstest2019-ref.vie.txt": "dd5d16cf246da57f5ccb7490ae13b8df428e7cb53e17fa04552406d657abfe3c",
+    "newstest2019-ref.zho-CN.txt": "8bcd6f0868d33f26c8da12f55a82f66088a7b60a5f7b0b1a99dcec51daa8054a",
+    "newstest2019-src.eng.txt": "389e8f5796c66db4f646dfad33e1ec622d74767af5ef112b42a1f2cd814df3cc",
+}
+TATOEBA_SHA256 = {
+    "tatoeba.ara-eng.ara": "e67a0ae072b79cd9e8eb09f166c3bc0b23488d39f5720f2ee0a8350ae17b719f",
+    "tatoeba.ara-eng.eng": "3c11838c963f598a52dcf2f452b666353538257001db5c59c3a5f54a999b336b",
+    "tatoeba.cmn-eng.cmn": "965d033966fcd186c89741ad49ab4b0a0b2bbd33e02666635ff3b2be23c1ac1f",
+    "tatoeba.cmn-eng.eng": "29ba36232488f5806aceccac57c59c5e750ddd08edb40eef417e3ada9ff9a239",
+    "tatoeba.deu-eng.deu": "edfa6f75a42554df388f45891735d5e4214158a99def4b73b5908af4a3054551",
+    "tatoeba.deu-eng.eng": "eb9cc83a42f2c4b22f310d05311207e41abb56c2a084666cac3ee0f84d2d0b84",
+    "tatoeba.ell-eng.ell": "4fb3d3d30bdafd15100dfad5c4680f8f2ed5ca87ed0a6122e2fe2aa21fee65e8",
+    "tatoeba.ell-eng.eng": "1f630710e718e2f85a4e757d3c7f3d6e78ded0b25c99653b4c552138318d9ffe",
+    "tatoeba.hin-eng.eng": "adfce2269a55dbac69b25c0f4f6eb89e0f9383165485925a2e042e61b9480562",
+    "tatoeba.hin-eng.hin": "15e4fb0a394be4438319f1d6955d1aea226e2a8c5ad38798b23b76ae43d742ed",
+    "tatoeba.rus-eng.eng": "7b26f52d6085b7c4944d6f5f6f5b6e1932085b42112f1444db515ce59e878fb8",
+    "tatoeba.rus-eng.rus": "446ff2cae66053c2277d9735b2c2df6b786cae258385f7ade7bed68d8835c6a0",
+    "tatoeba.spa-eng.eng": "89e4470f4572040b1ca94b3edad97dcd8bd2f0141f072e12933b8659dadf917d",
+    "tatoeba.spa-eng.spa": "f9628cea40481e8251f0999718bd893cff0f261752f5e526b3bc20284e2ca018",
+    "tatoeba.tha-eng.eng": "2881c82d2c5fa59cf0a68bc9e012f5e0b0a716f7357cbecf77c247efc2fd7294",
+    "tatoeba.tha-eng.tha": "65c7b3c01a56a1ac8971e72e0ea8e74a027718dc84044d8802c0ab36395a3156",
+    "tatoeba.tur-eng.eng": "a768df7dd3d1344f872a458b32c3a65e24f8381826ccb16ba6677426176c8121",
+    "tatoeba.tur-eng.tur": "1ffa0acc006018b3105abda41a4d4ca42f3c122964a49b71793546367b079a86",
+    "tatoeba.vie-eng.eng": "a1f60bd8ae6c42224a4c050d2aa1ff4242d14827d64d7831e96ecf2b2c367f5f",
+    "tatoeba.vie-eng.vie": "6dbb02d778b0bfc8678cd85f87db76de55dd7e409a26fe32ad42d50e0f1fff77",
+}
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One raw file: its path in the offline layout, its download address and checksum."""
+
+    dataset: str
+    path: str  # relative path in the offline layout (and under data/raw)
+    url: str
+    sha256: str
+    licence: str
+
+
+LICENCES = {
+    "xquad-r": "CC BY-SA 4.0",
+    "mlqa-r": "CC BY-NC 4.0",
+    "ntrex128": "CC BY-SA 4.0",
+    "tatoeba": "CC BY 2.0 FR (Tatoeba sentences)",
+}
+LANGUAGES = {"xquad-r": XQUAD_R_LANGS, "mlqa-r": MLQA_R_LANGS}
+
+
+def _lareqa_files() -> list[RemoteFile]:
+    files = [
+        RemoteFile("xquad-r", f"lareqa/xquad-r/{lang}.json",
+                   f"{LAREQA_RAW}/{XQUAD_R_COMMIT}/xquad-r/{lang}.json", sha, LICENCES["xquad-r"])
+        for lang, sha in XQUAD_R_SHA256.items()
+    ]
+    files += [
+        RemoteFile("mlqa-r", f"lareqa/mlqa-r/{lang}.json",
+                   f"{LAREQA_RAW}/{MLQA_R_COMMIT}/mlqa-r/{lang}.json", sha, LICENCES["mlqa-r"])
+        for lang, sha in MLQA_R_SHA256.items()
+    ]
+    return files
+
+
+def _parallel_files() -> list[RemoteFile]:
+    files = []
+    for name, sha in NTREX_SHA256.items():
+        upstream = name if name.endswith(".tsv") else f"NTREX-128/{name}"
+        files.append(RemoteFile("ntrex128", f"ntrex128/{name}", f"{NTREX_RAW}/{upstream}", sha,
+                                LICENCES["ntrex128"]))
+    for name, sha in TATOEBA_SHA256.items():
+        files.append(RemoteFile("tatoeba", f"tatoeba-laser/{name}",
+                                f"{LASER_RAW}/data/tatoeba/v1/{name}", sha, LICENCES["tatoeba"]))
+    return files
+
+
+REGISTRY: dict[str, RemoteFile] = {f.path: f for f in _lareqa_files() + _parallel_files()}
+
+
+def check_languages(dataset: str, languages) -> tuple[str, ...]:
+    """Validate language codes for a dataset; an unknown code raises a clear ValueError."""
+    if dataset not in LANGUAGES:
+        raise ValueError(f"Unknown dataset {dataset!r}; choose one of {sorted(LANGUAGES)}.")
+    known = LANGUAGES[dataset]
+    if languages is None:
+        return known
+    languages = tuple(languages)
+    bad = [lang for lang in languages if lang not in known]
+    if bad:
+        raise ValueError(
+            f"Unknown language code(s) {bad} for {dataset}; it has {', '.join(known)} "
+            "(ISO 639-1 codes, e.g. 'zh' not 'zh-CN')."
+        )
+    return languages
+
+
+def lareqa_file(dataset: str, lang: str) -> RemoteFile:
+    """The registry entry of one LAReQA language file."""
+    check_languages(dataset, [lang])
+    return REGISTRY[f"lareqa/{dataset}/{lang}.json"]
+
+
+def files_of(dataset: str) -> list[RemoteFile]:
+    """Every registered file of a dataset (``xquad-r``, ``mlqa-r``, ``ntrex128``, ``tatoeba``)."""
+    files = [f for f in REGISTRY.values() if f.dataset == dataset]
+    if not files:
+        raise ValueError(f"Unknown dataset {dataset!r}; registered: {sorted({f.dataset for f in REGISTRY.values()})}.")
+    return files

@@ -56,11 +56,23 @@ class RetrievalSet:
                 for i, rel in enumerate(self.relevant) for j in rel]
         return pd.DataFrame(rows, columns=["query_id", "candidate_id"])
 
+    def parallel_answers(self, question_id: str) -> pd.DataFrame:
+        """One question in every language beside its relevant answer sentence."""
+        rows = []
+        for i in np.flatnonzero(self.queries.question_id.to_numpy() == question_id):
+            lang = self.queries.lang.iat[i]
+            rel = self.candidates.iloc[self.relevant[i]]
+            rows.append({"lang": lang, "question": self.queries.text.iat[i],
+                         "answer sentence": rel[rel.lang == lang].sentence.iat[0]})
+        if not rows:
+            raise KeyError(f"question id {question_id!r} is not in {self.name}")
+        return pd.DataFrame(rows).set_index("lang")
+
     def counts(self) -> pd.DataFrame:
         """Per-language counts of queries and candidates."""
         q = self.queries.groupby("lang").size().rename("queries")
         c = self.candidates.groupby("lang").size().rename("candidates")
-        return pd.concat([q, c], axis=1).fillna(0).astype(int).loc[list(self.languages)]
+        return pd.concat([q, c], axis=1).reindex(list(self.languages)).fillna(0).astype(int)
 
 
 def _read_json(path: Path) -> dict:

@@ -1,0 +1,513 @@
+"""Batch sampling for hybrid batch training (paper §1; notebook 02).
+
+Each batch is a list of row positions into the *pairs table* (one row per
+``(question_id, query_lang, passage_lang)``, columns :data:`REQUIRED_COLUMNS`):
+
+* **X-X** (``kind="mono"``): one language drawn uniformly among the training languages that
+  still have at least ``batch_size`` unused items in the batch's dataset; every row is the
+  monolingual pair of that language.
+* **X-Y** (``kind="cross"``): every row has ``query_lang != passage_lang``; for each item the
+  ordered language pair is drawn uniformly among the cross-lingual rows the item has.
+* **Hybrid(alpha)**: per batch, X-X with probability ``alpha``, else X-Y
+  (``alpha=1`` is X-X, ``alpha=0`` is X-Y).
+* **Several datasets**: the dataset of each batch is drawn with ``p ∝ n_items ** (1 / T)``
+  (``T = dataset_temperature``; 1 = proportional to size, larger = flatter).
+
+An *item* is a ``(dataset, question_id)``. No batch holds two rows of one item, so a
+translation of the positive is never scored as an in-batch negative.
+
+**Epoch.** Within an epoch each item is used at most once (in one batch, as one row).
+Batches are drawn one after another -- dataset, then kind, then language, then items
+uniformly among that dataset's unused items that can serve the batch -- and the epoch
+ends at the first batch that cannot be filled as drawn: an X-X draw when no language of
+the dataset has ``batch_size`` unused items left, or an X-Y draw when fewer than
+``batch_size`` unused items with a cross-lingual row remain. A language with fewer than
+``batch_size`` unused items simply leaves the X-X language draw for the rest of the epoch.
+Items left over return in the next epoch. Batches are always full (``drop_last`` is
+ignored). The whole epoch is planned up front from ``(seed, epoch)``, so ``len()`` is exact
+and :meth:`HybridBatchSampler.plan` shows what an epoch will yield.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch.utils.data import Sampler
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("question_id", "query_lang", "query", "passage_lang", "passage", "dataset")
+KINDS = ("mono", "cross")
+
+
+@dataclass(frozen=True)
+class BatchInfo:
+    """One planned batch: where it sits, what kind it is, and its row positions."""
+
+    epoch: int
+    batch: int  # position within the epoch
+    dataset: str
+    kind: str  # "mono" (X-X) or "cross" (X-Y)
+    lang: str  # the X-X language; "" for a cross batch
+    lang_pairs: str  # sorted distinct "query>passage" language pairs, comma-separated
+    indices: tuple[int, ...]
+
+    def record(self) -> dict[str, Any]:
+        """A flat dict for logging (CSV-friendly; no row indices)."""
+        d = asdict(self)
+        d["n_rows"] = len(d.pop("indices"))
+        return d
+
+
+@dataclass
+class _Pool:
+    """Static per-dataset index: items, their monolingual rows and cross-lingual rows."""
+
+    name: str
+    n_items: int
+    mono: np.ndarray  # (n_items, n_langs) row position of the (l, l) pair, -1 if absent
+    has_mono: np.ndarray  # (n_items, n_langs) bool
+    cross_ptr: np.ndarray  # (n_items + 1,) CSR offsets into cross_rows
+    cross_rows: np.ndarray  # row positions of cross-lingual pairs, grouped by item
+    cross_count: np.ndarray  # (n_items,)
+
+
+def _check_pairs(pairs: Any) -> pd.DataFrame:
+    if not isinstance(pairs, pd.DataFrame):
+        raise ValueError(f"pairs must be a pandas DataFrame, got {type(pairs).__name__}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in pairs.columns]
+    if missing:
+        raise ValueError(
+            f"pairs table lacks column(s) {missing}; expected {list(REQUIRED_COLUMNS)} "
+            "(build it with xlir_utils.data.pairs)"
+        )
+    if len(pairs) == 0:
+        raise ValueError("pairs table is empty")
+    for col in ("question_id", "query_lang", "passage_lang", "dataset"):
+        if pairs[col].isna().any():
+            raise ValueError(f"pairs column {col!r} has {int(pairs[col].isna().sum())} missing value(s)")
+    key = ["dataset", "question_id", "query_lang", "passage_lang"]
+    dup = pairs.duplicated(key, keep=False)
+    if dup.any():
+        ex = pairs.loc[dup, key].iloc[0].to_dict()
+        raise ValueError(
+            f"pairs table has {int(dup.sum())} rows sharing (dataset, question_id, query_lang, passage_lang), "
+            f"e.g. {ex}; expected one row per combination"
+        )
+    return pairs
+
+
+def _check_alpha(alpha: Any) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, Real) or not (0.0 <= float(alpha) <= 1.0):
+        raise ValueError(f"alpha (probability of a monolingual X-X batch) must be in [0, 1], got {alpha!r}")
+    return float(alpha)
+
+
+def _check_batch_size(batch_size: Any) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, Integral) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return int(batch_size)
+
+
+class HybridBatchSampler(Sampler[list[int]]):
+    """Hybrid X-X / X-Y batch sampler over a pairs table (see the module docstring).
+
+    Iterating yields lists of row positions (``iloc``) into ``pairs``; the same positions
+    index a :class:`datasets.Dataset` built from ``pairs`` in the same row order.
+    Deterministic for ``(seed, epoch)``; :meth:`set_epoch` picks the epoch, and a complete
+    pass advances it by one. Every yielded batch is appended to :attr:`history` (a list of
+    :meth:`BatchInfo.record` dicts) and passed to ``on_batch`` if given.
+
+    Args:
+        pairs: the pairs table (:data:`REQUIRED_COLUMNS`).
+        batch_size: rows per batch (all batches are full).
+        alpha: probability of an X-X batch (1 = X-X only, 0 = X-Y only).
+        seed: base seed; epoch ``e`` uses ``SeedSequence([seed, e])``.
+        languages: training languages (rows whose query or passage language is outside are
+            ignored); default every language in ``pairs``.
+        dataset_temperature: ``T`` in ``p(dataset) ∝ n_items ** (1 / T)``.
+        on_batch: called with each yielded batch's record (e.g. a CSV logger).
+    """
+
+    def __init__(
+        self,
+        pairs: pd.DataFrame,
+        batch_size: int,
+        alpha: float = 0.5,
+        *,
+        seed: int = 0,
+        languages: Sequence[str] | None = None,
+        dataset_temperature: float = 1.0,
+        on_batch: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        pairs = _check_pairs(pairs)
+        self.batch_size = _check_batch_size(batch_size)
+        self.alpha = _check_alpha(alpha)
+        if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        self.seed = int(seed)
+        if isinstance(dataset_temperature, bool) or not isinstance(dataset_temperature, Real) or not (
+            math.isfinite(dataset_temperature) and dataset_temperature > 0
+        ):
+            raise ValueError(f"dataset_temperature must be a finite number > 0, got {dataset_temperature!r}")
+        self.dataset_temperature = float(dataset_temperature)
+        self.on_batch = on_batch
+        # attributes sentence-transformers / accelerate may look at on a batch sampler
+        self.drop_last = True
+        self.sampler = None
+        self.generator = None
+        self.valid_label_columns = None
+
+        present = set(pairs["query_lang"].astype(str)) | set(pairs["passage_lang"].astype(str))
+        if languages is None:
+            langs = sorted(present)
+        else:
+            langs = sorted({str(lang) for lang in languages})
+            unknown = sorted(set(langs) - present)
+            if not langs or unknown:
+                raise ValueError(
+                    f"languages {unknown or list(languages)} do not occur in the pairs table "
+                    f"(it has {sorted(present)})"
+                )
+        self.languages: tuple[str, ...] = tuple(langs)
+        self.n_rows = len(pairs)
+        self._pools = self._index(pairs)
+        self.datasets: tuple[str, ...] = tuple(p.name for p in self._pools)
+        sizes = np.array([p.n_items for p in self._pools], dtype=float)
+        w = sizes ** (1.0 / self.dataset_temperature)
+        self.dataset_probs: dict[str, float] = dict(zip(self.datasets, (w / w.sum()).tolist()))
+        self._probs = w / w.sum()
+        self._check_feasible()
+
+        self.epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self._plans: dict[int, list[BatchInfo]] = {}
+
+    # ------------------------------------------------------------------ index
+    def _index(self, pairs: pd.DataFrame) -> list[_Pool]:
+        lang_code = {lang: i for i, lang in enumerate(self.languages)}
+        ql = pairs["query_lang"].astype(str).map(lang_code).fillna(-1).to_numpy(dtype=np.int64)
+        pl = pairs["passage_lang"].astype(str).map(lang_code).fillna(-1).to_numpy(dtype=np.int64)
+        self._ql, self._pl = ql, pl
+        keep = (ql >= 0) & (pl >= 0)
+        ds = pairs["dataset"].astype(str).to_numpy()
+        qid = pairs["question_id"].astype(str).to_numpy()
+        n_langs = len(self.languages)
+        pools = []
+        for name in sorted(set(ds[keep])):
+            rows = np.flatnonzero(keep & (ds == name))
+            item, _ = pd.factorize(qid[rows], sort=True)
+            n_items = int(item.max()) + 1
+            mono = np.full((n_items, n_langs), -1, dtype=np.int64)
+            is_mono = ql[rows] == pl[rows]
+            mono[item[is_mono], ql[rows][is_mono]] = rows[is_mono]
+            c_rows, c_item = rows[~is_mono], item[~is_mono]
+            order = np.lexsort((c_rows, c_item))
+            count = np.bincount(c_item, minlength=n_items)
+            pools.append(
+                _Pool(
+                    name=name,
+                    n_items=n_items,
+                    mono=mono,
+                    has_mono=mono >= 0,
+                    cross_ptr=np.concatenate([[0], np.cumsum(count)]),
+                    cross_rows=c_rows[order],
+                    cross_count=count,
+                )
+            )
+        if not pools:
+            raise ValueError(f"no rows of the pairs table have both languages in {list(self.languages)}")
+        return pools
+
+    def _check_feasible(self) -> None:
+        b = self.batch_size
+        for pool in self._pools:
+            if self.alpha > 0:
+                per_lang = pool.has_mono.sum(axis=0)
+                best = int(per_lang.argmax())
+                if per_lang[best] < b:
+                    raise ValueError(
+                        f"batch_size {b} is larger than the data: dataset {pool.name!r} has at most "
+                        f"{int(per_lang[best])} items with a monolingual pair in one language "
+                        f"({self.languages[best]}), so no X-X batch can be filled (alpha={self.alpha})"
+                    )
+            if self.alpha < 1:
+                n_cross = int((pool.cross_count > 0).sum())
+                if n_cross < b:
+                    raise ValueError(
+                        f"batch_size {b} is larger than the data: dataset {pool.name!r} has {n_cross} items "
+                        f"with a cross-lingual pair, so no X-Y batch can be filled (alpha={self.alpha})"
+                    )
+
+    # ------------------------------------------------------------------ planning
+    def plan(self, epoch: int | None = None) -> list[BatchInfo]:
+        """The batches epoch ``epoch`` (default: the current one) yields, computed deterministically."""
+        epoch = self.epoch if epoch is None else int(epoch)
+        if epoch not in self._plans:
+            if len(self._plans) >= 2:
+                self._plans.pop(next(iter(self._plans)))
+            self._plans[epoch] = self._make_plan(epoch)
+        return self._plans[epoch]
+
+    def _make_plan(self, epoch: int) -> list[BatchInfo]:
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch]))
+        b, n_langs = self.batch_size, len(self.languages)
+        states = []
+        for pool in self._pools:  # fixed order of rng use: deterministic
+            lang_perm = [rng.permutation(np.flatnonzero(pool.has_mono[:, lang])) for lang in range(n_langs)]
+            cross_perm = rng.permutation(np.flatnonzero(pool.cross_count > 0))
+            states.append(
+                {
+                    "used": np.zeros(pool.n_items, dtype=bool),
+                    "lang_perm": lang_perm,
+                    "lang_ptr": [0] * n_langs,
+                    "lang_left": pool.has_mono.sum(axis=0),
+                    "cross_perm": cross_perm,
+                    "cross_ptr": 0,
+                    "cross_left": len(cross_perm),
+                }
+            )
+
+        def take(st: dict, perm: np.ndarray, ptr: int) -> tuple[np.ndarray, int]:
+            # next b unused items of a random permutation = b items uniform among the unused ones
+            used, out = st["used"], []
+            while len(out) < b:
+                it = perm[ptr]
+                ptr += 1
+                if not used[it]:
+                    out.append(it)
+            return np.asarray(out, dtype=np.int64), ptr
+
+        batches: list[BatchInfo] = []
+        n_ds = len(self._pools)
+        while True:
+            d = int(rng.choice(n_ds, p=self._probs)) if n_ds > 1 else 0
+            mono = bool(rng.random() < self.alpha)
+            pool, st = self._pools[d], states[d]
+            if mono:
+                eligible = np.flatnonzero(st["lang_left"] >= b)
+                if eligible.size == 0:
+                    break
+                lang = int(eligible[rng.integers(eligible.size)])
+                items, st["lang_ptr"][lang] = take(st, st["lang_perm"][lang], st["lang_ptr"][lang])
+                rows = pool.mono[items, lang]
+            else:
+                if st["cross_left"] < b:
+                    break
+                items, st["cross_ptr"] = take(st, st["cross_perm"], st["cross_ptr"])
+                offs = rng.integers(0, pool.cross_count[items])
+                rows = pool.cross_rows[pool.cross_ptr[items] + offs]
+            st["used"][items] = True
+            st["lang_left"] = st["lang_left"] - pool.has_mono[items].sum(axis=0)
+            st["cross_left"] -= int((pool.cross_count[items] > 0).sum())
+            codes = np.unique(self._ql[rows] * n_langs + self._pl[rows])
+            batches.append(
+                BatchInfo(
+                    epoch=epoch,
+                    batch=len(batches),
+                    dataset=pool.name,
+                    kind="mono" if mono else "cross",
+                    lang=self.languages[lang] if mono else "",
+                    lang_pairs=",".join(f"{self.languages[c // n_langs]}>{self.languages[c % n_langs]}" for c in codes),
+                    indices=tuple(int(r) for r in rows),
+                )
+            )
+        return batches
+
+    def unused_items(self, epoch: int | None = None) -> dict[str, int]:
+        """Items per dataset that epoch ``epoch`` leaves unused (they return next epoch)."""
+        used: dict[str, int] = {name: 0 for name in self.datasets}
+        for info in self.plan(epoch):
+            used[info.dataset] += len(info.indices)
+        return {p.name: p.n_items - used[p.name] for p in self._pools}
+
+    # ------------------------------------------------------------------ sampler protocol
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose (deterministic) plan the next iteration yields."""
+        if isinstance(epoch, bool) or not isinstance(epoch, Integral) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        """Number of batches in the current epoch (exact)."""
+        return len(self.plan(self.epoch))
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch = self.epoch
+        for info in self.plan(epoch):
+            rec = info.record()
+            self.history.append(rec)
+            if self.on_batch is not None:
+                self.on_batch(rec)
+            yield list(info.indices)
+        if self.epoch == epoch:  # a complete pass moves on to the next epoch
+            self.epoch = epoch + 1
+
+    def iter_steps(self, n_steps: int) -> Iterator[list[int]]:
+        """Exactly ``n_steps`` batches for a plain training loop, moving on through epochs."""
+        done = 0
+        while done < n_steps:
+            for batch in self:
+                yield batch
+                done += 1
+                if done == n_steps:
+                    return
+
+    # ------------------------------------------------------------------ logging
+    def history_frame(self) -> pd.DataFrame:
+        """:attr:`history` as a DataFrame (one row per yielded batch)."""
+        return pd.DataFrame(self.history, columns=["epoch", "batch", "dataset", "kind", "lang", "lang_pairs", "n_rows"])
+
+    def mono_share(self) -> float:
+        """Realised share of X-X batches among those yielded so far (nan before any)."""
+        if not self.history:
+            return float("nan")
+        return sum(r["kind"] == "mono" for r in self.history) / len(self.history)
+
+    def __repr__(self) -> str:
+        return (
+            f"HybridBatchSampler(batch_size={self.batch_size}, alpha={self.alpha}, seed={self.seed}, "
+            f"languages={list(self.languages)}, datasets={self.dataset_probs}, epoch={self.epoch})"
+        )
+
+
+def xx_sampler(pairs: pd.DataFrame, batch_size: int, **kwargs: Any) -> HybridBatchSampler:
+    """X-X (monolingual) batching: :class:`HybridBatchSampler` with ``alpha=1``."""
+    return HybridBatchSampler(pairs, batch_size, alpha=1.0, **kwargs)
+
+
+def xy_sampler(pairs: pd.DataFrame, batch_size: int, **kwargs: Any) -> HybridBatchSampler:
+    """X-Y (cross-lingual) batching: :class:`HybridBatchSampler` with ``alpha=0``."""
+    return HybridBatchSampler(pairs, batch_size, alpha=0.0, **kwargs)
+
+
+def sampling_alpha(sampling: str, alpha: float = 0.5) -> float:
+    """The alpha of a named strategy: ``"x-x"`` → 1, ``"x-y"`` → 0, ``"hybrid"`` → ``alpha``."""
+    key = sampling.strip().lower().replace("_", "-")
+    if key in ("x-x", "xx", "mono"):
+        return 1.0
+    if key in ("x-y", "xy", "cross"):
+        return 0.0
+    if key == "hybrid":
+        return _check_alpha(alpha)
+    raise ValueError(f"unknown sampling {sampling!r}; choose 'x-x', 'x-y' or 'hybrid'")
+
+
+# ---------------------------------------------------------------------- sentence-transformers
+class HybridSamplerFactory:
+    """``batch_sampler=`` callable for ``SentenceTransformerTrainingArguments``.
+
+    The trainer calls it as ``factory(dataset, batch_size=..., drop_last=..., valid_label_columns=...,
+    generator=..., seed=...)``. For the training dataset (same length as ``pairs``: build it with
+    :func:`trainer_dataset`) it returns a :class:`HybridBatchSampler` using the trainer's batch
+    size and this factory's ``seed`` (the trainer's ``seed`` argument is ignored: it is always 0);
+    the last one built is :attr:`sampler` (read its ``history`` for logging; ``trainer.train()``
+    builds a fresh one, so read it after training starts). ``accelerate`` fetches one batch ahead,
+    so ``history`` may hold one batch more than the optimiser steps taken. Any other dataset
+    (an ``eval_dataset``) gets plain sequential batches. Pickling keeps only the settings, so the
+    trainer's ``training_args.bin`` stays small and never holds the pairs table.
+    """
+
+    def __init__(self, pairs: pd.DataFrame, *, alpha: float, seed: int, **kwargs: Any) -> None:
+        self.pairs = _check_pairs(pairs)
+        self.alpha = _check_alpha(alpha)
+        self.seed = seed
+        self.kwargs = kwargs
+        self.sampler: HybridBatchSampler | None = None
+
+    def __call__(
+        self,
+        dataset: Any,
+        batch_size: int,
+        drop_last: bool = False,
+        valid_label_columns: list[str] | None = None,
+        generator: Any = None,
+        seed: int = 0,
+    ) -> Any:
+        if self.pairs is None:
+            raise ValueError("this HybridSamplerFactory was unpickled without its pairs table; build a new one")
+        if len(dataset) != len(self.pairs):
+            from torch.utils.data import BatchSampler, SequentialSampler
+
+            logger.info("dataset of %d rows is not the training pairs table: sequential batches", len(dataset))
+            return BatchSampler(SequentialSampler(range(len(dataset))), batch_size, drop_last)
+        cols = getattr(dataset, "column_names", None) or []
+        for col in ("query", "passage"):
+            if col in cols:
+                probe = np.linspace(0, len(dataset) - 1, num=min(5, len(dataset))).astype(int).tolist()
+                got, want = dataset[probe][col], self.pairs[col].iloc[probe].tolist()
+                if not all(str(g).endswith(str(w)) for g, w in zip(got, want)):
+                    raise ValueError(
+                        f"the trainer's dataset column {col!r} does not match the pairs table row for row; "
+                        "build the dataset with xlir_utils.sampling.trainer_dataset(pairs) (same row order)"
+                    )
+        self.sampler = HybridBatchSampler(self.pairs, batch_size, self.alpha, seed=self.seed, **self.kwargs)
+        return self.sampler
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            "alpha": self.alpha,
+            "seed": self.seed,
+            "kwargs": {k: v for k, v in self.kwargs.items() if k != "on_batch"},
+            "pairs": None,
+            "sampler": None,
+        }
+
+    def __repr__(self) -> str:
+        return f"HybridSamplerFactory(alpha={self.alpha}, seed={self.seed}, {self.kwargs})"
+
+
+def trainer_batch_sampler(pairs: pd.DataFrame, *, alpha: float, seed: int, **kwargs: Any) -> HybridSamplerFactory:
+    """A :class:`HybridSamplerFactory` to pass as ``SentenceTransformerTrainingArguments(batch_sampler=...)``."""
+    return HybridSamplerFactory(pairs, alpha=alpha, seed=seed, **kwargs)
+
+
+def trainer_dataset(pairs: pd.DataFrame, columns: Sequence[str] = ("query", "passage")) -> Any:
+    """The :class:`datasets.Dataset` the trainer sees: only ``columns`` (every column is fed to
+    the loss), same row order as ``pairs``."""
+    from datasets import Dataset
+
+    missing = [c for c in columns if c not in pairs.columns]
+    if missing:
+        raise ValueError(f"pairs table lacks column(s) {missing} for the trainer dataset")
+    return Dataset.from_pandas(pairs[list(columns)].reset_index(drop=True), preserve_index=False)
+
+
+def describe_batch(pairs_df: pd.DataFrame, indices: Sequence[int], width: int = 60) -> pd.DataFrame:
+    """A small view of one batch: dataset, question_id, languages and truncated texts, by row position."""
+    idx = [int(i) for i in indices]
+    bad = [i for i in idx if not 0 <= i < len(pairs_df)]
+    if bad:
+        raise ValueError(f"row positions {bad[:5]} are outside the pairs table (0..{len(pairs_df) - 1})")
+
+    def cut(s: Any) -> str:
+        s = str(s)
+        return s if len(s) <= width else s[: width - 1] + "…"
+
+    cols = [c for c in ("dataset", "question_id", "query_lang", "passage_lang") if c in pairs_df.columns]
+    out = pairs_df.iloc[idx][cols].copy()
+    for col in ("query", "passage"):
+        if col in pairs_df.columns:
+            out[col] = pairs_df[col].iloc[idx].map(cut).to_numpy()
+    out.index = pd.Index(idx, name="row")
+    return out
+
+
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "BatchInfo",
+    "HybridBatchSampler",
+    "HybridSamplerFactory",
+    "describe_batch",
+    "sampling_alpha",
+    "trainer_batch_sampler",
+    "trainer_dataset",
+    "xx_sampler",
+    "xy_sampler",
+]

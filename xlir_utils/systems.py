@@ -1,0 +1,137 @@
+"""The systems notebook 04 evaluates: zero-shot baselines and every finished run.
+
+A *system* is a label, a training description and a way to embed texts. Embeddings of each
+(system, dataset) are kept under the cache (``eval/<profile>/<system>/<dataset>.npz``) with
+the fingerprint of what produced them, so notebook 05 (bias analysis, LIR) reads them
+without re-encoding, and a changed model is never read stale.
+"""
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import paths
+from .io_utils import atomic_write_bytes
+
+EncodeFn = Callable[[Sequence[str], Sequence[str], str], np.ndarray]  # (texts, langs, kind)
+
+
+@dataclass(frozen=True)
+class System:
+    """Something to evaluate: ``encode(texts, langs, kind)`` returns L2-normalised rows."""
+
+    label: str  # unique, e.g. "e5-small-offline", "full-hybrid", "adapters-per-side"
+    training: str  # "zero-shot", "X-X", "X-Y", "hybrid", "adapters: per-side", ...
+    model_name: str  # the base model
+    fingerprint: str  # what produced the embeddings (keys the stored embeddings)
+    encode: EncodeFn
+
+
+def encoder_system(label: str, training: str, model, model_name: str, batch_tokens: int) -> System:
+    """A system from a plain sentence-transformers model (no routing)."""
+    from .encoders.encode import encode, model_fingerprint
+
+    def run(texts, langs, kind):
+        return encode(model, list(texts), kind, batch_tokens=batch_tokens)
+
+    return System(label, training, model_name, model_fingerprint(model), run)
+
+
+def baseline_systems(profile) -> list[System]:
+    """The profile's zero-shot baselines (hub models fail fast offline, with the fix)."""
+    from .encoders.registry import load_encoder
+
+    return [encoder_system(name, "zero-shot", load_encoder(name, profile), name, profile.encode_batch_tokens)
+            for name in profile.baselines]
+
+
+def full_run_systems(profile) -> list[System]:
+    """Every finished full fine-tuning run (``runs/<profile>/full-*``)."""
+    from .encoders.registry import load_encoder
+    from .training import finished_runs
+
+    systems = []
+    for run_dir in finished_runs(paths.runs_dir(profile.name)):
+        if not run_dir.name.startswith("full-"):
+            continue
+        record = json.loads((run_dir / "run.json").read_text())
+        sampling = record["spec"]["sampling"]
+        alpha = record["spec"]["alpha"]
+        training = sampling if run_dir.name == f"full-{sampling}" else f"{sampling} (alpha={alpha:g})"
+        model = load_encoder(str(run_dir / "model"), profile)
+        systems.append(encoder_system(run_dir.name, training, model, record["spec"]["base_model"],
+                                      profile.encode_batch_tokens))
+    return systems
+
+
+def embeddings_path(profile_name: str, label: str, dataset: str) -> Path:
+    return paths.cache_dir() / "eval" / profile_name / label / f"{dataset}.npz"
+
+
+def embed_retrieval_set(system: System, rset, candidate_text: str, profile_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Query and candidate embeddings of a retrieval set (stored for notebook 05)."""
+    path = embeddings_path(profile_name, system.label, rset.name)
+    key = f"{system.fingerprint}|{candidate_text}|{len(rset.queries)}|{len(rset.candidates)}"
+    stored = load_embeddings(path, key)
+    if stored is not None:
+        return stored
+    q = system.encode(rset.queries.text.tolist(), rset.queries.lang.tolist(), "query")
+    c = system.encode(rset.candidate_texts(candidate_text), rset.candidates.lang.tolist(), "passage")
+    buffer = io.BytesIO()
+    np.savez(buffer, queries=q.astype(np.float32), candidates=c.astype(np.float32), key=np.array(key))
+    atomic_write_bytes(buffer.getvalue(), path)
+    return q, c
+
+
+def load_embeddings(path: Path, key: str | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Stored (queries, candidates) embeddings, or None if absent, unreadable or of another key."""
+    try:
+        with np.load(path) as f:
+            if key is not None and str(f["key"]) != key:
+                return None
+            return f["queries"], f["candidates"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def stored_embeddings(profile_name: str, label: str, dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings notebook 04 stored for ``label``; a clear error says to run 04 first."""
+    got = load_embeddings(embeddings_path(profile_name, label, dataset))
+    if got is None:
+        raise FileNotFoundError(
+            f"No stored embeddings for {label!r} on {dataset} ({embeddings_path(profile_name, label, dataset)}). "
+            "Run notebook 04 (zero-shot evaluation) in this profile first."
+        )
+    return got
+
+
+def evaluate_systems(profile, system_list: Sequence[System], rsets: dict, *,
+                     skip: Callable[[System, str], bool] | None = None):
+    """Encode and evaluate every system on every retrieval set.
+
+    Returns (tidy table, per-query multilingual rows). ``skip(system, dataset)`` leaves a
+    pair out (e.g. MLQA-R for systems trained on it).
+    """
+    import pandas as pd
+
+    from .evaluation import evaluate
+
+    tables, per_query = [], []
+    for system in system_list:
+        for name, rset in rsets.items():
+            if skip is not None and skip(system, name):
+                continue
+            q, c = embed_retrieval_set(system, rset, profile.candidate_text, profile.name)
+            ev = evaluate(rset, q, c, bootstrap=profile.bootstrap_samples, seed=profile.seed,
+                          model=system.label, training=system.training, candidate_text=profile.candidate_text)
+            tables.append(ev.table)
+            multi = ev.per_query[ev.per_query.setting == "multi"]
+            per_query.append(pd.DataFrame({
+                "model": system.label, "dataset": name, "query_id": multi.query_id, "query_lang": multi.query_lang,
+                "n_relevant": multi.n_rel, "ap": multi["map"], "rank_distance": multi.rank_distance}))
+    return pd.concat(tables, ignore_index=True), pd.concat(per_query, ignore_index=True)

@@ -1,6 +1,8 @@
 """Atomic writes: a temporary file in the target folder, fsync, then ``os.replace``.
 
-A crash mid-write leaves the previous file intact and no partial file behind.
+A crash mid-write leaves the previous file intact and no partial file behind. The new file
+keeps the mode of the file it replaces (0644 for a new one), and the folder is fsynced so
+the rename itself survives a crash.
 """
 from __future__ import annotations
 
@@ -12,26 +14,49 @@ from pathlib import Path
 import pandas as pd
 
 
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. platforms without directory handles
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
     """Write ``data`` to ``path`` atomically; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, mode)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)
     return path
 
 
+def _json_default(obj):
+    """NumPy scalars and arrays as numbers and lists, paths and anything else as strings."""
+    if hasattr(obj, "tolist"):  # numpy scalar or array, torch tensor
+        return obj.tolist()
+    return str(obj)
+
+
 def atomic_write_json(obj, path: str | os.PathLike) -> Path:
-    """Write ``obj`` as indented UTF-8 JSON, atomically."""
-    return atomic_write_bytes(json.dumps(obj, indent=2, ensure_ascii=False, default=str).encode(), path)
+    """Write ``obj`` as indented UTF-8 JSON, atomically (NumPy values become numbers)."""
+    return atomic_write_bytes(json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default).encode(), path)
 
 
 def atomic_write_csv(df: pd.DataFrame, path: str | os.PathLike, **kwargs) -> Path:

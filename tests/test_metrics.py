@@ -1,0 +1,266 @@
+"""Metrics: exact ranks (ties, chunking, candidate order), per-query metrics against
+hand arithmetic and ``ir_measures``, the LAReQA AP@k divisor, bootstrap and paired tests."""
+from __future__ import annotations
+
+import ir_measures
+import numpy as np
+import pytest
+from ir_measures import AP, P, R, RR, nDCG
+
+from xlir_utils import metrics as M
+
+# --------------------------------------------------------------------------- helpers
+
+
+def brute_force_ranks(scores: np.ndarray, relevant: list[np.ndarray], pool=None) -> np.ndarray:
+    """Reference: sort each row by (score desc, non-relevant first) and read off positions."""
+    out = []
+    for i, rel in enumerate(relevant):
+        cand = np.arange(scores.shape[1]) if pool is None else np.flatnonzero(pool)
+        is_rel = np.isin(cand, rel)
+        order = np.lexsort((is_rel, -scores[i, cand]))  # last key primary: score desc, then rel last
+        out.append(np.flatnonzero(is_rel[order]) + 1.0)
+    return M.pad_ranks(out)
+
+
+def random_case(rng, n_q=25, n_c=40, n_groups=3, max_rel=9, levels=4):
+    """Integer-valued embeddings: scores are exact small integers, so ties abound."""
+    d = 6
+    q = rng.integers(-1, 2, size=(n_q, d)).astype(np.float32)
+    c = rng.integers(-levels // 2, levels // 2 + 1, size=(n_c, d)).astype(np.float32)
+    groups = rng.integers(0, n_groups, size=n_c)
+    relevant = [np.sort(rng.choice(n_c, size=rng.integers(1, max_rel + 1), replace=False)) for _ in range(n_q)]
+    return q, c, groups, relevant
+
+
+def run_and_qrels(scores: np.ndarray, relevant: list[np.ndarray]):
+    """ir_measures inputs; relevant docnos sort before non-relevant ones ('a…' < 'n…'), so
+    trec_eval's tie-break (docno descending) puts non-relevant first: our pessimistic rule."""
+    run, qrels = {}, {}
+    for i, rel in enumerate(relevant):
+        rel = set(rel.tolist())
+        name = {j: f"{'a' if j in rel else 'n'}{j:05d}" for j in range(scores.shape[1])}
+        run[f"q{i}"] = {name[j]: float(scores[i, j]) for j in range(scores.shape[1])}
+        qrels[f"q{i}"] = {name[j]: 1 for j in rel}
+    return run, qrels
+
+
+def per_query(measures, qrels, run) -> dict:
+    out = {m: {} for m in measures}
+    for r in ir_measures.iter_calc(measures, qrels, run):
+        out[r.measure][r.query_id] = r.value
+    return {m: np.array([out[m][f"q{i}"] for i in range(len(qrels))]) for m in measures}
+
+
+# --------------------------------------------------------------------------- hand-computed
+
+
+def test_metrics_by_hand():
+    # one query, |R| = 3, relevant at ranks 1, 3, 6
+    r = M.pad_ranks([[6, 1, 3]])
+    # AP = (1/1 + 2/3 + 3/6) / 3 = (6/6 + 4/6 + 3/6) / 3 = 13/18
+    assert M.average_precision(r)[0] == pytest.approx(13 / 18)
+    # AP@5, LAReQA divisor min(5, 3) = 3: (1/1 + 2/3) / 3 = 5/9
+    assert M.ap_at_k_lareqa(r, 5)[0] == pytest.approx(5 / 9)
+    # AP@2: only rank 1 is within the top 2; divisor min(2, 3) = 2: (1/1) / 2
+    assert M.ap_at_k_lareqa(r, 2)[0] == pytest.approx(0.5)
+    assert M.recall_at_k(r, 1)[0] == pytest.approx(1 / 3)  # 1 of 3 relevant in the top 1
+    assert M.recall_at_k(r, 5)[0] == pytest.approx(2 / 3)  # ranks 1 and 3
+    assert M.precision_at_k(r, 5)[0] == pytest.approx(2 / 5)
+    assert M.reciprocal_rank(r)[0] == 1.0
+    # nDCG@10 = (1/log2 2 + 1/log2 4 + 1/log2 7) / (1/log2 2 + 1/log2 3 + 1/log2 4)
+    dcg = 1 + 1 / 2 + 1 / np.log2(7)
+    idcg = 1 + 1 / np.log2(3) + 1 / 2
+    assert M.ndcg_at_k(r, 10)[0] == pytest.approx(dcg / idcg)
+    assert M.rank_distance(r)[0] == 5  # 6 - 1
+
+
+def test_one_relevant_ap_is_reciprocal_rank():
+    r = M.pad_ranks([[4], [1], [250]])
+    np.testing.assert_allclose(M.average_precision(r), [1 / 4, 1, 1 / 250])
+    np.testing.assert_allclose(M.reciprocal_rank(r), M.average_precision(r))
+    np.testing.assert_allclose(M.rank_distance(r), 0)
+
+
+def test_no_relevant_gives_nan():
+    r = M.pad_ranks([[], [2]])
+    for f in (M.average_precision, M.reciprocal_rank, M.rank_distance):
+        assert np.isnan(f(r)[0]) and np.isfinite(f(r)[1])
+    assert np.isnan(M.recall_at_k(r, 10)[0]) and np.isnan(M.ndcg_at_k(r, 10)[0])
+
+
+def test_ap_at_k_divisor_more_and_fewer_relevant_than_k():
+    # |R| = 11 > k = 5, relevant at ranks 1..11: 5 hits with precision 1, divisor min(5, 11) = 5
+    r = M.pad_ranks([np.arange(1, 12)])
+    assert M.ap_at_k_lareqa(r, 5)[0] == pytest.approx(1.0)  # trec_eval's AP@5 would be 5/11
+    # |R| = 2 < k = 20, ranks 1 and 30: only rank 1 counts, divisor min(20, 2) = 2 → 0.5
+    r = M.pad_ranks([[1, 30]])
+    assert M.ap_at_k_lareqa(r, 20)[0] == pytest.approx(0.5)
+    assert M.average_precision(r)[0] == pytest.approx((1 + 2 / 30) / 2)
+
+
+def test_pessimistic_ties_by_hand():
+    scores = np.array([[0.9, 0.5, 0.5, 0.1]], dtype=np.float32)
+    # candidate 1 ties with non-relevant 2: ranked after it → 3
+    assert M.ranks_from_scores(scores, [np.array([1])]).ranks_in_pool()[0, 0] == 3
+    # both tied candidates relevant: after candidate 0, in either order → 2 and 3
+    np.testing.assert_array_equal(M.ranks_from_scores(scores, [np.array([1, 2])]).ranks_in_pool()[0], [2, 3])
+    assert M.ranks_from_scores(scores, [np.array([0])]).ranks_in_pool()[0, 0] == 1
+
+
+def test_rank_distance_floor_when_all_parallel_answers_lead():
+    # 11 "parallel answers" identical to the query direction, 30 others orthogonal to it
+    rng = np.random.default_rng(0)
+    q = np.zeros((1, 8), dtype=np.float32)
+    q[0, 0] = 1
+    c = np.zeros((41, 8), dtype=np.float32)
+    c[:11, 0] = 1
+    c[11:, 1:] = rng.standard_normal((30, 7))
+    rel = [np.arange(11)]
+    ranks = M.rank_relevant_grouped(q, c, rel).ranks_in_pool()
+    np.testing.assert_array_equal(ranks[0], np.arange(1, 12))
+    assert M.rank_distance(ranks)[0] == 10  # |R| - 1
+    assert M.recall_at_k(ranks, 10)[0] == pytest.approx(10 / 11)
+
+
+# --------------------------------------------------------------------------- ranks
+
+
+def test_ranks_match_brute_force_with_ties_and_groups():
+    rng = np.random.default_rng(1)
+    q, c, groups, relevant = random_case(rng)
+    scores = q @ c.T
+    rr = M.rank_relevant_grouped(q, c, relevant, groups)
+    np.testing.assert_array_equal(rr.ranks_in_pool(), brute_force_ranks(scores, relevant))
+    for g in range(3):
+        pool = groups == g
+        rel_g = [r[pool[r]] for r in relevant]
+        expected = brute_force_ranks(scores, rel_g, pool)
+        got = rr.ranks_in_group(g)[:, : expected.shape[1]]
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(M.rank_relevant(q, c, relevant, pool)[:, : expected.shape[1]], expected)
+
+
+def test_chunking_is_exact():
+    rng = np.random.default_rng(2)
+    q, c, groups, relevant = random_case(rng, n_q=50)
+    full = M.rank_relevant_grouped(q, c, relevant, groups, top_k=5, chunk_size=10_000)
+    for chunk in (1, 7, 16):
+        part = M.rank_relevant_grouped(q, c, relevant, groups, top_k=5, chunk_size=chunk)
+        np.testing.assert_array_equal(part.pool_rank, full.pool_rank)
+        np.testing.assert_array_equal(part.group_rank, full.group_rank)
+        np.testing.assert_array_equal(part.positions, full.positions)
+
+
+def test_invariant_to_candidate_order():
+    rng = np.random.default_rng(3)
+    q, c, groups, relevant = random_case(rng)
+    perm = rng.permutation(len(c))  # new position i holds old candidate perm[i]
+    new_pos = np.argsort(perm)
+    a = M.rank_relevant_grouped(q, c, relevant, groups, top_k=3)
+    b = M.rank_relevant_grouped(q, c[perm], [np.sort(new_pos[r]) for r in relevant], groups[perm], top_k=3)
+    np.testing.assert_array_equal(a.ranks_in_pool(), b.ranks_in_pool())
+    for g in range(3):
+        np.testing.assert_array_equal(a.ranks_in_group(g), b.ranks_in_group(g))
+    # top-k scores agree (tied candidates may swap)
+    s = q @ c.T
+    np.testing.assert_array_equal(np.take_along_axis(s, a.top, 1), np.take_along_axis(s[:, perm], b.top, 1))
+
+
+def test_float_embeddings_chunking_and_top_k():
+    rng = np.random.default_rng(4)
+    q = rng.standard_normal((40, 16)).astype(np.float32)
+    c = rng.standard_normal((90, 16)).astype(np.float32)
+    relevant = [np.sort(rng.choice(90, size=3, replace=False)) for _ in range(40)]
+    a = M.rank_relevant_grouped(q, c, relevant, top_k=10, chunk_size=9)
+    b = M.rank_relevant_grouped(q, c, relevant, top_k=10, chunk_size=1000)
+    np.testing.assert_array_equal(a.pool_rank, b.pool_rank)
+    np.testing.assert_array_equal(a.ranks_in_pool(), brute_force_ranks(q @ c.T, relevant))
+    np.testing.assert_array_equal(a.top, np.argsort(-(q @ c.T), axis=1, kind="stable")[:, :10])
+
+
+def test_bad_inputs_fail_clearly():
+    q = np.ones((2, 4), dtype=np.float32)
+    c = np.ones((3, 4), dtype=np.float32)
+    with pytest.raises(ValueError, match="relevant sets"):
+        M.rank_relevant_grouped(q, c, [np.array([0])])
+    with pytest.raises(ValueError, match="out of range"):
+        M.rank_relevant_grouped(q, c, [np.array([0]), np.array([3])])
+    with pytest.raises(ValueError, match="NaN"):
+        M.rank_relevant_grouped(q * np.nan, c, [np.array([0]), np.array([1])])
+    with pytest.raises(ValueError, match="embedding sizes"):
+        M.rank_relevant_grouped(q, c[:, :2], [np.array([0]), np.array([1])])
+
+
+# --------------------------------------------------------------------------- ir_measures
+
+
+@pytest.mark.parametrize("seed, levels", [(5, 2), (6, 6), (7, 40)])
+def test_against_ir_measures(seed, levels):
+    rng = np.random.default_rng(seed)
+    q, c, _, relevant = random_case(rng, n_q=30, n_c=70, max_rel=14, levels=levels)
+    scores = q @ c.T
+    ranks = M.ranks_from_scores(scores, relevant).ranks_in_pool()
+    run, qrels = run_and_qrels(scores, relevant)
+    ref = per_query([AP, AP @ 20, RR, nDCG @ 10, R @ 1, R @ 10, P @ 5, P @ 10], qrels, run)
+    np.testing.assert_allclose(M.average_precision(ranks), ref[AP], atol=1e-12)
+    np.testing.assert_allclose(M.reciprocal_rank(ranks), ref[RR], atol=1e-12)
+    np.testing.assert_allclose(M.ndcg_at_k(ranks, 10), ref[nDCG @ 10], atol=1e-12)
+    np.testing.assert_allclose(M.recall_at_k(ranks, 1), ref[R @ 1], atol=1e-12)
+    np.testing.assert_allclose(M.recall_at_k(ranks, 10), ref[R @ 10], atol=1e-12)
+    np.testing.assert_allclose(M.precision_at_k(ranks, 5), ref[P @ 5], atol=1e-12)
+    np.testing.assert_allclose(M.precision_at_k(ranks, 10), ref[P @ 10], atol=1e-12)
+    # trec_eval's AP@20 divides by |R|; LAReQA's by min(20, |R|)
+    n_rel = np.array([len(r) for r in relevant])
+    np.testing.assert_allclose(M.ap_at_k_lareqa(ranks, 20), ref[AP @ 20] * n_rel / np.minimum(20, n_rel), atol=1e-12)
+
+
+# --------------------------------------------------------------------------- bootstrap and tests
+
+
+def test_macro_mean_is_mean_of_group_means():
+    v = np.array([1.0, 0.0, 0.0, 0.0, 1.0])
+    g = np.array(["a", "a", "a", "a", "b"])
+    assert M.macro_mean(v, g) == pytest.approx((0.25 + 1.0) / 2)
+    assert M.macro_mean(v) == pytest.approx(0.4)
+    # (n, c) with NaN: mean over the non-empty (group, column) cells
+    v2 = np.array([[1.0, np.nan], [0.0, 0.5], [np.nan, np.nan]])
+    assert M.macro_mean(v2, np.array([0, 0, 1])) == pytest.approx((0.5 + 0.5) / 2)
+
+
+def test_bootstrap_weights_resample_within_groups_and_are_seeded():
+    g = np.repeat([2, 0, 1], [5, 3, 7])
+    w = M.bootstrap_weights(g, 50, seed=3)
+    for label, size in [(2, 5), (0, 3), (1, 7)]:
+        np.testing.assert_array_equal(w[:, g == label].sum(1), size)
+    np.testing.assert_array_equal(w, M.bootstrap_weights(g, 50, seed=3))
+    assert not np.array_equal(w, M.bootstrap_weights(g, 50, seed=4))
+    # batching does not change the stream
+    np.testing.assert_array_equal(np.concatenate(list(M.bootstrap_weight_batches(g, 50, 3, len(g), batch=7))), w)
+
+
+def test_bootstrap_ci():
+    rng = np.random.default_rng(0)
+    v = rng.random(400)
+    g = np.repeat(["x", "y"], 200)
+    lo, hi = M.bootstrap_ci(v, n=500, seed=1, groups=g)
+    assert lo < M.macro_mean(v, g) < hi
+    assert (lo, hi) == M.bootstrap_ci(v, n=500, seed=1, groups=g)
+    # the standard error of a mean of 200 U(0,1) per group: 0.0204 / sqrt(2) for the macro mean
+    assert 0.02 < hi - lo < 0.08
+    assert M.bootstrap_ci(np.full(10, 0.3), n=50) == pytest.approx((0.3, 0.3))
+
+
+@pytest.mark.parametrize("method", ["permutation", "bootstrap"])
+def test_paired_test(method):
+    rng = np.random.default_rng(0)
+    g = np.repeat(["x", "y", "z"], 100)
+    a = rng.random(300)
+    better = M.paired_test(a + 0.05 + 0.01 * rng.standard_normal(300), a, n=2000, groups=g, method=method)
+    assert better.delta == pytest.approx(0.05, abs=0.005) and better.p_value < 0.01
+    assert better.ci_low < better.delta < better.ci_high and better.n_queries == 300
+    same = M.paired_test(a, a, n=200, groups=g, method=method)
+    assert same.delta == 0 and same.p_value == 1.0
+    noise = M.paired_test(a + 0.1 * rng.standard_normal(300), a + 0.1 * rng.standard_normal(300),
+                          n=2000, groups=g, method=method)
+    assert noise.p_value > 0.05 and noise.ci_low < 0 < noise.ci_high

@@ -115,42 +115,45 @@ def _colour(model: str) -> str:
     return "#8c8c8c"
 
 
-def plot_pair_heatmaps(results: pd.DataFrame, models: list[str], dataset: str = "xquad-r", metric: str = "map"):
-    """Query-language × candidate-language mAP heatmaps on one colour scale, plus a difference."""
+def plot_pair_heatmaps(results: pd.DataFrame, models: list[str], dataset: str = "xquad-r", metric: str = "map",
+                       diff: tuple[str, str] = ("full-X-X", "full-hybrid")):
+    """Query-language × candidate-language heatmaps on one colour scale, plus ``diff[1] − diff[0]``."""
     import matplotlib.pyplot as plt
 
     use_style()
     mats = {}
     for m in models:
         rows = results[(results.model == m) & (results.dataset == dataset) & (results.metric == metric)
-                       & (results.query_lang != "all") & results.setting.isin(["mono", "pair"])]
+                       & (results.query_lang != "all") & (results.setting == "pair")]
         mat = rows.pivot_table(index="query_lang", columns="cand_lang", values="value")
         langs = [lang for lang in LANG_ORDER if lang in mat.index]
         mats[m] = mat.reindex(index=langs, columns=langs)
-    n = len(models) + (1 if len(models) >= 2 else 0)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.4), squeeze=False)
+    show_diff = all(d in mats for d in diff)
+    n = len(models) + show_diff
+    fig, axes = plt.subplots(1, n, figsize=(3.3 * n + 1, 3.4), squeeze=False, layout="constrained")
     vmin = min(np.nanmin(v.values) for v in mats.values())
-    for ax, (m, mat) in zip(axes[0], mats.items()):
+    for i, (ax, (m, mat)) in enumerate(zip(axes[0], mats.items())):
         im = ax.imshow(mat.values, vmin=vmin, vmax=1, cmap="viridis")
-        _ticks(ax, mat)
+        _ticks(ax, mat, ylabel=i == 0)
         ax.set_title(m)
     fig.colorbar(im, ax=axes[0, : len(models)].tolist(), shrink=0.8, label=metric)
-    if len(models) >= 2:
-        diff = mats[models[-1]] - mats[models[0]]
-        lim = np.nanmax(np.abs(diff.values))
+    if show_diff:
+        delta = mats[diff[1]] - mats[diff[0]]
+        lim = np.nanmax(np.abs(delta.values))
         ax = axes[0, -1]
-        im2 = ax.imshow(diff.values, vmin=-lim, vmax=lim, cmap="RdBu")
-        _ticks(ax, diff)
-        ax.set_title(f"{models[-1]} − {models[0]}")
-        fig.colorbar(im2, ax=ax, shrink=0.8)
+        im2 = ax.imshow(delta.values, vmin=-lim, vmax=lim, cmap="RdBu")
+        _ticks(ax, delta, ylabel=False)
+        ax.set_title(f"{diff[1]} − {diff[0]}")
+        fig.colorbar(im2, ax=ax, shrink=0.8, label=f"Δ {metric}")
     return fig
 
 
-def _ticks(ax, mat):
-    ax.set_xticks(range(len(mat.columns)), mat.columns)
-    ax.set_yticks(range(len(mat.index)), mat.index)
+def _ticks(ax, mat, ylabel: bool = True):
+    ax.set_xticks(range(len(mat.columns)), mat.columns, fontsize=7)
+    ax.set_yticks(range(len(mat.index)), mat.index, fontsize=7)
     ax.set_xlabel("candidate language")
-    ax.set_ylabel("query language")
+    if ylabel:
+        ax.set_ylabel("query language")
 
 
 def plot_rank_distance_distributions(per_query: pd.DataFrame, dataset: str = "xquad-r"):
@@ -161,7 +164,7 @@ def plot_rank_distance_distributions(per_query: pd.DataFrame, dataset: str = "xq
     sub = per_query[per_query.dataset == dataset]
     order = system_order(sub)
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(order) + 1.2))
-    ax.boxplot([sub.rank_distance[sub.model == m].clip(lower=1) for m in order], vert=False,
+    ax.boxplot([sub.rank_distance[sub.model == m].clip(lower=1) for m in order], orientation="horizontal",
                tick_labels=order, showfliers=False, widths=0.6)
     ax.set_xscale("log")
     ax.invert_yaxis()

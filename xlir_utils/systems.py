@@ -135,3 +135,8 @@ def evaluate_systems(profile, system_list: Sequence[System], rsets: dict, *,
                 "model": system.label, "dataset": name, "query_id": multi.query_id, "query_lang": multi.query_lang,
                 "n_relevant": multi.n_rel, "ap": multi["map"], "rank_distance": multi.rank_distance}))
     return pd.concat(tables, ignore_index=True), pd.concat(per_query, ignore_index=True)
+
+
+def adapter_run_systems(profile) -> list[System]:
+    """Every finished adapter variant of notebook 03 (``runs/<profile>/adapters-*``)."""
+    return []

@@ -291,3 +291,46 @@ if __name__ == "__main__":
 
     name = profile_name(sys.argv[1] if len(sys.argv) > 1 else None)
     print("figures written:", ", ".join(make_figures(name)), "->", paths.figures_dir(name))
+    if name == "quick" and update_readme(name):
+        print("README results block updated from results/")
+
+
+def results_markdown(profile: str = "quick") -> str:
+    """The README's results block: Table 1 (mAP) and rank distance per system, from results/."""
+    results = read_results(profile)
+    t1 = table1(results)
+    t2 = table2(results)
+    datasets = list(dict.fromkeys(c[0] for c in t1.columns))
+    head = ["system", "training"] + [f"{d} {s}" for d in datasets for s in ("Mo.", "Cr.", "Mul.")] + \
+        [f"{d} rank dist." for d in datasets]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for model, training in t1.index:
+        cells = [model, training]
+        cells += [_fmt(t1.loc[(model, training)].get((d, s))) for d in datasets for s in ("mono", "cross", "multi")]
+        for d in datasets:
+            value = t2["value"][d].get((model, training)) if (model, training) in t2.index else None
+            cells.append("" if value is None or pd.isna(value) else f"{value:.1f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return "" if value is None or pd.isna(value) else f"{value:.3f}"
+
+
+README_MARKERS = ("<!-- RESULTS:BEGIN (make figures writes this block from results/) -->", "<!-- RESULTS:END -->")
+
+
+def update_readme(profile: str = "quick") -> bool:
+    """Rewrite the README's results block from results/; returns whether it changed."""
+    from .io_utils import atomic_write_bytes
+
+    readme = paths.project_root() / "README.md"
+    text = readme.read_text()
+    begin, end = README_MARKERS
+    if begin not in text or end not in text:
+        return False
+    new = text[: text.index(begin) + len(begin)] + "\n" + results_markdown(profile) + "\n" + text[text.index(end):]
+    if new != text:
+        atomic_write_bytes(new.encode(), readme)
+    return new != text

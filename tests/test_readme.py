@@ -1,0 +1,19 @@
+"""The README's numbers are the ones in results/ (the committed quick-profile tables)."""
+import pytest
+
+from xlir_utils import paths, reporting
+
+
+def test_readme_results_block_matches_results():
+    if not (paths.results_dir("quick") / reporting.EVAL_FILE).is_file():
+        pytest.skip("no quick-profile results committed yet")
+    text = (paths.project_root() / "README.md").read_text()
+    begin, end = reporting.README_MARKERS
+    block = text[text.index(begin) + len(begin): text.index(end)].strip()
+    assert block == reporting.results_markdown("quick")
+
+
+def test_readme_opens_with_the_two_commands():
+    lines = (paths.project_root() / "README.md").read_text().splitlines()
+    commands = [line.split("#")[0].strip() for line in lines[:4] if line.startswith("make ")]
+    assert commands == ["make reproduce", "make test"]

@@ -49,6 +49,8 @@ class AdapterConfig:
     task_steps: int = 100
     task_lr: float = 1e-4
     mlm_lr: float = 1e-4
+    mlm_head_steps: int = 0  # the shared MLM head e5-small lacks (0: as many as mlm_steps)
+    mlm_head_lr: float = 0.0  # 0: 1e-3
     use_hub_adapters: bool = False  # paper: AdapterHub's MAD-X adapters for xlm-roberta-base
 
 
@@ -96,7 +98,7 @@ def _smoke() -> Profile:
         encode_batch_tokens=4096,
         train=TrainConfig(steps=4, batch_size=8, max_seq_length=48, checkpoint_every=2),
         adapters=AdapterConfig(
-            languages=("en", "de", "el"), mlm_steps=3, mlm_batch_size=8,
+            languages=XQUAD_R_LANGS, mlm_steps=2, mlm_batch_size=8,
             max_texts_per_language=64, task_steps=3,
         ),
         bootstrap_samples=100,
@@ -118,8 +120,8 @@ def _quick() -> Profile:
         encode_batch_tokens=8192,
         train=TrainConfig(steps=60, batch_size=32, max_seq_length=96, checkpoint_every=20),
         adapters=AdapterConfig(
-            languages=XQUAD_R_LANGS, mlm_steps=40, mlm_batch_size=16,
-            max_texts_per_language=4000, task_steps=60,
+            languages=XQUAD_R_LANGS, mlm_steps=25, mlm_batch_size=16, mlm_max_seq_length=48,
+            max_texts_per_language=4000, mlm_lr=1e-3, mlm_head_steps=44, task_steps=60, task_lr=1e-4,
         ),
     )
 

@@ -138,5 +138,25 @@ def evaluate_systems(profile, system_list: Sequence[System], rsets: dict, *,
 
 
 def adapter_run_systems(profile) -> list[System]:
-    """Every finished adapter variant of notebook 03 (``runs/<profile>/adapters-*``)."""
-    return []
+    """Every finished adapter variant of notebook 03 (``runs/<profile>/adapters-*``).
+
+    The per-side variant appears twice: never-seen languages through their own language
+    adapter (``adapters-per-side``) and through the English one (``…/unseen-en``).
+    """
+    from . import language_adapters as la
+    from .encoders.encode import model_fingerprint
+
+    systems = []
+    for run_dir in la.variant_run_dirs(profile.name):
+        model, routing = la.load_variant(run_dir, profile=profile)
+        routings = [routing] + ([routing.with_unseen("en")] if routing.variant == "per-side" else [])
+        for r in routings:
+            label = "adapters-" + r.label.replace("/", "-")
+
+            def run(texts, langs, kind, r=r, model=model):
+                return la.encode_routed(model, list(texts), list(langs), kind, r,
+                                        batch_tokens=profile.encode_batch_tokens)
+
+            systems.append(System(label, f"adapters: {r.label} (hybrid)", profile.encoder,
+                                  f"{model_fingerprint(model)}|{r.key}", run))
+    return systems

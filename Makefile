@@ -54,7 +54,7 @@ notebook-tests: $(STAMP)
 	XLIR_PROFILE=smoke $(PY) -m pytest --nbmake --nbmake-kernel=$(KERNEL) --nbmake-timeout=1800 -q -p no:cacheprovider $(NOTEBOOKS)
 
 check-stripped: $(STAMP)
-	$(VENV)/bin/nbstripout --verify $(NOTEBOOKS)
+	$(VENV)/bin/nbstripout --verify --keep-id $(NOTEBOOKS)
 
 strip: $(STAMP)
 	$(VENV)/bin/nbstripout --keep-id $(NOTEBOOKS)

@@ -56,10 +56,11 @@ Calls for the evaluation notebook (04)::
             # q, c: float32 numpy, L2-normalised, rows in input order -> score q @ c.T as for any model
 
 ``encode_routed`` groups the rows by adapter set-up and calls
-``xlir_utils.encoders.encode(model, group, kind, cache_key_extra=f"{routing.key}:{set-up}")``
+``xlir_utils.encoders.encode(model, group, kind, cache_key_extra=f"{routing.tag}:{set-up}")``
 inside ``AdapterSetup(set-up)`` for each group (extra keyword arguments such as
-``batch_tokens`` are passed on); ``routing.key`` holds the label and the run's digest, so
-cached embeddings never mix set-ups or runs. Every language to encode needs its own adapter
+``batch_tokens`` are passed on); ``routing.tag`` is the run's digest and the set-up names the
+adapters, so cached embeddings never mix set-ups or runs (two routings of one run share the
+groups they route alike). Every language to encode needs its own adapter
 in a per-side run (all 11 XQuAD-R languages under quick); an unknown language raises.
 
 Traps handled here (``shared/docs/style.md``): ``train_adapter("task")`` resets the active
@@ -692,8 +693,9 @@ def encode_routed(model, texts: Sequence[str], langs: Sequence[str], kind: str, 
                   **encode_kwargs) -> np.ndarray:
     """Embeddings of ``texts`` (numpy, rows in input order), each language through its routed set-up.
 
-    Calls ``xlir_utils.encoders.encode(model, group, kind, cache_key_extra=f"{routing.key}:{set-up}")``
-    once per adapter set-up inside ``AdapterSetup``.
+    Calls ``xlir_utils.encoders.encode(model, group, kind, cache_key_extra=f"{routing.tag}:{set-up}")``
+    once per adapter set-up inside ``AdapterSetup``. The key names the run and the set-up, not
+    the routing's label, so two routings of one run share the groups they route alike.
     """
     from adapters import AdapterSetup
 
@@ -705,7 +707,7 @@ def encode_routed(model, texts: Sequence[str], langs: Sequence[str], kind: str, 
     out = None
     for key, idx in group_by_setup(langs, routing).items():
         with AdapterSetup(_setup_of(routing, langs, idx)):
-            emb = encode(model, [texts[i] for i in idx], kind, cache_key_extra=f"{routing.key}:{key}",
+            emb = encode(model, [texts[i] for i in idx], kind, cache_key_extra=f"{routing.tag}:{key}",
                          **encode_kwargs)
         emb = np.asarray(emb)
         if out is None:

@@ -20,10 +20,14 @@ import tempfile
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xlir_utils import paths
+
+if TYPE_CHECKING:
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
 MODEL_NAME = "e5-small-offline"
 ORIGINAL_MODEL = "intfloat/multilingual-e5-small"
@@ -97,7 +101,7 @@ def model_dir(path: Path | None = None) -> Path:
     return paths.cache_dir() / "models" / cache_name(path)
 
 
-def st_modules():
+def st_modules() -> tuple[type, type, type]:
     """(Transformer, Pooling, Normalize) from sentence-transformers, wherever this version keeps them."""
     try:
         from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
@@ -232,7 +236,7 @@ def read_e5_file(path: Path | None = None) -> E5File:
 
 
 # ---------------------------------------------------------------------------- model
-def bert_config(e5: E5File):
+def bert_config(e5: E5File) -> BertConfig:
     """The transformers ``BertConfig`` of multilingual-e5-small."""
     from transformers import BertConfig
 
@@ -281,7 +285,7 @@ def state_dict_from_file(e5: E5File, progress=None) -> dict:
     return sd
 
 
-def build_bert(e5: E5File, progress=None):
+def build_bert(e5: E5File, progress=None) -> BertModel:
     """A ``BertModel`` (no pooler) with every parameter filled from the file."""
     import torch
     from transformers import BertModel
@@ -375,7 +379,7 @@ def precompiled_charsmap(table: dict[int, tuple[int, ...]]) -> bytes:
     return struct.pack("<I", len(trie)) + trie + bytes(norm_blob)
 
 
-def build_tokenizer(e5: E5File):
+def build_tokenizer(e5: E5File) -> PreTrainedTokenizerFast:
     """The XLM-R fast tokenizer rebuilt from the file's pieces, scores and normalisation table."""
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import AddedToken, XLMRobertaTokenizerFast

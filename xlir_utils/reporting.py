@@ -286,15 +286,6 @@ def make_figures(profile: str) -> list[str]:
     return written
 
 
-if __name__ == "__main__":
-    from .config import profile_name
-
-    name = profile_name(sys.argv[1] if len(sys.argv) > 1 else None)
-    print("figures written:", ", ".join(make_figures(name)), "->", paths.figures_dir(name))
-    if name == "quick" and update_readme(name):
-        print("README results block updated from results/")
-
-
 def results_markdown(profile: str = "quick") -> str:
     """The README's results block: Table 1 (mAP) and rank distance per system, from results/."""
     results = read_results(profile)
@@ -334,3 +325,12 @@ def update_readme(profile: str = "quick") -> bool:
     if new != text:
         atomic_write_bytes(new.encode(), readme)
     return new != text
+
+
+if __name__ == "__main__":
+    from .config import profile_name
+
+    name = profile_name(sys.argv[1] if len(sys.argv) > 1 else None)
+    print("figures written:", ", ".join(make_figures(name)), "->", paths.figures_dir(name))
+    if name == "quick" and update_readme(name):
+        print("README results block updated from results/")

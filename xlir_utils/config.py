@@ -62,7 +62,7 @@ class Profile:
     seed: int
     encoder: str  # base model name for load_encoder
     baselines: tuple[str, ...]  # zero-shot models evaluated in notebook 04
-    train_dataset: str  # "mlqa-r" (quick, smoke) or "mmarco" (paper)
+    train_dataset: str  # "mlqa-r" (every profile for now; the paper's mMARCO loader is to do)
     train_languages: tuple[str, ...]
     eval_datasets: tuple[str, ...]
     eval_articles: int | None  # None: every article; else the first N titles (sorted)
@@ -132,8 +132,10 @@ def _paper() -> Profile:
         seed=13,
         encoder="xlm-roberta-base",
         baselines=("xlm-roberta-base", "sentence-transformers/LaBSE", "e5-small-offline"),
-        train_dataset="mmarco",
-        train_languages=("en", "ar", "zh", "de", "es", "ru", "hi"),
+        # The paper trains on mMARCO (public part of its data); its loader is not in the kit yet,
+        # so this profile keeps the cross-dataset protocol (MLQA-R -> XQuAD-R) with hub backbones.
+        train_dataset="mlqa-r",
+        train_languages=MLQA_R_LANGS,
         eval_datasets=("xquad-r", "mlqa-r"),
         eval_articles=None,
         train_articles=None,

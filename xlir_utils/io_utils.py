@@ -6,6 +6,7 @@ the rename itself survives a crash.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -63,3 +64,10 @@ def atomic_write_csv(df: pd.DataFrame, path: str | os.PathLike, **kwargs) -> Pat
     """Write a DataFrame as CSV (no index by default), atomically."""
     kwargs.setdefault("index", False)
     return atomic_write_bytes(df.to_csv(**kwargs).encode(), path)
+
+
+def atomic_write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Write a DataFrame as Parquet (no index), atomically."""
+    buffer = io.BytesIO()
+    df.to_parquet(buffer, index=False)
+    return atomic_write_bytes(buffer.getvalue(), path)

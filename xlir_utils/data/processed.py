@@ -6,24 +6,17 @@ not match the request is rebuilt, never trusted, so every notebook can run on it
 """
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
 import pandas as pd
 
 from .. import paths
-from ..io_utils import atomic_write_bytes, atomic_write_json
+from ..io_utils import atomic_write_json, atomic_write_parquet
 from .lareqa import RetrievalSet, load_retrieval_set
 from .registry import check_languages, lareqa_file
 
 PARSER_VERSION = 1
-
-
-def atomic_write_parquet(df: pd.DataFrame, path) -> None:
-    buffer = io.BytesIO()
-    df.to_parquet(buffer, index=False)
-    atomic_write_bytes(buffer.getvalue(), path)
 
 
 def _manifest(name: str, languages: tuple[str, ...], articles: int | None) -> dict:

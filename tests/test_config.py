@@ -21,6 +21,9 @@ def test_profiles_resolve_and_are_frozen(monkeypatch):
     assert paper.train.batch_size == 100 and paper.train.lr == 3e-5 and paper.train.weight_decay == 0.01
     assert paper.train.alpha == 0.5 and "xlm-roberta-base" in paper.baselines
     assert paper.train.alpha_sweep == (0.0, 0.25, 0.5, 0.75, 1.0)
+    # the paper's public training data and languages; el, th, tr and vi are never trained on
+    assert paper.train_dataset == "mmarco" and set(paper.train_languages) == {"en", "ar", "zh", "de", "es", "ru", "hi"}
+    assert set(paper.eval_datasets) == {"xquad-r", "mlqa-r"}
 
 
 def test_unknown_profile_names_the_choices(monkeypatch):

@@ -89,8 +89,9 @@ class RunSpec:
 def pairs_digest(pairs: pd.DataFrame) -> str:
     """A content hash of the pairs table (row order included)."""
     h = hashlib.sha256()
-    for col in ("question_id", "query_lang", "passage_lang", "query", "passage"):
-        h.update("\x1f".join(pairs[col].astype(str)).encode())
+    for col in ("question_id", "query_lang", "passage_lang", "query", "passage", "negative"):
+        if col in pairs.columns:  # "negative" only where the data brings hard negatives
+            h.update("\x1f".join(pairs[col].astype(str)).encode())
     return h.hexdigest()[:16]
 
 
@@ -188,6 +189,7 @@ def train_run(model, pairs: pd.DataFrame, spec: RunSpec, run_dir: Path, *,
     model.train()
     q_col, p_col = pairs["query"].to_numpy(), pairs["passage"].to_numpy()
     ql_col, pl_col = pairs["query_lang"].to_numpy(), pairs["passage_lang"].to_numpy()
+    n_col = pairs["negative"].to_numpy() if "negative" in pairs.columns else None
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {spec.name}", disable=not show_progress)
     for step in range(start, cfg.steps):
         info = batches[step]
@@ -195,7 +197,8 @@ def train_run(model, pairs: pd.DataFrame, spec: RunSpec, run_dir: Path, *,
         t0 = time.perf_counter()
         q = embed_fn(model, list(q_col[idx]), list(ql_col[idx]), "query")
         p = embed_fn(model, list(p_col[idx]), list(pl_col[idx]), "passage")
-        loss = info_nce(q, p, cfg.temperature)
+        hard = embed_fn(model, list(n_col[idx]), list(pl_col[idx]), "passage") if n_col is not None else None
+        loss = info_nce(q, p, cfg.temperature, hard)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -1,0 +1,202 @@
+"""The mMARCO loader (paper profile), offline, on tiny fixtures in mMARCO's exact upstream formats.
+
+The fixtures mirror the hub repository ``unicamp-dl/mmarco``: ``data/triples.train.ids.small.tsv``
+(``qid<TAB>pos<TAB>neg``), ``data/google/queries/train/<language>_queries.train.tsv`` and
+``data/google/collections/<language>_collection.tsv`` (``id<TAB>text``), UTF-8, LF line ends.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from xlir_utils import config
+from xlir_utils.data import (
+    ChecksumMismatch, DataUnavailable, LeakageError, load_mmarco, load_retrieval_set, mmarco_pairs,
+    training_pairs,
+)
+from xlir_utils.data.mmarco import TRIPLES_FILE, collection_file, queries_file, sample_triples
+from xlir_utils.sampling import HybridBatchSampler
+from xlir_utils.training import RunSpec, pairs_digest, train_run
+
+LANGS = ("en", "de", "zh")
+QIDS = [1185869, 1185868, 597651, 403613, 1183785, 312651, 80385, 645590, 645337, 186154]
+MISSING_IN_ZH = 80385  # a query whose Chinese translation is absent upstream: must be dropped
+
+
+def query(qid: int, lang: str) -> str:
+    return f"{lang} query {qid}: what is item {qid % 97}?"
+
+
+def passage(pid: int, lang: str) -> str:
+    return f"{lang} passage {pid} about item {pid % 89}."
+
+
+def write_fixture(root, qids=QIDS, langs=LANGS, extra_passages=()):
+    """Write a tiny mMARCO in the hub layout under ``root/mmarco``; return the triples."""
+    base = root / "mmarco"
+    rng = np.random.default_rng(0)
+    triples = []
+    for qid in qids:  # two triples per query, the first one is the one the kit keeps
+        triples += [(qid, qid * 10 + 1, qid * 10 + 7), (qid, qid * 10 + 2, qid * 10 + 8)]
+    triples = [triples[i] for i in rng.permutation(len(triples))]
+    (base / "data").mkdir(parents=True)
+    (base / TRIPLES_FILE).write_text("".join(f"{q}\t{p}\t{n}\n" for q, p, n in triples), encoding="utf-8")
+    pids = sorted({p for _, p, _ in triples} | {n for _, _, n in triples} | {5, 6, 7})
+    for lang in langs:
+        qpath, cpath = base / queries_file(lang), base / collection_file(lang)
+        qpath.parent.mkdir(parents=True, exist_ok=True)
+        cpath.parent.mkdir(parents=True, exist_ok=True)
+        keep = [q for q in sorted(qids) if not (lang == "zh" and q == MISSING_IN_ZH)]
+        qpath.write_text("".join(f"{q}\t{query(q, lang)}\n" for q in keep), encoding="utf-8")
+        texts = {p: passage(p, lang) for p in pids}
+        texts.update({p: t for p, t in extra_passages})
+        cpath.write_text("".join(f"{p}\t{t}\n" for p, t in texts.items()), encoding="utf-8")
+    return triples
+
+
+@pytest.fixture
+def mmarco_dir(tmp_path, monkeypatch):
+    """An isolated project whose offline directory holds the fixture; offline only."""
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path / "proj"))
+    monkeypatch.setenv("XLIR_DATA_DIR", str(tmp_path / "offline"))
+    monkeypatch.setenv("XLIR_OFFLINE", "1")
+    triples = write_fixture(tmp_path / "offline")
+    return tmp_path / "offline", triples
+
+
+def test_sample_is_parallel_matched_by_ids_and_drops_incomplete_queries(mmarco_dir):
+    _, triples = mmarco_dir
+    table = load_mmarco(LANGS, n_queries=100, seed=1, cache=False)
+    first = {}
+    for q, p, n in triples:
+        first.setdefault(q, (p, n))
+    kept = sorted(set(QIDS) - {MISSING_IN_ZH})
+    assert sorted(table.qid.unique()) == kept
+    assert len(table) == len(kept) * len(LANGS)
+    for row in table.itertuples():
+        pos, neg = first[row.qid]
+        assert row.query == query(row.qid, row.lang)
+        assert row.passage == passage(pos, row.lang)
+        assert row.negative == passage(neg, row.lang)
+
+
+def test_subsample_is_seeded_and_scan_lines_limits_the_pool(mmarco_dir):
+    a = load_mmarco(LANGS, n_queries=4, seed=1, cache=False)
+    b = load_mmarco(LANGS, n_queries=4, seed=1, cache=False)
+    pd.testing.assert_frame_equal(a, b)
+    picks = {tuple(sorted(load_mmarco(LANGS, n_queries=4, seed=s, cache=False).qid.unique())) for s in range(6)}
+    assert len(picks) > 1  # the seed matters
+    root, triples = mmarco_dir
+    head = sample_triples(root / "mmarco" / TRIPLES_FILE, 100, 0, scan_lines=3)
+    assert set(head.qid) == {q for q, _, _ in triples[:3]}
+
+
+def test_processed_sample_is_cached_by_its_parameters(mmarco_dir, tmp_path):
+    root, _ = mmarco_dir
+    first = load_mmarco(LANGS, n_queries=5, seed=2)
+    cached = list((tmp_path / "proj" / "data" / "processed" / "mmarco").glob("*.parquet"))
+    assert len(cached) == 1
+    (root / "mmarco" / TRIPLES_FILE).unlink()  # the cache must not need the raw files any more
+    pd.testing.assert_frame_equal(load_mmarco(LANGS, n_queries=5, seed=2), first)
+    with pytest.raises(DataUnavailable, match="triples.train.ids.small.tsv"):
+        load_mmarco(LANGS, n_queries=6, seed=2)  # other parameters: another key, needs the raw file
+
+
+def test_missing_offline_file_names_it_and_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path / "proj"))
+    monkeypatch.setenv("XLIR_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("XLIR_OFFLINE", "1")
+    with pytest.raises(DataUnavailable) as err:
+        load_mmarco(LANGS, n_queries=3, cache=False)
+    message = str(err.value)
+    assert "triples.train.ids.small.tsv" in message and "unicamp-dl/mmarco" in message
+    assert "XLIR_DATA_DIR/mmarco" in message and "paper profile" in message
+
+
+def test_sha256sums_are_checked(mmarco_dir):
+    root, _ = mmarco_dir
+    base = root / "mmarco"
+    good = hashlib.sha256((base / TRIPLES_FILE).read_bytes()).hexdigest()
+    (base / "SHA256SUMS").write_text(f"{good}  {TRIPLES_FILE}\n{'0' * 64}  {queries_file('en')}\n")
+    with pytest.raises(ChecksumMismatch, match="english_queries.train.tsv"):
+        load_mmarco(LANGS, n_queries=3, cache=False)
+    (base / "SHA256SUMS").write_text(f"{good}  {TRIPLES_FILE}\n")
+    assert len(load_mmarco(LANGS, n_queries=3, cache=False)) == 9
+
+
+def test_unknown_language_is_rejected(mmarco_dir):
+    with pytest.raises(ValueError, match="no language 'el'"):
+        load_mmarco(("en", "el"), n_queries=3, cache=False)
+
+
+def test_pairs_feed_the_hybrid_sampler(mmarco_dir):
+    parallel = load_mmarco(LANGS, n_queries=100, seed=1, cache=False)
+    pairs = mmarco_pairs(parallel, hard_negatives=True)
+    n = parallel.qid.nunique()
+    assert len(pairs) == n * len(LANGS) ** 2
+    assert (pairs.query_lang == pairs.passage_lang).sum() == n * len(LANGS)
+    assert not pairs.duplicated(["question_id", "query_lang", "passage_lang"]).any()
+    row = pairs[(pairs.query_lang == "de") & (pairs.passage_lang == "zh")].iloc[0]
+    qid = int(row.question_id.removeprefix("mmarco-"))
+    src = parallel.set_index(["qid", "lang"])
+    assert row.query == src.loc[(qid, "de"), "query"] and row.passage == src.loc[(qid, "zh"), "passage"]
+    assert row.negative == src.loc[(qid, "zh"), "negative"]
+    sampler = HybridBatchSampler(pairs, 3, 0.5, seed=0)
+    for info in sampler.plan(0):
+        batch = pairs.iloc[list(info.indices)]
+        assert batch.question_id.is_unique
+        if info.kind == "mono":
+            assert batch.query_lang.nunique() == 1 and (batch.query_lang == batch.passage_lang).all()
+        else:
+            assert (batch.query_lang != batch.passage_lang).all()
+    assert "negative" not in mmarco_pairs(parallel).columns
+
+
+def test_training_pairs_for_the_paper_profile_run_the_leakage_check(tmp_path, monkeypatch, shared_data):
+    xquad = load_retrieval_set("xquad-r", articles=1)  # read from shared/data before the redirect
+    leaked = xquad.candidates.sentence.iloc[0]
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path / "proj"))
+    monkeypatch.setenv("XLIR_DATA_DIR", str(tmp_path / "offline"))
+    monkeypatch.setenv("XLIR_OFFLINE", "1")
+    write_fixture(tmp_path / "offline")
+    profile = config.load("paper").replace(train_languages=LANGS, train_queries=4, hard_negatives=True)
+    assert profile.train_dataset == "mmarco"
+    pairs, report = training_pairs(profile, [xquad])
+    assert report["shared"] == 0 and len(pairs) == 4 * 9 and "negative" in pairs.columns
+
+    write_fixture(tmp_path / "leaky", extra_passages=[(q * 10 + 1, leaked) for q in QIDS])
+    monkeypatch.setenv("XLIR_DATA_DIR", str(tmp_path / "leaky"))
+    with pytest.raises(LeakageError, match="shared with xquad-r"):
+        training_pairs(profile.replace(seed=14), [xquad])
+
+
+def test_hard_negatives_enter_the_loss_and_the_run_digest(mmarco_dir, tmp_path):
+    pairs = mmarco_pairs(load_mmarco(LANGS, n_queries=100, seed=1, cache=False), hard_negatives=True)
+    assert pairs_digest(pairs) != pairs_digest(pairs.drop(columns="negative"))
+    vocab = {t: i for i, t in enumerate(pd.unique(pairs[["query", "passage", "negative"]].to_numpy().ravel()))}
+    calls = []
+
+    class Toy(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(len(vocab), 8)
+
+    def embed_fn(model, texts, langs, kind):
+        calls.append((kind, list(texts), list(langs)))
+        return model.emb(torch.tensor([vocab[t] for t in texts]))
+
+    cfg = config.TrainConfig(steps=2, batch_size=3, checkpoint_every=10)
+    spec = RunSpec("hn", "toy", "hybrid", 0.5, 0, cfg, len(pairs), pairs_digest(pairs))
+    train_run(Toy(), pairs, spec, tmp_path / "run", embed_fn=embed_fn, save_fn=lambda m, f: None,
+              show_progress=False)
+    assert len(calls) == 2 * 3  # query, passage, negative per step
+    negatives = [c for c in calls[2::3]]
+    assert all(kind == "passage" for kind, _, _ in negatives)
+    # the negatives are the passage-language BM25 negatives of the batch's rows
+    by_text = pairs.set_index("negative")
+    for _, texts, langs in negatives:
+        assert all(by_text.loc[[t]].passage_lang.iloc[0] == lang for t, lang in zip(texts, langs))

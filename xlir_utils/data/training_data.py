@@ -1,0 +1,37 @@
+"""The training pairs of a profile, always behind the leakage check (notebooks 02 and 03).
+
+``profile.train_dataset`` picks the source: ``mlqa-r`` (smoke, quick: the cross-dataset
+zero-shot protocol) or ``xquad-r`` (the reverse fold) from the processed LAReQA tables, or
+``mmarco`` (paper: the public part of the paper's training data, subsampled to
+``profile.train_queries`` queries, parallel in ``profile.train_languages``).
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from .lareqa import RetrievalSet
+from .pairs import build_pairs, check_no_leakage
+
+TRAIN_DATASETS = ("mlqa-r", "xquad-r", "mmarco")
+
+
+def training_pairs(profile, eval_sets: list[RetrievalSet]) -> tuple[pd.DataFrame, dict]:
+    """(pairs table, leakage report) for ``profile``; raises if training overlaps ``eval_sets``.
+
+    With ``profile.hard_negatives`` and a source that has them (mMARCO's BM25 negatives),
+    the pairs carry a ``negative`` column that training adds to the in-batch negatives.
+    """
+    name = profile.train_dataset
+    if name in ("mlqa-r", "xquad-r"):
+        from .processed import read_processed
+
+        rset = read_processed(name, profile.name, articles=profile.train_articles)
+        pairs = build_pairs(rset, profile.candidate_text)
+    elif name == "mmarco":
+        from .mmarco import load_mmarco, mmarco_pairs
+
+        parallel = load_mmarco(profile.train_languages, n_queries=profile.train_queries, seed=profile.seed)
+        pairs = mmarco_pairs(parallel, hard_negatives=profile.hard_negatives)
+    else:
+        raise ValueError(f"Unknown training dataset {name!r}; choose one of {', '.join(TRAIN_DATASETS)}.")
+    return pairs, check_no_leakage(pairs, eval_sets)

@@ -195,7 +195,7 @@ def test_routing_uses_each_sides_language(trained):
         got = la.encode_routed(model, texts, langs, "query", routing, cache=False, show_progress=False,
                                precision="fp32")
         np.testing.assert_allclose(got, want, atol=1e-5)
-        # the default precision ("auto": a bf16 copy of the model where the CPU has bf16) routes the same way
+        # the default precision ("auto": bf16 autocast where the CPU has bf16) routes the same way
         auto_prec = la.encode_routed(model, texts, langs, "query", routing, cache=False, show_progress=False)
         assert (auto_prec * want).sum(1).min() > 0.999
         other = la.encode_routed(model, texts, langs, "query", la.make_routing("english"), cache=False,

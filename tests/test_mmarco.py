@@ -15,8 +15,8 @@ import torch
 
 from xlir_utils import config
 from xlir_utils.data import (
-    ChecksumMismatch, DataUnavailable, LeakageError, load_mmarco, load_retrieval_set, mmarco_pairs,
-    training_pairs,
+    ChecksumMismatch, DataUnavailable, LeakageError, check_no_leakage, load_mmarco, load_retrieval_set,
+    mmarco_pairs, training_pairs,
 )
 from xlir_utils.data.mmarco import TRIPLES_FILE, collection_file, queries_file, sample_triples
 from xlir_utils.sampling import HybridBatchSampler
@@ -166,12 +166,18 @@ def test_training_pairs_for_the_paper_profile_run_the_leakage_check(tmp_path, mo
     profile = config.load("paper").replace(train_languages=LANGS, train_queries=4, hard_negatives=True)
     assert profile.train_dataset == "mmarco"
     pairs, report = training_pairs(profile, [xquad])
-    assert report["shared"] == 0 and len(pairs) == 4 * 9 and "negative" in pairs.columns
+    assert report["shared"] == 0 and report["dropped_overlap_rows"] == 0
+    assert len(pairs) == 4 * 9 and "negative" in pairs.columns
 
-    write_fixture(tmp_path / "leaky", extra_passages=[(q * 10 + 1, leaked) for q in QIDS])
+    # a positive passage that happens to equal an XQuAD-R sentence: its rows are dropped, counted
+    write_fixture(tmp_path / "leaky", extra_passages=[(q * 10 + 1, leaked) for q in QIDS[:2]])
     monkeypatch.setenv("XLIR_DATA_DIR", str(tmp_path / "leaky"))
-    with pytest.raises(LeakageError, match="shared with xquad-r"):
-        training_pairs(profile.replace(seed=14), [xquad])
+    leaky = profile.replace(seed=14, train_queries=100)
+    pairs, report = training_pairs(leaky, [xquad])
+    assert report["shared"] == 0 and report["dropped_overlap_rows"] == 2 * 9  # 2 queries x 9 language pairs
+    assert leaked not in set(pairs.passage) and len(pairs) == (9 - 2) * 9
+    with pytest.raises(LeakageError, match="shared with xquad-r"):  # the check itself still guards
+        check_no_leakage(mmarco_pairs(load_mmarco(LANGS, n_queries=100, seed=14, cache=False)), [xquad])
 
 
 def test_hard_negatives_enter_the_loss_and_the_run_digest(mmarco_dir, tmp_path):

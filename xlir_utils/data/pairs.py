@@ -80,12 +80,14 @@ def check_no_leakage(pairs: pd.DataFrame, eval_sets: list[RetrievalSet], *, max_
 
 
 def drop_overlap(pairs: pd.DataFrame, eval_sets: list[RetrievalSet]) -> pd.DataFrame:
-    """Remove training rows whose id or texts occur in an evaluation set (used for the reverse fold)."""
+    """Remove training rows whose id or texts occur in an evaluation set (reverse fold; mMARCO)."""
     ids, texts = set(), set()
     for rset in eval_sets:
         ids |= set(rset.queries.question_id)
         texts |= {normalise_text(t) for t in pd.concat([rset.queries.text, rset.candidates.sentence])}
-    keep = ~pairs.question_id.isin(ids)
-    keep &= ~pairs["query"].map(normalise_text).isin(texts)
-    keep &= ~pairs["passage"].map(normalise_text).isin(texts)
+    def shared(col: pd.Series) -> pd.Series:  # normalise each distinct text once
+        hit = {t: normalise_text(t) in texts for t in col.unique()}
+        return col.map(hit)
+
+    keep = ~pairs.question_id.isin(ids) & ~shared(pairs["query"]) & ~shared(pairs["passage"])
     return pairs[keep].reset_index(drop=True)

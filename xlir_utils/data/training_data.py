@@ -10,13 +10,16 @@ from __future__ import annotations
 import pandas as pd
 
 from .lareqa import RetrievalSet
-from .pairs import build_pairs, check_no_leakage
+from .pairs import build_pairs, check_no_leakage, drop_overlap
 
 TRAIN_DATASETS = ("mlqa-r", "xquad-r", "mmarco")
 
 
 def training_pairs(profile, eval_sets: list[RetrievalSet]) -> tuple[pd.DataFrame, dict]:
     """(pairs table, leakage report) for ``profile``; raises if training overlaps ``eval_sets``.
+
+    LAReQA training sets must not overlap at all (:class:`LeakageError`); mMARCO rows that
+    share a text with an evaluation set are dropped, and the report counts them.
 
     With ``profile.hard_negatives`` and a source that has them (mMARCO's BM25 negatives),
     the pairs carry a ``negative`` column that training adds to the in-batch negatives.
@@ -32,6 +35,12 @@ def training_pairs(profile, eval_sets: list[RetrievalSet]) -> tuple[pd.DataFrame
 
         parallel = load_mmarco(profile.train_languages, n_queries=profile.train_queries, seed=profile.seed)
         pairs = mmarco_pairs(parallel, hard_negatives=profile.hard_negatives)
+        # mMARCO is not derived from LAReQA: a shared text is a coincidence (a short, generic
+        # sentence), so such rows are dropped and counted rather than stopping the run.
+        n_rows = len(pairs)
+        pairs = drop_overlap(pairs, eval_sets)
+        report = check_no_leakage(pairs, eval_sets)
+        return pairs, {**report, "dropped_overlap_rows": n_rows - len(pairs)}
     else:
         raise ValueError(f"Unknown training dataset {name!r}; choose one of {', '.join(TRAIN_DATASETS)}.")
     return pairs, check_no_leakage(pairs, eval_sets)

@@ -206,3 +206,21 @@ def test_hard_negatives_enter_the_loss_and_the_run_digest(mmarco_dir, tmp_path):
     by_text = pairs.set_index("negative")
     for _, texts, langs in negatives:
         assert all(by_text.loc[[t]].passage_lang.iloc[0] == lang for t, lang in zip(texts, langs))
+
+
+def test_hub_failure_is_one_clear_error(tmp_path, monkeypatch):
+    """Online mode with the hub unreachable (simulated: no test may download 900 MB)."""
+    import xlir_utils.data.mmarco as mm
+
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path / "proj"))
+    monkeypatch.setenv("XLIR_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.delenv("XLIR_OFFLINE", raising=False)
+
+    def unreachable(relpath):
+        raise ConnectionError("Failed to resolve 'huggingface.co'")
+
+    monkeypatch.setattr(mm, "_hub_sha256", unreachable)
+    with pytest.raises(DataUnavailable, match=r"Could not download data/triples.*unicamp-dl/mmarco.*XLIR_DATA_DIR/mmarco"):
+        load_mmarco(LANGS, n_queries=3, cache=False)
+    assert not (tmp_path / "proj" / "data" / "raw" / "mmarco").exists() or not any(
+        (tmp_path / "proj" / "data" / "raw" / "mmarco").rglob("*.tsv"))

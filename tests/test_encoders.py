@@ -446,3 +446,11 @@ def test_end_to_end_retrieval_ranks_the_answer_sentence(model, shared_data, q_la
     print(f"{q_lang}->{c_lang}: {len(questions)} questions, {len(cands)} sentences, "
           f"MRR {mrr:.3f} (chance {chance:.3f}), top-1 {np.mean(ranks == 1):.2f}")
     assert mrr >= 0.6
+
+
+def test_auto_precision_resolves_per_hardware(monkeypatch):
+    monkeypatch.setattr(enc_mod, "_cpu_has_native_bf16", lambda: True)
+    assert enc_mod.resolve_precision("auto", "cpu") == "bf16-autocast"  # measured faster than the bf16 copy
+    monkeypatch.setattr(enc_mod, "_cpu_has_native_bf16", lambda: False)
+    assert enc_mod.resolve_precision("auto", "cpu") == "fp32"
+    assert enc_mod.resolve_precision("bf16", "cpu") == "bf16" and enc_mod.resolve_precision("fp32") == "fp32"

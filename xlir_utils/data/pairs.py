@@ -54,12 +54,13 @@ def normalise_text(text: str) -> str:
 
 
 def check_no_leakage(pairs: pd.DataFrame, eval_sets: list[RetrievalSet], *, max_examples: int = 5) -> dict:
-    """Refuse to train on evaluation data: no shared question id, query or sentence text.
+    """Refuse to train on evaluation data: no shared question id, query or sentence text
+    (hard negatives included, where the pairs have a ``negative`` column).
 
     Returns a summary dict when clean; raises :class:`LeakageError` naming what overlaps.
     """
     train_ids = set(pairs["question_id"])
-    train_texts = {normalise_text(t) for t in pd.concat([pairs["query"], pairs["passage"]]).unique()}
+    train_texts = {normalise_text(t) for t in pd.concat([pairs[c] for c in _text_columns(pairs)]).unique()}
     problems = []
     for rset in eval_sets:
         ids = train_ids & set(rset.queries.question_id)
@@ -85,9 +86,16 @@ def drop_overlap(pairs: pd.DataFrame, eval_sets: list[RetrievalSet]) -> pd.DataF
     for rset in eval_sets:
         ids |= set(rset.queries.question_id)
         texts |= {normalise_text(t) for t in pd.concat([rset.queries.text, rset.candidates.sentence])}
+
     def shared(col: pd.Series) -> pd.Series:  # normalise each distinct text once
         hit = {t: normalise_text(t) in texts for t in col.unique()}
-        return col.map(hit)
+        return col.map(hit).astype(bool)
 
-    keep = ~pairs.question_id.isin(ids) & ~shared(pairs["query"]) & ~shared(pairs["passage"])
+    keep = ~pairs.question_id.isin(ids)
+    for col in _text_columns(pairs):
+        keep &= ~shared(pairs[col])
     return pairs[keep].reset_index(drop=True)
+
+
+def _text_columns(pairs: pd.DataFrame) -> list[str]:
+    return ["query", "passage"] + (["negative"] if "negative" in pairs.columns else [])

@@ -28,8 +28,9 @@ KINDS = ("query", "passage")
 # "fp32": exact. "bf16": a cached bfloat16 copy of the model (weights and activations).
 # "bf16-autocast": fp32 weights, matrix products in bfloat16. "auto": "bf16-autocast" on a CPU
 # with native bfloat16 (avx512_bf16 / AMX), "bf16" on a bf16-capable GPU, else "fp32". On a
-# 2-core CPU, autocast was both faster and closer to fp32 than the bf16 copy (benchmarks/encode.py:
-# 3.0x vs 2.5x sentence-transformers' default, min cosine 0.99998 vs 0.99995).
+# 2-core CPU, autocast was both faster and closer to fp32 than the bf16 copy (benchmarks/encode.py,
+# benchmarks/results/encode.json: 2.7x vs 2.4x sentence-transformers' default, min cosine
+# 0.999982 vs 0.999954).
 PRECISIONS = ("auto", "fp32", "bf16", "bf16-autocast")
 DEFAULT_PRECISION = "auto"
 # On CPU large matrices fall out of cache: batches above this many padded tokens were

@@ -65,3 +65,26 @@ def test_figures_are_written(results, tmp_path, monkeypatch):
     again = save_figure(reporting.plot_headline(results), "t", "smoke")
     assert again[1].read_bytes() == pdf.read_bytes()  # reproducible: no timestamps
     assert png.parent == paths.figures_dir("smoke")
+
+
+def test_make_figures_redraws_every_notebook_figure_from_results(results, tmp_path, monkeypatch, shared_data):
+    """`make figures` needs only results/: the data (01), training (02, 03) and evaluation (04, 05) tables."""
+    rset = load_retrieval_set("xquad-r", articles=1)  # read before XLIR_ROOT moves
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
+    from xlir_utils import paths
+    from xlir_utils.io_utils import atomic_write_csv, atomic_write_parquet
+    from xlir_utils.plotting import length_table
+
+    folder = paths.ensure(paths.results_dir("smoke"))
+    atomic_write_csv(results, folder / reporting.EVAL_FILE)
+    atomic_write_parquet(length_table([rset]), folder / reporting.LENGTHS_FILE)
+    log = pd.DataFrame({"step": range(1, 7), "loss": np.linspace(3, 1, 6), "kind": "mono"})
+    atomic_write_csv(pd.concat([log.assign(run="full-X-X"), log.assign(run="full-X-Y")]),
+                     folder / reporting.TRAIN_LOGS_FILE)
+    atomic_write_csv(pd.concat([log.assign(run="adapters-task-only")]), folder / reporting.ADAPTER_LOGS_FILE)
+    atomic_write_csv(pd.concat([log.assign(phase="head", lang="mixed"), log.assign(phase="adapter", lang="de")]),
+                     folder / reporting.MLM_LOG_FILE)
+    written = reporting.make_figures("smoke")
+    for name in ("01_lengths", "02_loss_curves", "03_mlm_loss", "03_task_loss", "04_headline_xquad-r"):
+        assert name in written
+        assert (paths.figures_dir("smoke") / f"{name}.png").stat().st_size > 5_000

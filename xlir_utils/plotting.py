@@ -45,29 +45,38 @@ def save_figure(fig, name: str, profile: str, folder: Path | None = None) -> lis
     return written
 
 
-def plot_length_distributions(rsets, ax=None):
-    """Box plots of question and candidate-sentence lengths (characters) per language."""
+def length_table(rsets) -> "pd.DataFrame":
+    """Character length of every question and candidate sentence (dataset, kind, lang, chars).
+
+    Notebook 01 stores it in ``results/`` so that ``make figures`` redraws ``01_lengths``.
+    """
     import pandas as pd
 
-    use_style()
     frames = []
     for rset in rsets:
         frames.append(pd.DataFrame({"dataset": rset.name, "kind": "question", "lang": rset.queries.lang,
                                     "chars": rset.queries.text.str.len()}))
         frames.append(pd.DataFrame({"dataset": rset.name, "kind": "candidate sentence",
                                     "lang": rset.candidates.lang, "chars": rset.candidates.sentence.str.len()}))
-    df = pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True)
+
+
+def plot_length_distributions(lengths: "pd.DataFrame"):
+    """Box plots of question and candidate-sentence lengths (characters) per language, per dataset."""
+    use_style()
+    df = lengths
+    names = list(dict.fromkeys(df.dataset))
     langs = [lang for lang in LANG_ORDER if lang in set(df.lang)]
-    fig, axes = plt.subplots(len(rsets), 2, figsize=(10, 2.6 * len(rsets)), squeeze=False, sharey="col")
-    for r, rset in enumerate(rsets):
+    fig, axes = plt.subplots(len(names), 2, figsize=(10, 2.6 * len(names)), squeeze=False, sharey="col")
+    for r, name in enumerate(names):
         for c, kind in enumerate(("question", "candidate sentence")):
             ax = axes[r, c]
-            sub = df[(df.dataset == rset.name) & (df.kind == kind)]
+            sub = df[(df.dataset == name) & (df.kind == kind)]
             order = [lang for lang in langs if lang in set(sub.lang)]
             ax.boxplot([sub.chars[sub.lang == lang] for lang in order], tick_labels=order,
                        showfliers=False, widths=0.6)
             ax.set_yscale("log")
-            ax.set_title(f"{rset.name}: {kind}s")
+            ax.set_title(f"{name}: {kind}s")
             ax.set_ylabel("length (characters, log)")
     fig.tight_layout()
     return fig

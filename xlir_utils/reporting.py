@@ -17,6 +17,10 @@ from .plotting import LANG_ORDER, save_figure, use_style
 EVAL_FILE = "evaluation.csv"  # tidy rows of every system (notebook 04, plus LIR from 05)
 PER_QUERY_FILE = "per_query_multi.parquet"  # per-query multilingual AP and rank distance
 PROJECTION_FILE = "projection.csv"  # 2-D projection of parallel answers (notebook 05)
+LENGTHS_FILE = "text_lengths.parquet"  # characters per question / candidate sentence (notebook 01)
+TRAIN_LOGS_FILE = "train_logs.csv"  # loss per step of the full fine-tuning runs (notebook 02)
+MLM_LOG_FILE = "mlm_log.csv"  # MLM loss per step of the head and each language adapter (notebook 03)
+ADAPTER_LOGS_FILE = "adapter_train_logs.csv"  # loss per step of the task-adapter runs (notebook 03)
 
 # The paper's Table 1 (mAP, macro means) and Table 2 (rank distance), arXiv 2408.10536.
 PAPER = pd.DataFrame(
@@ -257,10 +261,27 @@ def write_tables(profile: str) -> dict[str, pd.DataFrame]:
 
 
 def make_figures(profile: str) -> list[str]:
-    """Every figure of notebooks 04–05 from the result files; returns the names written."""
+    """Every figure of notebooks 01–05 from the files in ``results/``; returns the names written.
+
+    No data is parsed, nothing is trained or encoded: each figure is redrawn from the table its
+    notebook stored (a figure whose table is missing is skipped).
+    """
+    from .language_adapters import plot_mlm_loss
+    from .plotting import plot_length_distributions
+    from .training import plot_loss_curves
+
     folder = paths.results_dir(profile)
-    results = read_results(profile)
     written = []
+    sources = ((LENGTHS_FILE, "01_lengths", plot_length_distributions),
+               (TRAIN_LOGS_FILE, "02_loss_curves", plot_loss_curves),
+               (MLM_LOG_FILE, "03_mlm_loss", plot_mlm_loss),
+               (ADAPTER_LOGS_FILE, "03_task_loss", plot_loss_curves))
+    for file, name, plot in sources:
+        if (folder / file).is_file():
+            table = pd.read_parquet(folder / file) if file.endswith(".parquet") else pd.read_csv(folder / file)
+            save_figure(plot(table), name, profile)
+            written.append(name)
+    results = read_results(profile)
     for dataset in results.dataset.unique():
         save_figure(plot_headline(results, dataset), f"04_headline_{dataset}", profile)
         written.append(f"04_headline_{dataset}")

@@ -261,17 +261,24 @@ def finished_runs(runs_root: Path) -> list[Path]:
                   and json.loads((p / "run.json").read_text()).get("finished"))
 
 
-def plot_loss_curves(run_dirs: Sequence[Path], smooth: int = 5):
-    """Loss per step of several runs (rolling mean), X-X steps marked."""
+def read_train_logs(run_dirs: Sequence[Path]) -> pd.DataFrame:
+    """The ``train_log.csv`` of several runs in one table, with a ``run`` column (the folder name).
+
+    Notebooks 02 and 03 store it in ``results/`` so that ``make figures`` redraws the loss curves.
+    """
+    return pd.concat([pd.read_csv(d / "train_log.csv").assign(run=d.name) for d in run_dirs], ignore_index=True)
+
+
+def plot_loss_curves(logs: pd.DataFrame, smooth: int = 5):
+    """Loss per step of each run in ``logs`` (see :func:`read_train_logs`), rolling mean."""
     import matplotlib.pyplot as plt
 
     from .plotting import use_style
 
     use_style()
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
-    for run_dir in run_dirs:
-        log = pd.read_csv(run_dir / "train_log.csv")
-        ax.plot(log.step, log.loss.rolling(smooth, min_periods=1).mean(), label=run_dir.name)
+    for run, log in logs.groupby("run", sort=False):
+        ax.plot(log.step, log.loss.rolling(smooth, min_periods=1).mean(), label=run)
     ax.set_xlabel("step")
     ax.set_ylabel(f"InfoNCE loss (rolling mean of {smooth})")
     ax.legend(frameon=False)

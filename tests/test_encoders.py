@@ -454,3 +454,17 @@ def test_auto_precision_resolves_per_hardware(monkeypatch):
     monkeypatch.setattr(enc_mod, "_cpu_has_native_bf16", lambda: False)
     assert enc_mod.resolve_precision("auto", "cpu") == "fp32"
     assert enc_mod.resolve_precision("bf16", "cpu") == "bf16" and enc_mod.resolve_precision("fp32") == "fp32"
+
+
+@pytest.mark.slow
+def test_stored_evaluation_embeddings_are_keyed_by_precision(model, monkeypatch):
+    """Notebook 04's embedding store keys on the system fingerprint: a change of the default
+    precision (e.g. a CPU without bf16) must not reuse embeddings made at another precision."""
+    from xlir_utils.systems import encoder_system
+
+    fp = model_fingerprint(model)
+    assert enc_mod.embedding_signature(model, "fp32") == f"{fp}|fp32"
+    monkeypatch.setattr(enc_mod, "_cpu_has_native_bf16", lambda: True)
+    with_bf16 = encoder_system("m", "zero-shot", model, "m", 512).fingerprint
+    monkeypatch.setattr(enc_mod, "_cpu_has_native_bf16", lambda: False)
+    assert encoder_system("m", "zero-shot", model, "m", 512).fingerprint not in (with_bf16, fp)

@@ -28,18 +28,18 @@ class System:
     label: str  # unique, e.g. "e5-small-offline", "full-hybrid", "adapters-per-side"
     training: str  # "zero-shot", "X-X", "X-Y", "hybrid", "adapters: per-side", ...
     model_name: str  # the base model
-    fingerprint: str  # what produced the embeddings (keys the stored embeddings)
+    fingerprint: str  # what produced the embeddings: model and precision (keys the stored embeddings)
     encode: EncodeFn
 
 
 def encoder_system(label: str, training: str, model, model_name: str, batch_tokens: int) -> System:
     """A system from a plain sentence-transformers model (no routing)."""
-    from .encoders.encode import encode, model_fingerprint
+    from .encoders.encode import embedding_signature, encode
 
     def run(texts, langs, kind):
         return encode(model, list(texts), kind, batch_tokens=batch_tokens)
 
-    return System(label, training, model_name, model_fingerprint(model), run)
+    return System(label, training, model_name, embedding_signature(model), run)
 
 
 def baseline_systems(profile) -> list[System]:
@@ -144,7 +144,7 @@ def adapter_run_systems(profile) -> list[System]:
     adapter (``adapters-per-side``) and through the English one (``…/unseen-en``).
     """
     from . import language_adapters as la
-    from .encoders.encode import model_fingerprint
+    from .encoders.encode import embedding_signature
 
     systems = []
     for run_dir in la.variant_run_dirs(profile.name):
@@ -158,5 +158,5 @@ def adapter_run_systems(profile) -> list[System]:
                                         batch_tokens=profile.encode_batch_tokens)
 
             systems.append(System(label, f"adapters: {r.label} (hybrid)", profile.encoder,
-                                  f"{model_fingerprint(model)}|{r.key}", run))
+                                  f"{embedding_signature(model)}|{r.key}", run))
     return systems

@@ -117,6 +117,13 @@ def model_fingerprint(model) -> str:
     return h.hexdigest()
 
 
+def embedding_signature(model, precision: str = DEFAULT_PRECISION) -> str:
+    """What ``encode(model, ..., precision=precision)`` embeddings depend on beyond the texts:
+    the model fingerprint and the concrete precision on the model's device (stores of
+    embeddings outside :func:`encode`'s own cache key on it)."""
+    return f"{model_fingerprint(model)}|{resolve_precision(precision, _model_device(model))}"
+
+
 # ------------------------------------------------------------------------------- cache
 def _texts_digest(texts: Sequence[str]) -> str:
     h = hashlib.sha256()

@@ -23,3 +23,17 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "lareqa").is_dir():
         pytest.fail(f"offline data not found at {SHARED_DATA}; set XLIR_DATA_DIR to a copy of shared/data")
     return SHARED_DATA
+
+
+def isolated_project(tmp_path: Path, monkeypatch, offline_dir: Path | None, *, offline: bool = True) -> None:
+    """Run a test in a throw-away project (``XLIR_ROOT``) with its own offline data directory
+    (None: no ``XLIR_DATA_DIR``) and, unless ``offline=False``, downloads forbidden."""
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path / "proj"))
+    if offline_dir is None:
+        monkeypatch.delenv("XLIR_DATA_DIR", raising=False)
+    else:
+        monkeypatch.setenv("XLIR_DATA_DIR", str(offline_dir))
+    if offline:
+        monkeypatch.setenv("XLIR_OFFLINE", "1")
+    else:
+        monkeypatch.delenv("XLIR_OFFLINE", raising=False)

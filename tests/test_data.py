@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import isolated_project
 
 from xlir_utils import config, paths
 from xlir_utils.data import (
@@ -116,29 +117,20 @@ def test_unknown_language_names_the_code():
         load_retrieval_set("mlqa-r", languages=["el"])
 
 
-def _isolated_project(tmp_path, monkeypatch, offline_dir: Path | None):
-    monkeypatch.setenv("XLIR_ROOT", str(tmp_path / "proj"))
-    if offline_dir is None:
-        monkeypatch.delenv("XLIR_DATA_DIR", raising=False)
-    else:
-        monkeypatch.setenv("XLIR_DATA_DIR", str(offline_dir))
-    monkeypatch.setenv("XLIR_OFFLINE", "1")
-
-
 def test_checksum_mismatch_names_the_file(tmp_path, monkeypatch, shared_data):
     offline = tmp_path / "offline"
     (offline / "lareqa/xquad-r").mkdir(parents=True)
     good = shared_data / "lareqa/xquad-r/de.json"
     bad = offline / "lareqa/xquad-r/de.json"
     bad.write_bytes(good.read_bytes()[:-100])  # truncated copy
-    _isolated_project(tmp_path, monkeypatch, offline)
+    isolated_project(tmp_path, monkeypatch, offline)
     with pytest.raises(ChecksumMismatch, match=r"de\.json.*expected"):
         fetch("lareqa/xquad-r/de.json")
     assert not (paths.raw_dir() / "lareqa/xquad-r/de.json").exists()
 
 
 def test_missing_file_offline_says_what_to_do(tmp_path, monkeypatch):
-    _isolated_project(tmp_path, monkeypatch, tmp_path / "empty")
+    isolated_project(tmp_path, monkeypatch, tmp_path / "empty")
     with pytest.raises(DataUnavailable, match="XLIR_DATA_DIR"):
         fetch("lareqa/mlqa-r/vi.json")
     assert not any((tmp_path / "proj").rglob("*.json"))
@@ -146,7 +138,7 @@ def test_missing_file_offline_says_what_to_do(tmp_path, monkeypatch):
 
 def test_good_file_is_not_replaced_by_bad(tmp_path, monkeypatch, shared_data):
     """A verified file in data/raw wins; a corrupt offline copy is never copied over it."""
-    _isolated_project(tmp_path, monkeypatch, tmp_path / "offline")
+    isolated_project(tmp_path, monkeypatch, tmp_path / "offline")
     target = paths.raw_dir() / "lareqa/xquad-r/en.json"
     target.parent.mkdir(parents=True)
     shutil.copy(shared_data / "lareqa/xquad-r/en.json", target)

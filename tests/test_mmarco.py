@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import isolated_project
 from xlir_utils import config
 from xlir_utils.data import (
     ChecksumMismatch, DataError, DataUnavailable, LeakageError, check_no_leakage, drop_overlap, load_mmarco,
@@ -61,9 +62,7 @@ def write_fixture(root, qids=QIDS, langs=LANGS, extra_passages=()):
 @pytest.fixture
 def mmarco_dir(tmp_path, monkeypatch):
     """An isolated project whose offline directory holds the fixture; offline only."""
-    monkeypatch.setenv("XLIR_ROOT", str(tmp_path / "proj"))
-    monkeypatch.setenv("XLIR_DATA_DIR", str(tmp_path / "offline"))
-    monkeypatch.setenv("XLIR_OFFLINE", "1")
+    isolated_project(tmp_path, monkeypatch, tmp_path / "offline")
     triples = write_fixture(tmp_path / "offline")
     return tmp_path / "offline", triples
 
@@ -107,9 +106,7 @@ def test_processed_sample_is_cached_by_its_parameters(mmarco_dir, tmp_path):
 
 
 def test_missing_offline_file_names_it_and_the_fix(tmp_path, monkeypatch):
-    monkeypatch.setenv("XLIR_ROOT", str(tmp_path / "proj"))
-    monkeypatch.setenv("XLIR_DATA_DIR", str(tmp_path / "empty"))
-    monkeypatch.setenv("XLIR_OFFLINE", "1")
+    isolated_project(tmp_path, monkeypatch, tmp_path / "empty")
     with pytest.raises(DataUnavailable) as err:
         load_mmarco(LANGS, n_queries=3, cache=False)
     message = str(err.value)
@@ -168,9 +165,7 @@ def test_pairs_feed_the_hybrid_sampler(mmarco_dir):
 def test_training_pairs_for_the_paper_profile_run_the_leakage_check(tmp_path, monkeypatch, shared_data):
     xquad = load_retrieval_set("xquad-r", articles=1)  # read from shared/data before the redirect
     leaked = xquad.candidates.sentence.iloc[0]
-    monkeypatch.setenv("XLIR_ROOT", str(tmp_path / "proj"))
-    monkeypatch.setenv("XLIR_DATA_DIR", str(tmp_path / "offline"))
-    monkeypatch.setenv("XLIR_OFFLINE", "1")
+    isolated_project(tmp_path, monkeypatch, tmp_path / "offline")
     write_fixture(tmp_path / "offline")
     profile = config.load("paper").replace(train_languages=LANGS, train_queries=4, hard_negatives=True)
     assert profile.train_dataset == "mmarco"
@@ -257,9 +252,7 @@ def test_hub_download_is_verified_and_reused(tmp_path, monkeypatch):
     """The hub path with a fake hub: the published digest is checked, a bad file deleted."""
     import xlir_utils.data.mmarco as mm
 
-    monkeypatch.setenv("XLIR_ROOT", str(tmp_path / "proj"))
-    monkeypatch.setenv("XLIR_DATA_DIR", str(tmp_path / "empty"))
-    monkeypatch.delenv("XLIR_OFFLINE", raising=False)
+    isolated_project(tmp_path, monkeypatch, tmp_path / "empty", offline=False)
     payload = b"1\t11\t17\n2\t21\t27\n"
     published = {"digest": ("sha256", hashlib.sha256(payload).hexdigest())}
     downloads = []
@@ -313,9 +306,7 @@ def test_hub_failure_is_one_clear_error(tmp_path, monkeypatch):
     """Online mode with the hub unreachable (simulated: no test may download 900 MB)."""
     import xlir_utils.data.mmarco as mm
 
-    monkeypatch.setenv("XLIR_ROOT", str(tmp_path / "proj"))
-    monkeypatch.setenv("XLIR_DATA_DIR", str(tmp_path / "empty"))
-    monkeypatch.delenv("XLIR_OFFLINE", raising=False)
+    isolated_project(tmp_path, monkeypatch, tmp_path / "empty", offline=False)
 
     def unreachable():
         raise ConnectionError("Failed to resolve 'huggingface.co'")

@@ -31,12 +31,16 @@ class DataUnavailable(DataError):
     pass
 
 
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: Path, digest, chunk: int = 1 << 20) -> str:
+    """Feed a file to a hashlib object in chunks; its hex digest."""
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    return file_digest(path, hashlib.sha256(), chunk)
 
 
 def _offline_only() -> bool:

@@ -40,7 +40,10 @@ import numpy as np
 import pandas as pd
 
 from .. import paths
-from .fetch import ChecksumMismatch, DataError, DataUnavailable, _offline_only, sha256_of
+from ..config import PAPER_TRAIN_LANGS
+from ..io_utils import atomic_write_json, atomic_write_parquet
+from .fetch import ChecksumMismatch, DataError, DataUnavailable, _offline_only, file_digest, sha256_of
+from .pairs import PAIR_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ MMARCO_LANGUAGES = {
     "hi": "hindi", "id": "indonesian", "it": "italian", "ja": "japanese", "nl": "dutch",
     "pt": "portuguese", "ru": "russian", "vi": "vietnamese", "zh": "chinese",
 }
-PAPER_LANGUAGES = ("en", "ar", "zh", "de", "es", "ru", "hi")  # the paper's mMARCO languages
+PAPER_LANGUAGES = PAPER_TRAIN_LANGS  # the paper's mMARCO languages
 LOADER_VERSION = 1  # bump when parsing changes what a sample holds (part of the cache key)
 
 
@@ -94,11 +97,7 @@ def read_sha256sums(root: Path) -> dict[str, str] | None:
 
 def git_blob_sha1(path: Path) -> str:
     """The git object id of a file (what the hub publishes for files not stored in LFS)."""
-    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
-    with open(path, "rb") as handle:
-        while block := handle.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, hashlib.sha1(f"blob {path.stat().st_size}\0".encode()))
 
 
 def _check(path: Path, kind: str, expected: str, origin: str, *, delete: bool = False) -> Path:
@@ -147,8 +146,6 @@ def _hub_download(relpath: str, commit: str) -> Path:
 
 def mmarco_file(relpath: str) -> Path:
     """A local, verified path for one mMARCO file (``relpath`` as in the hub repository)."""
-    from ..io_utils import atomic_write_json
-
     local = paths.raw_dir() / "mmarco" / relpath
     marker = local.with_name(local.name + ".verified.json")
     if local.is_file() and marker.is_file():
@@ -285,8 +282,6 @@ def load_mmarco(languages: Sequence[str] = PAPER_LANGUAGES, n_queries: int = 20_
     result is cached under ``data/processed/mmarco/<digest>.parquet`` with a manifest,
     keyed by :class:`MMarcoSample` (parameters, source, loader version).
     """
-    from ..io_utils import atomic_write_json, atomic_write_parquet
-
     languages = tuple(dict.fromkeys(languages))
     for lang in languages:
         _name(lang)
@@ -327,22 +322,16 @@ def load_mmarco(languages: Sequence[str] = PAPER_LANGUAGES, n_queries: int = 20_
     return table
 
 
-def mmarco_pairs(parallel: pd.DataFrame, kinds: tuple[str, ...] = ("mono", "cross"),
-                 hard_negatives: bool = False) -> pd.DataFrame:
+def mmarco_pairs(parallel: pd.DataFrame, hard_negatives: bool = False) -> pd.DataFrame:
     """The pairs table (:data:`xlir_utils.data.pairs.PAIR_COLUMNS`) of a parallel mMARCO sample.
 
     One row per (qid, query language, passage language); ``hard_negatives`` adds a
     ``negative`` column (the BM25 negative in the passage's language).
     """
-    from .pairs import PAIR_COLUMNS
-
     by_lang = {lang: g.set_index("qid") for lang, g in parallel.groupby("lang", sort=True)}
     frames = []
     for ql, q in by_lang.items():
         for pl, p in by_lang.items():
-            kind = "mono" if ql == pl else "cross"
-            if kind not in kinds:
-                continue
             shared = q.index.intersection(p.index)
             frame = pd.DataFrame({
                 "question_id": "mmarco-" + shared.astype(str), "query_lang": ql,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import numpy as np
 import pandas as pd
 
 from .lareqa import RetrievalSet
@@ -60,12 +61,11 @@ def check_no_leakage(pairs: pd.DataFrame, eval_sets: list[RetrievalSet], *, max_
     Returns a summary dict when clean; raises :class:`LeakageError` naming what overlaps.
     """
     train_ids = set(pairs["question_id"])
-    train_texts = {normalise_text(t) for t in pd.concat([pairs[c] for c in _text_columns(pairs)]).unique()}
+    train_texts = {normalise_text(t) for t in _distinct_texts(pairs)}
     problems = []
     for rset in eval_sets:
         ids = train_ids & set(rset.queries.question_id)
-        eval_texts = {normalise_text(t) for t in pd.concat([rset.queries.text, rset.candidates.sentence]).unique()}
-        texts = train_texts & eval_texts
+        texts = train_texts & _eval_texts(rset)
         texts.discard("")
         if ids:
             problems.append(f"{len(ids)} question id(s) shared with {rset.name}, e.g. {sorted(ids)[:max_examples]}")
@@ -85,17 +85,23 @@ def drop_overlap(pairs: pd.DataFrame, eval_sets: list[RetrievalSet]) -> pd.DataF
     ids, texts = set(), set()
     for rset in eval_sets:
         ids |= set(rset.queries.question_id)
-        texts |= {normalise_text(t) for t in pd.concat([rset.queries.text, rset.candidates.sentence])}
-
-    def shared(col: pd.Series) -> pd.Series:  # normalise each distinct text once
-        hit = {t: normalise_text(t) in texts for t in col.unique()}
-        return col.map(hit).astype(bool)
-
+        texts |= _eval_texts(rset)
+    hit = {t: normalise_text(t) in texts for t in _distinct_texts(pairs)}  # each distinct text once
     keep = ~pairs.question_id.isin(ids)
     for col in _text_columns(pairs):
-        keep &= ~shared(pairs[col])
+        keep &= ~pairs[col].map(hit).astype(bool)
     return pairs[keep].reset_index(drop=True)
 
 
 def _text_columns(pairs: pd.DataFrame) -> list[str]:
     return ["query", "passage"] + (["negative"] if "negative" in pairs.columns else [])
+
+
+def _distinct_texts(pairs: pd.DataFrame) -> np.ndarray:
+    """Every distinct training text (queries, passages, hard negatives)."""
+    return pd.unique(pd.concat([pairs[c] for c in _text_columns(pairs)], ignore_index=True))
+
+
+def _eval_texts(rset: RetrievalSet) -> set[str]:
+    """The normalised queries and candidate sentences of an evaluation set."""
+    return {normalise_text(t) for t in pd.concat([rset.queries.text, rset.candidates.sentence]).unique()}

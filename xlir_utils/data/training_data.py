@@ -10,7 +10,9 @@ from __future__ import annotations
 import pandas as pd
 
 from .lareqa import RetrievalSet
+from .mmarco import load_mmarco, mmarco_pairs
 from .pairs import build_pairs, check_no_leakage, drop_overlap
+from .processed import read_processed
 
 TRAIN_DATASETS = ("mlqa-r", "xquad-r", "mmarco")
 
@@ -26,13 +28,9 @@ def training_pairs(profile, eval_sets: list[RetrievalSet]) -> tuple[pd.DataFrame
     """
     name = profile.train_dataset
     if name in ("mlqa-r", "xquad-r"):
-        from .processed import read_processed
-
         rset = read_processed(name, profile.name, articles=profile.train_articles)
         pairs = build_pairs(rset, profile.candidate_text)
     elif name == "mmarco":
-        from .mmarco import load_mmarco, mmarco_pairs
-
         parallel = load_mmarco(profile.train_languages, n_queries=profile.train_queries, seed=profile.seed)
         pairs = mmarco_pairs(parallel, hard_negatives=profile.hard_negatives)
         # mMARCO is not derived from LAReQA: a shared text is a coincidence (a short, generic

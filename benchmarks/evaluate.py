@@ -95,7 +95,7 @@ def main() -> None:
     ref, t_irm = timed(lambda: list(ir_measures.iter_calc(measures, qrels, run)))
 
     # agreement: our exact ranks, truncated the way the top-1000 run truncates them
-    ranks = np.sort(ev.ranks.pool_rank, axis=1)
+    ranks = ev.ranks.ranks_in_pool()
     cut = np.where(ranks <= TOP, ranks, np.inf)
     n_rel = np.isfinite(ranks).sum(1)
     ours = {

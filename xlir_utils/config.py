@@ -51,7 +51,7 @@ class AdapterConfig:
     task_lr: float = 1e-4
     mlm_lr: float = 1e-4
     mlm_head_steps: int = 0  # the shared MLM head e5-small lacks (0: as many as mlm_steps)
-    mlm_head_lr: float = 0.0  # 0: 1e-3
+    mlm_head_lr: float = 1e-3  # the shared MLM head
     use_hub_adapters: bool = False  # paper: AdapterHub's MAD-X adapters for xlm-roberta-base
 
 

@@ -6,10 +6,13 @@ the rename itself survives a crash.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -71,3 +74,44 @@ def atomic_write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     buffer = io.BytesIO()
     df.to_parquet(buffer, index=False)
     return atomic_write_bytes(buffer.getvalue(), path)
+
+
+def atomic_write_npz(path: str | os.PathLike, **arrays) -> Path:
+    """Write arrays as an uncompressed ``.npz``, atomically."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return atomic_write_bytes(buffer.getvalue(), path)
+
+
+def atomic_write_torch(obj, path: str | os.PathLike) -> Path:
+    """``torch.save`` an object (a state dict, a checkpoint), atomically."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return atomic_write_bytes(buffer.getvalue(), path)
+
+
+def atomic_replace_dir(folder: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Fill a folder with ``write(tmp)`` beside it, then swap it in for ``folder``.
+
+    The old folder is moved aside before the rename and removed after it, so ``folder`` is
+    either the old or the new complete version; an interrupted ``write`` leaves the old one.
+    """
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write(tmp)
+    old = folder.with_name(folder.name + ".old")
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def json_digest(obj, length: int = 16) -> str:
+    """A short sha256 of ``obj`` as sorted-key JSON (recipe digests that key reuse of runs and caches)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]

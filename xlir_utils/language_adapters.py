@@ -71,12 +71,10 @@ with ``save_adapter``/``load_adapter`` only.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,7 +87,9 @@ from tqdm.auto import tqdm
 
 from . import paths
 from .config import Profile
-from .io_utils import atomic_write_bytes, atomic_write_csv, atomic_write_json
+from .encoders import load_encoder
+from .io_utils import atomic_replace_dir, atomic_write_csv, atomic_write_json, atomic_write_torch, json_digest
+from .training import _lr_lambda, finished_record
 
 TASK = "task"
 LANG_CONFIG = "seq_bn_inv"  # MAD-X language adapter: Pfeiffer bottleneck + invertible adapter
@@ -135,10 +135,6 @@ def base_model(model):
     return auto
 
 
-def _digest(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def _lang_adapter_config(reduction_factor: int):
     from adapters import SeqBnInvConfig
 
@@ -149,13 +145,6 @@ def _task_adapter_config(reduction_factor: int):
     from adapters import SeqBnConfig
 
     return SeqBnConfig(reduction_factor=reduction_factor)
-
-
-def load_base_encoder(name: str, profile: Profile | None = None):
-    """The base encoder (``xlir_utils.encoders.load_encoder``), on CPU/GPU as that decides."""
-    from .encoders import load_encoder
-
-    return load_encoder(name, profile)
 
 
 def trainable_names(model) -> set[str]:
@@ -225,7 +214,6 @@ def mlm_loss(model, head: MLMHead, texts: Sequence[str], max_seq_length: int,
     enc = tok(list(texts), padding=True, truncation=True, max_length=max_seq_length, return_tensors="pt",
               return_special_tokens_mask=True)
     special = enc.pop("special_tokens_mask").bool() | ~enc["attention_mask"].bool()
-    vocab = auto.get_input_embeddings().weight.shape[0]
     ids, labels = mask_tokens(enc["input_ids"], special, tok.mask_token_id, len(tok), generator)
     device = next(auto.parameters()).device
     out = auto(input_ids=ids.to(device), attention_mask=enc["attention_mask"].to(device))
@@ -233,9 +221,7 @@ def mlm_loss(model, head: MLMHead, texts: Sequence[str], max_seq_length: int,
     hidden = head.transform(out.last_hidden_state[where.to(device)])
     if hasattr(auto, "invertible_adapters_forward"):
         hidden = auto.invertible_adapters_forward(hidden[None], rev=True)[0]  # it wants (batch, seq, dim)
-    logits = head.decode(hidden)
-    assert logits.shape[-1] == vocab
-    return F.cross_entropy(logits, labels[where].to(device))
+    return F.cross_entropy(head.decode(hidden), labels[where].to(device))
 
 
 def _batches(texts: Sequence[str], batch_size: int, steps: int, seed: int) -> list[list[str]]:
@@ -256,9 +242,7 @@ def _batches(texts: Sequence[str], batch_size: int, steps: int, seed: int) -> li
 def _mlm_loop(model, head, params, batches, lr, max_seq_length, seed, desc, show_progress) -> pd.DataFrame:
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     steps = len(batches)
-    warmup = max(1, math.ceil(0.1 * steps))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: (s + 1) / warmup if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup)))
+    sched = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(max(1, math.ceil(0.1 * steps)), steps))
     gen = torch.Generator().manual_seed(seed)
     log = []
     for step, batch in enumerate(tqdm(batches, desc=desc, disable=not show_progress, leave=False)):
@@ -320,16 +304,12 @@ def _head_steps(profile: Profile) -> int:
     return int(profile.adapters.mlm_head_steps or profile.adapters.mlm_steps)
 
 
-def _head_lr(profile: Profile) -> float:
-    return float(profile.adapters.mlm_head_lr or 1e-3)
-
-
 def head_recipe(profile: Profile, corpus: dict[str, list[str]]) -> dict:
     """What determines the shared MLM head (its digest keys reuse)."""
     a = profile.adapters
     return {"format": FORMAT_VERSION, "encoder": profile.encoder, "steps": _head_steps(profile),
-            "lr": _head_lr(profile), "batch": a.mlm_batch_size, "max_len": a.mlm_max_seq_length,
-            "seed": profile.seed, "texts": _digest({k: v for k, v in sorted(corpus.items())})}
+            "lr": profile.adapters.mlm_head_lr, "batch": a.mlm_batch_size, "max_len": a.mlm_max_seq_length,
+            "seed": profile.seed, "texts": json_digest({k: v for k, v in sorted(corpus.items())})}
 
 
 def adapter_recipe(profile: Profile, lang: str, texts: Sequence[str], head_digest: str,
@@ -339,15 +319,11 @@ def adapter_recipe(profile: Profile, lang: str, texts: Sequence[str], head_diges
     return {"format": FORMAT_VERSION, "encoder": profile.encoder, "lang": lang, "config": LANG_CONFIG,
             "reduction_factor": a.reduction_factor, "steps": a.mlm_steps if steps is None else steps,
             "lr": a.mlm_lr, "batch": a.mlm_batch_size, "max_len": a.mlm_max_seq_length, "seed": profile.seed,
-            "texts": _digest(list(texts)), "head": head_digest}
+            "texts": json_digest(list(texts)), "head": head_digest}
 
 
 def _finished(folder: Path, digest: str) -> bool:
-    try:
-        record = json.loads((folder / "run.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return record.get("digest") == digest and bool(record.get("finished"))
+    return finished_record(folder, digest) is not None
 
 
 def train_mlm_head(model, corpus: dict[str, list[str]], profile: Profile, folder: Path, *,
@@ -359,10 +335,10 @@ def train_mlm_head(model, corpus: dict[str, list[str]], profile: Profile, folder
     a = profile.adapters
     steps = _head_steps(profile)
     recipe = head_recipe(profile, corpus)
-    digest = _digest(recipe)
-    head = new_mlm_head(model)
+    digest = json_digest(recipe)
     record_path = folder / "run.json"
     if _finished(folder, digest):
+        head = new_mlm_head(model)
         head.load_state_dict(torch.load(folder / "head.pt", weights_only=True))
         head.requires_grad_(False)
         head.digest = digest
@@ -378,16 +354,13 @@ def train_mlm_head(model, corpus: dict[str, list[str]], profile: Profile, folder
     head.train()
     auto.train()
     with _no_adapters(auto):
-        log = _mlm_loop(model, head, list(head.parameters()), batches, _head_lr(profile), a.mlm_max_seq_length,
+        log = _mlm_loop(model, head, list(head.parameters()), batches, a.mlm_head_lr, a.mlm_max_seq_length,
                         profile.seed, "MLM head", show_progress)
     log["lang"] = [langs[s % len(langs)] for s in range(steps)]
     auto.eval()
     head.eval()
     head.requires_grad_(False)
-    folder.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    torch.save(head.state_dict(), buffer)
-    atomic_write_bytes(buffer.getvalue(), folder / "head.pt")
+    atomic_write_torch(head.state_dict(), folder / "head.pt")
     atomic_write_csv(log, folder / "mlm_log.csv")
     atomic_write_json({"digest": digest, "recipe": recipe, "finished": True}, record_path)
     head.digest = digest
@@ -429,7 +402,7 @@ def train_language_adapter(model, head: MLMHead, lang: str, texts: Sequence[str]
     name = lang_adapter_name(lang)
     auto = base_model(model)
     recipe = adapter_recipe(profile, lang, texts, head.digest, steps)
-    digest = _digest(recipe)
+    digest = json_digest(recipe)
     if folder is not None and _finished(folder, digest):
         if name in auto.adapters_config:
             auto.delete_adapter(name)
@@ -451,18 +424,15 @@ def train_language_adapter(model, head: MLMHead, lang: str, texts: Sequence[str]
     auto.requires_grad_(False)
     auto.active_adapters = None
     if folder is not None:
-        tmp = folder.with_name(folder.name + ".tmp")
-        import shutil
+        def write(tmp: Path) -> None:
+            (tmp / "adapter").mkdir(parents=True)
+            auto.save_adapter(str(tmp / "adapter"), name)
+            atomic_write_csv(log, tmp / "mlm_log.csv")
+            atomic_write_json({"digest": digest, "recipe": recipe, "finished": True,
+                               "first_loss": float(log.loss.iloc[0]), "last_loss": float(log.loss.iloc[-1])},
+                              tmp / "run.json")
 
-        shutil.rmtree(tmp, ignore_errors=True)
-        (tmp / "adapter").mkdir(parents=True)
-        auto.save_adapter(str(tmp / "adapter"), name)
-        atomic_write_csv(log, tmp / "mlm_log.csv")
-        atomic_write_json({"digest": digest, "recipe": recipe, "finished": True,
-                           "first_loss": float(log.loss.iloc[0]), "last_loss": float(log.loss.iloc[-1])},
-                          tmp / "run.json")
-        shutil.rmtree(folder, ignore_errors=True)
-        tmp.rename(folder)
+        atomic_replace_dir(folder, write)
     return log
 
 
@@ -502,7 +472,7 @@ def train_language_adapters(profile: Profile, *, languages: Sequence[str] | None
     languages = tuple(languages or a.languages)
     root = language_adapters_dir(profile.name)
     if a.use_hub_adapters:
-        model = model if model is not None else load_base_encoder(profile.encoder, profile)
+        model = model if model is not None else load_encoder(profile.encoder, profile)
         names = load_hub_language_adapters(model, languages)
         auto = base_model(model)
         for lang, name in names.items():
@@ -513,14 +483,14 @@ def train_language_adapters(profile: Profile, *, languages: Sequence[str] | None
         return pd.DataFrame(columns=["step", "loss", "seconds", "lang", "phase"])
     corpus = corpus if corpus is not None else mlm_corpus(profile, languages)
     corpus = {lang: corpus[lang] for lang in languages}
-    head_digest = _digest(head_recipe(profile, corpus))
+    head_digest = json_digest(head_recipe(profile, corpus))
     if _finished(root / HEAD_DIR, head_digest) and all(
-            _finished(root / lang, _digest(adapter_recipe(profile, lang, corpus[lang], head_digest)))
+            _finished(root / lang, json_digest(adapter_recipe(profile, lang, corpus[lang], head_digest)))
             for lang in languages):  # everything reusable: no need to load the model
         logs = [pd.read_csv(root / HEAD_DIR / "mlm_log.csv").assign(phase="head")]
         logs += [pd.read_csv(root / lang / "mlm_log.csv").assign(phase="adapter") for lang in languages]
         return pd.concat(logs, ignore_index=True)
-    model = model if model is not None else load_base_encoder(profile.encoder, profile)
+    model = model if model is not None else load_encoder(profile.encoder, profile)
     head, head_log = train_mlm_head(model, corpus, profile, root / HEAD_DIR, show_progress=show_progress)
     logs = [head_log.assign(phase="head")]
     for lang in tqdm(languages, desc="language adapters", disable=not show_progress):
@@ -629,9 +599,6 @@ class Routing:
     def __str__(self) -> str:
         return self.key
 
-    def table(self, languages: Sequence[str]) -> pd.DataFrame:
-        """Which set-up each language goes through (for display)."""
-        return pd.DataFrame({"lang": list(languages), "set-up": [self.setup_key(x) for x in languages]})
 
 
 def make_routing(variant: str, languages: Sequence[str] = (), train_languages: Sequence[str] = (),
@@ -660,7 +627,7 @@ def _setup_of(routing: Routing, langs: Sequence[str], idx: list[int]):
     return routing.setup(langs[idx[0]])
 
 
-def routed_embed_fn(routing: Routing, embed: Callable | None = None):
+def routed_embed_fn(routing: Routing):
     """An ``embed_fn`` for :func:`xlir_utils.training.train_run` that routes rows per language.
 
     The rows of one side are grouped by their adapter set-up; each group is embedded
@@ -668,9 +635,7 @@ def routed_embed_fn(routing: Routing, embed: Callable | None = None):
     """
     from adapters import AdapterSetup
 
-    from .training import embed as plain_embed
-
-    embed = embed or plain_embed
+    from .training import embed
 
     def embed_fn(model, texts, langs, kind):
         groups = group_by_setup(langs, routing)
@@ -728,8 +693,7 @@ def prepare_variant(model, variant: str, lang_adapter_dirs: dict[str, Path], tas
     """
     auto = base_model(model)
     device = next(auto.parameters()).device
-    languages = sorted(lang_adapter_dirs)
-    needed = {"per-side": languages, "english": ["en"], "task-only": []}[variant]
+    needed = variant_languages(variant, lang_adapter_dirs)
     for lang in needed:
         if lang not in lang_adapter_dirs:
             raise FileNotFoundError(f"no language adapter for {lang!r}: run train_language_adapters first")
@@ -743,29 +707,29 @@ def prepare_variant(model, variant: str, lang_adapter_dirs: dict[str, Path], tas
     auto.add_adapter(TASK, config=_task_adapter_config(task_reduction_factor))
     auto.adapter_to(TASK, device)
     auto.train_adapter(TASK)  # freezes the base and every language adapter; active = task
-    return make_routing(variant, languages if variant == "per-side" else needed, train_languages)
+    return make_routing(variant, needed, train_languages)
 
 
 def save_variant(model, folder: Path, routing: Routing, meta: dict) -> None:
     """Save the task adapter and the variant's language adapters (``save_adapter``) + a manifest."""
-    import shutil
-
     auto = base_model(model)
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
     names = routing.adapters
-    for name in names:
-        (tmp / "adapters" / name).mkdir(parents=True)
-        auto.save_adapter(str(tmp / "adapters" / name), name)
     manifest = {"format": FORMAT_VERSION, "variant": routing.variant, "task": routing.task,
                 "own": dict(routing.own), "default": routing.default,
                 "train_languages": list(routing.seen), "saved": names, **meta}
-    atomic_write_json(manifest, tmp / MANIFEST)
-    old = folder.with_name(folder.name + ".old")
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
+
+    def write(tmp: Path) -> None:
+        for name in names:
+            (tmp / "adapters" / name).mkdir(parents=True)
+            auto.save_adapter(str(tmp / "adapters" / name), name)
+        atomic_write_json(manifest, tmp / MANIFEST)
+
+    atomic_replace_dir(folder, write)
+
+
+def variant_languages(variant: str, languages) -> list[str]:
+    """The languages whose adapters a variant uses (per-side: all of ``languages``)."""
+    return {"per-side": sorted(languages), "english": ["en"], "task-only": []}[variant]
 
 
 def adapter_languages(profile: Profile, pairs: pd.DataFrame | None = None) -> tuple[str, ...]:
@@ -797,13 +761,12 @@ def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, model=
     languages = tuple(languages or adapter_languages(profile, pairs))
     lang_dirs = {p.name: p for p in sorted(lang_dir.iterdir())
                  if (p / "run.json").is_file() and (p / "adapter").is_dir()} if lang_dir.is_dir() else {}
-    needed = {"per-side": languages, "english": ("en",), "task-only": ()}[variant]
-    missing = [lang for lang in needed if lang not in lang_dirs]
+    used = variant_languages(variant, languages)
+    missing = [lang for lang in used if lang not in lang_dirs]
     if missing:
         raise FileNotFoundError(f"language adapters missing under {lang_dir}: {missing}. "
                                 "Run language_adapters.train_language_adapters(cfg, languages=...) first.")
     lang_dirs = {k: v for k, v in lang_dirs.items() if k in languages}
-    used = {"per-side": sorted(lang_dirs), "english": ["en"], "task-only": []}[variant]
     la_digests = {lang: json.loads((lang_dirs[lang] / "run.json").read_text())["digest"] for lang in used}
     cfg = dataclasses.replace(profile.train, steps=a.task_steps, lr=a.task_lr)
     extra = json.dumps({"variant": variant, "task_config": TASK_CONFIG, "task_rf": a.task_reduction_factor,
@@ -812,7 +775,7 @@ def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, model=
     if (record := training.finished_record(run_dir, spec.digest())) is not None \
             and (run_dir / "model" / MANIFEST).is_file():
         return record  # reuse without loading the model
-    model = model if model is not None else load_base_encoder(profile.encoder, profile)
+    model = model if model is not None else load_encoder(profile.encoder, profile)
     train_languages = sorted(set(pairs.query_lang) | set(pairs.passage_lang))
     routing = prepare_variant(model, variant, lang_dirs, a.task_reduction_factor, profile.seed, train_languages)
     routing = dataclasses.replace(routing, tag=spec.digest())
@@ -844,7 +807,7 @@ def load_variant(run_dir: Path, *, unseen: str = "own", profile: Profile | None 
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{manifest_path} not found: is {run_dir} a finished adapters-* run of notebook 03?")
     manifest = json.loads(manifest_path.read_text())
-    model = model if model is not None else load_base_encoder(manifest["base_encoder"], profile)
+    model = model if model is not None else load_encoder(manifest["base_encoder"], profile)
     auto = base_model(model)
     device = next(auto.parameters()).device
     for name in manifest["saved"]:

@@ -16,6 +16,7 @@ from .plotting import LANG_ORDER, save_figure, use_style
 
 EVAL_FILE = "evaluation.csv"  # tidy rows of every system (notebook 04, plus LIR from 05)
 PER_QUERY_FILE = "per_query_multi.parquet"  # per-query multilingual AP and rank distance
+LIR_FILE = "lir_evaluation.csv"  # Language Information Removal rows (notebook 05)
 PROJECTION_FILE = "projection.csv"  # 2-D projection of parallel answers (notebook 05)
 LENGTHS_FILE = "text_lengths.parquet"  # characters per question / candidate sentence (notebook 01)
 TRAIN_LOGS_FILE = "train_logs.csv"  # loss per step of the full fine-tuning runs (notebook 02)
@@ -40,7 +41,7 @@ PAPER = pd.DataFrame(
 def read_results(profile: str) -> pd.DataFrame:
     """Every tidy result row of a profile (notebook 04's table plus notebook 05's LIR rows)."""
     folder = paths.results_dir(profile)
-    frames = [pd.read_csv(folder / name) for name in (EVAL_FILE, "lir_evaluation.csv") if (folder / name).is_file()]
+    frames = [pd.read_csv(folder / name) for name in (EVAL_FILE, LIR_FILE) if (folder / name).is_file()]
     if not frames:
         raise FileNotFoundError(f"No {EVAL_FILE} in {folder}: run notebook 04 in the {profile!r} profile first.")
     return pd.concat(frames, ignore_index=True)

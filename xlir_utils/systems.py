@@ -7,7 +7,6 @@ without re-encoding, and a changed model is never read stale.
 """
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from . import paths
-from .io_utils import atomic_write_bytes
+from .io_utils import atomic_write_npz
 
 EncodeFn = Callable[[Sequence[str], Sequence[str], str], np.ndarray]  # (texts, langs, kind)
 
@@ -82,9 +81,7 @@ def embed_retrieval_set(system: System, rset, candidate_text: str, profile_name:
         return stored
     q = system.encode(rset.queries.text.tolist(), rset.queries.lang.tolist(), "query")
     c = system.encode(rset.candidate_texts(candidate_text), rset.candidates.lang.tolist(), "passage")
-    buffer = io.BytesIO()
-    np.savez(buffer, queries=q.astype(np.float32), candidates=c.astype(np.float32), key=np.array(key))
-    atomic_write_bytes(buffer.getvalue(), path)
+    atomic_write_npz(path, queries=q.astype(np.float32), candidates=c.astype(np.float32), key=np.array(key))
     return q, c
 
 
@@ -149,6 +146,7 @@ def adapter_run_systems(profile) -> list[System]:
     systems = []
     for run_dir in la.variant_run_dirs(profile.name):
         model, routing = la.load_variant(run_dir, profile=profile)
+        signature = embedding_signature(model)  # the routings below share the model
         routings = [routing] + ([routing.with_unseen("en")] if routing.variant == "per-side" else [])
         for r in routings:
             label = "adapters-" + r.label.replace("/", "-")
@@ -158,5 +156,5 @@ def adapter_run_systems(profile) -> list[System]:
                                         batch_tokens=profile.encode_batch_tokens)
 
             systems.append(System(label, f"adapters: {r.label} (hybrid)", profile.encoder,
-                                  f"{embedding_signature(model)}|{r.key}", run))
+                                  f"{signature}|{r.key}", run))
     return systems

@@ -17,10 +17,8 @@ atomically. A finished run with the same recipe is reused; an interrupted one re
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -33,7 +31,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
-from .io_utils import atomic_write_bytes, atomic_write_csv, atomic_write_json
+from .io_utils import atomic_replace_dir, atomic_write_csv, atomic_write_json, atomic_write_torch, json_digest
 from .sampling import HybridBatchSampler, sampling_alpha
 
 EmbedFn = Callable[[object, Sequence[str], Sequence[str], str], torch.Tensor]
@@ -83,7 +81,7 @@ class RunSpec:
     extra: str = ""  # e.g. an adapter set-up
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return json_digest(asdict(self))
 
 
 _DIGEST_CHUNK = 100_000
@@ -138,22 +136,13 @@ def _trainable_state(model) -> dict[str, torch.Tensor]:
 
 
 def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, log: list[dict], digest: str) -> None:
-    buffer = io.BytesIO()
-    torch.save({"step": step, "digest": digest, "weights": _trainable_state(model),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state(), "log": log}, buffer)
-    atomic_write_bytes(buffer.getvalue(), path)
+    atomic_write_torch({"step": step, "digest": digest, "weights": _trainable_state(model),
+                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "rng": torch.get_rng_state(), "log": log}, path)
 
 
 def _save_model_atomically(model, folder: Path) -> None:
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save(str(tmp))
-    old = folder.with_name(folder.name + ".old")
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
+    atomic_replace_dir(folder, lambda tmp: model.save(str(tmp)))
 
 
 def train_run(model, pairs: pd.DataFrame, spec: RunSpec, run_dir: Path, *,

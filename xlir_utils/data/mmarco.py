@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import logging
 import re
 from collections.abc import Iterator, Sequence
@@ -41,7 +40,7 @@ import pandas as pd
 
 from .. import paths
 from ..config import PAPER_TRAIN_LANGS
-from ..io_utils import atomic_write_json, atomic_write_parquet
+from ..io_utils import atomic_write_json, atomic_write_parquet, json_digest
 from .fetch import ChecksumMismatch, DataError, DataUnavailable, _offline_only, file_digest, sha256_of
 from .pairs import PAIR_COLUMNS
 
@@ -270,7 +269,7 @@ class MMarcoSample:
     loader_version: int = LOADER_VERSION
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        return json_digest(asdict(self), 12)
 
 
 def load_mmarco(languages: Sequence[str] = PAPER_LANGUAGES, n_queries: int = 20_000, seed: int = 13,

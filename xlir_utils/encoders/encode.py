@@ -14,7 +14,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from xlir_utils import paths
+from xlir_utils.io_utils import atomic_write_npz
 
 KINDS = ("query", "passage")
 # "fp32": exact. "bf16": a cached bfloat16 copy of the model (weights and activations).
@@ -155,9 +155,7 @@ def _read_cache(path: Path, key: str, n: int) -> np.ndarray | None:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             emb = np.ascontiguousarray(z["embeddings"])
-    except FileNotFoundError:
-        return None
-    except Exception:  # noqa: BLE001 - corrupt/truncated/foreign file: rebuild
+    except Exception:  # noqa: BLE001 - missing/corrupt/truncated/foreign file: rebuild
         return None
     if (
         meta.get("key") != key or emb.dtype != np.float32 or emb.ndim != 2
@@ -169,17 +167,9 @@ def _read_cache(path: Path, key: str, n: int) -> np.ndarray | None:
 
 
 def _write_cache(path: Path, key: str, emb: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"key": key, "n": int(emb.shape[0]), "dim": int(emb.shape[1]),
             "sha256": hashlib.sha256(np.ascontiguousarray(emb).tobytes()).hexdigest()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:16]}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, embeddings=emb, meta=np.array(json.dumps(meta)))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_npz(path, embeddings=emb, meta=np.array(json.dumps(meta)))
 
 
 # ------------------------------------------------------------------------------ encode

@@ -9,7 +9,6 @@ The first call converts (seconds); later calls only find the folder.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.resources
 import json
@@ -82,11 +81,9 @@ def file_sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key not in _SHA_CACHE:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-        _SHA_CACHE[key] = h.hexdigest()
+        from ..data.fetch import sha256_of
+
+        _SHA_CACHE[key] = sha256_of(path)
     return _SHA_CACHE[key]
 
 

@@ -9,8 +9,13 @@ KERNEL := xlir
 NOTEBOOKS := $(sort $(wildcard notebooks/0*.ipynb))
 
 # Offline data: the copy beside the checkout (shared/data layout) unless XLIR_DATA_DIR is set.
+# (An empty value is not exported: the kit then downloads, and the tests say where they looked.)
 XLIR_DATA_DIR ?= $(abspath $(wildcard ../shared/data))
+ifneq ($(strip $(XLIR_DATA_DIR)),)
 export XLIR_DATA_DIR
+else
+unexport XLIR_DATA_DIR
+endif
 export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_DISABLE_TELEMETRY := 1

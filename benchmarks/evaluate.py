@@ -4,31 +4,30 @@ only holds the top 1,000 candidates per query (multilingual setting alone).
 
 Relevance is XQuAD-R's own (``load_retrieval_set``, offline data from ``XLIR_DATA_DIR``,
 default ``../shared/data``), else a synthetic set of the same shape. Embeddings are random
-L2-normalised 384-d vectors: the work done does not depend on their content. Prints JSON.
+L2-normalised 384-d vectors: the work done does not depend on their content. Prints JSON
+(committed as ``benchmarks/results/evaluate.json``). Run it with the kit installed
+(``make benchmarks``, or ``.venv/bin/python benchmarks/evaluate.py``).
 """
 from __future__ import annotations
 
 import json
 import os
 import platform
-import sys
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
+import ir_measures
 import numpy as np
 import pandas as pd
 import torch
+from ir_measures import AP, RR, R, nDCG
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("XLIR_DATA_DIR", str((ROOT.parent / "shared" / "data").resolve()))
+from xlir_utils import evaluation as E
+from xlir_utils import metrics as M
+from xlir_utils import paths
 
-import ir_measures  # noqa: E402
-from ir_measures import AP, RR, R, nDCG  # noqa: E402
-
-from xlir_utils import evaluation as E  # noqa: E402
-from xlir_utils import metrics as M  # noqa: E402
+if not os.environ.get("XLIR_DATA_DIR", "").strip():  # the offline copy beside the checkout
+    os.environ["XLIR_DATA_DIR"] = str((paths.project_root().parent / "shared" / "data").resolve())
 
 DIM, TOP, SEED, BOOTSTRAP = 384, 1000, 0, 1000
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-os.environ.setdefault("XLIR_DATA_DIR", str((ROOT.parent / "shared" / "data").resolve()))
+if not os.environ.get("XLIR_DATA_DIR", "").strip():  # unset or empty: the copy beside the checkout
+    os.environ["XLIR_DATA_DIR"] = str((ROOT.parent / "shared" / "data").resolve())
 os.environ.setdefault("XLIR_PROFILE", "smoke")
 
 SHARED_DATA = Path(os.environ["XLIR_DATA_DIR"])
@@ -21,7 +22,8 @@ SHARED_DATA = Path(os.environ["XLIR_DATA_DIR"])
 def shared_data() -> Path:
     """The offline data directory; tests that need it fail loudly if it is missing."""
     if not (SHARED_DATA / "lareqa").is_dir():
-        pytest.fail(f"offline data not found at {SHARED_DATA}; set XLIR_DATA_DIR to a copy of shared/data")
+        pytest.fail(f"offline data not found: XLIR_DATA_DIR={SHARED_DATA} has no lareqa/ folder; set "
+                    "XLIR_DATA_DIR to a copy of shared/data (the tests read the real data)")
     return SHARED_DATA
 
 

@@ -1,6 +1,5 @@
 """Profiles and paths: one switch, frozen configs, paths independent of the working directory."""
 import dataclasses
-import os
 import subprocess
 import sys
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,6 +129,7 @@ def test_checksum_mismatch_names_the_file(tmp_path, monkeypatch, shared_data):
 
 
 def test_missing_file_offline_says_what_to_do(tmp_path, monkeypatch):
+    (tmp_path / "empty").mkdir()
     isolated_project(tmp_path, monkeypatch, tmp_path / "empty")
     with pytest.raises(DataUnavailable, match="XLIR_DATA_DIR"):
         fetch("lareqa/mlqa-r/vi.json")
@@ -186,3 +186,87 @@ def test_monolingual_text_for_adapters(shared_data):
     assert len(monolingual_text("en", sources=("ntrex128",))) >= 1990
     with pytest.raises(ValueError, match="Unknown text source"):
         monolingual_text("en", sources=("wiki",))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "delete", "manifest"])
+def test_damaged_processed_tables_are_rebuilt(tmp_path, monkeypatch, shared_data, caplog, damage):
+    """A damaged Parquet file used to give a raw ArrowInvalid on every rerun."""
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
+    first = read_processed("xquad-r", "smoke", articles=1)
+    folder = paths.processed_dir("smoke") / "xquad-r"
+    if damage == "truncate":
+        data = (folder / "candidates.parquet").read_bytes()
+        (folder / "candidates.parquet").write_bytes(data[: len(data) // 2])
+    elif damage == "delete":
+        (folder / "qrels.parquet").unlink()
+    else:
+        (folder / "manifest.json").write_text("{not json")
+    with caplog.at_level("WARNING"):
+        again = read_processed("xquad-r", "smoke", articles=1)
+    assert again.candidates.equals(first.candidates)
+    assert all(np.array_equal(a, b) for a, b in zip(first.relevant, again.relevant))
+    if damage != "manifest":
+        assert "damaged" in caplog.text
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["xquad-r"]
+
+
+def test_an_interrupted_rebuild_leaves_the_previous_set(tmp_path, monkeypatch, shared_data):
+    """Tables used to be rewritten one by one under the old manifest: a kill left a mix (bare KeyError)."""
+    from xlir_utils.data import processed
+
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
+    one = read_processed("xquad-r", "smoke", articles=1)
+    calls = []
+    real = processed.atomic_write_parquet
+
+    def dies_on_the_third_table(df, path):
+        calls.append(path.name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(df, path)
+
+    monkeypatch.setattr(processed, "atomic_write_parquet", dies_on_the_third_table)
+    with pytest.raises(KeyboardInterrupt):
+        read_processed("xquad-r", "smoke", articles=2)  # another request: a rebuild, killed half-way
+    monkeypatch.undo()
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
+    folder = paths.processed_dir("smoke")
+    assert sorted(p.name for p in folder.iterdir()) == ["xquad-r"]
+    kept = read_processed("xquad-r", "smoke", articles=1)  # the previous complete set, intact
+    assert kept.queries.equals(one.queries)
+    two = read_processed("xquad-r", "smoke", articles=2)  # and a plain rerun of the request works
+    assert len(two.queries) > len(one.queries)
+
+
+def test_xlir_data_dir_that_is_not_a_folder_says_so(tmp_path, monkeypatch):
+    isolated_project(tmp_path, monkeypatch, tmp_path / "no-such-folder")
+    with pytest.raises(DataUnavailable, match=r"XLIR_DATA_DIR is set to .*no-such-folder.*not a folder"):
+        fetch("lareqa/xquad-r/en.json")
+
+
+def test_empty_xlir_data_dir_counts_as_unset(monkeypatch):
+    monkeypatch.setenv("XLIR_DATA_DIR", "")
+    assert paths.offline_data_dir() is None
+
+
+def test_language_arguments_are_codes_not_letters():
+    assert check_languages("xquad-r", "de") == ("de",)  # a string is one code, not ('d', 'e')
+    with pytest.raises(ValueError, match="No xquad-r languages"):
+        check_languages("xquad-r", [])
+    from xlir_utils.data.mmarco import load_mmarco
+
+    with pytest.raises(ValueError, match="No mMARCO languages"):
+        load_mmarco([])
+
+
+def test_the_reverse_fold_guards_against_every_other_evaluation_set(tmp_path, monkeypatch, shared_data):
+    """Notebook 03 used to add XQuAD-R to the evaluation sets even when training on it."""
+    from xlir_utils.data import evaluation_sets, training_pairs
+
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
+    reverse = config.load("smoke").replace(train_dataset="xquad-r", eval_datasets=("xquad-r", "mlqa-r"),
+                                           train_articles=1, eval_articles=1)
+    sets = evaluation_sets(reverse)
+    assert [r.name for r in sets] == ["mlqa-r"]
+    pairs, report = training_pairs(reverse, sets)
+    assert report["shared"] == 0 and set(pairs.dataset) == {"xquad-r"}

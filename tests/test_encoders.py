@@ -268,12 +268,12 @@ def test_unknown_kind_is_rejected(model):
 
 
 @pytest.mark.slow
-def test_cache_hits_and_invalidation(model, cache_dir, monkeypatch):
+def test_cache_hits_and_invalidation(model, cache_dir, monkeypatch, caplog):
     texts = ["Wer hat den Super Bowl 50 gewonnen?", "The Broncos won Super Bowl 50.", "天空是蓝色的。"]
     kw = dict(show_progress=False, precision="fp32")
     before = set((cache_dir / "embeddings").glob("*.npz"))
     first = encode(model, texts, "query", **kw)
-    key = enc_mod.cache_key(model_fingerprint(model), texts, "query: ", 512, "fp32")
+    key = enc_mod.cache_key(model_fingerprint(model), texts, "query: ", 512, "fp32", enc_mod.CPU_BATCH_TOKENS)
     path = enc_mod.cache_path(key)
     assert path.is_file() and path.parent == cache_dir / "embeddings"
 
@@ -288,14 +288,17 @@ def test_cache_hits_and_invalidation(model, cache_dir, monkeypatch):
     encode(model, texts, "query", max_seq_length=8, **kw)
     encode(model, texts, "query", cache_key_extra="sentence+context", **kw)
     encode(model, texts[::-1], "query", **kw)
-    assert [c[0] for c in calls] == ["passage: ", "query: ", "query: ", "query: "]
+    encode(model, texts, "query", batch_tokens=64, **kw)  # the batch a text shares matters under bf16
+    assert [c[0] for c in calls] == ["passage: ", "query: ", "query: ", "query: ", "query: "]
     assert calls[1][1] == 8
-    assert len(set(path.parent.glob("*.npz")) - before) == 5
+    assert len(set(path.parent.glob("*.npz")) - before) == 6
 
-    # corrupt file -> rebuilt, never trusted
+    # corrupt file -> rebuilt with a warning, never trusted
     calls.clear()
     path.write_bytes(path.read_bytes()[:100])
-    np.testing.assert_allclose(encode(model, texts, "query", **kw), first, atol=1e-6)
+    with caplog.at_level(logging.WARNING):
+        np.testing.assert_allclose(encode(model, texts, "query", **kw), first, atol=1e-6)
+    assert "unreadable" in caplog.text
     assert len(calls) == 1 and enc_mod._read_cache(path, key, len(texts)) is not None
     # a well-formed file whose numbers were altered -> checksum mismatch -> rebuilt
     with np.load(path) as z:
@@ -306,7 +309,7 @@ def test_cache_hits_and_invalidation(model, cache_dir, monkeypatch):
     np.testing.assert_allclose(encode(model, texts, "query", **kw), first, atol=1e-6)
     assert len(calls) == 1
     # a file for another key under this name -> rebuilt
-    other = enc_mod.cache_path(enc_mod.cache_key("x", texts, "query: ", 512, "fp32"))
+    other = enc_mod.cache_path(enc_mod.cache_key("x", texts, "query: ", 512, "fp32", enc_mod.CPU_BATCH_TOKENS))
     shutil.copy(path, other)
     assert enc_mod._read_cache(other, "y", len(texts)) is None
 
@@ -468,3 +471,35 @@ def test_stored_evaluation_embeddings_are_keyed_by_precision(model, monkeypatch)
     with_bf16 = encoder_system("m", "zero-shot", model, "m", 512).fingerprint
     monkeypatch.setattr(enc_mod, "_cpu_has_native_bf16", lambda: False)
     assert encoder_system("m", "zero-shot", model, "m", 512).fingerprint not in (with_bf16, fp)
+
+
+@pytest.mark.slow
+def test_unwritable_cache_returns_the_embeddings(model, monkeypatch, tmp_path, caplog):
+    """A cache folder that cannot be written used to throw away a finished encode."""
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("XLIR_CACHE_DIR", str(blocker))
+    texts = ["Wo liegt Berlin?", "Where is Berlin?"]
+    with caplog.at_level(logging.WARNING):
+        emb = encode(model, texts, "query", show_progress=False, precision="fp32")
+    assert emb.shape == (2, 384) and "could not write the embedding cache" in caplog.text
+    np.testing.assert_allclose(emb, encode(model, texts, "query", cache=False, show_progress=False,
+                                           precision="fp32"), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_damaged_converted_model_is_converted_again(model, cache_dir, caplog):
+    """Only the marker used to be checked: a truncated model.safetensors was trusted for ever."""
+    folder = nc.model_dir()
+    weights = next(folder.rglob("model.safetensors"))
+    good = weights.read_bytes()
+    damaged = weights.with_name("damaged")
+    damaged.write_bytes(good[: len(good) // 2])
+    damaged.replace(weights)  # a new file: the loaded model still maps the old one
+    with caplog.at_level(logging.WARNING):
+        again = nc.offline_model_dir(show_progress=False)
+    assert again == folder and "damaged" in caplog.text
+    assert next(folder.rglob("model.safetensors")).read_bytes() == good
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
+    reloaded = load_encoder("e5-small-offline", device="cpu")
+    assert model_fingerprint(reloaded) == model_fingerprint(model)

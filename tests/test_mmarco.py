@@ -106,6 +106,7 @@ def test_processed_sample_is_cached_by_its_parameters(mmarco_dir, tmp_path):
 
 
 def test_missing_offline_file_names_it_and_the_fix(tmp_path, monkeypatch):
+    (tmp_path / "empty").mkdir()
     isolated_project(tmp_path, monkeypatch, tmp_path / "empty")
     with pytest.raises(DataUnavailable) as err:
         load_mmarco(LANGS, n_queries=3, cache=False)
@@ -252,6 +253,7 @@ def test_hub_download_is_verified_and_reused(tmp_path, monkeypatch):
     """The hub path with a fake hub: the published digest is checked, a bad file deleted."""
     import xlir_utils.data.mmarco as mm
 
+    (tmp_path / "empty").mkdir()
     isolated_project(tmp_path, monkeypatch, tmp_path / "empty", offline=False)
     payload = b"1\t11\t17\n2\t21\t27\n"
     published = {"digest": ("sha256", hashlib.sha256(payload).hexdigest())}
@@ -306,6 +308,7 @@ def test_hub_failure_is_one_clear_error(tmp_path, monkeypatch):
     """Online mode with the hub unreachable (simulated: no test may download 900 MB)."""
     import xlir_utils.data.mmarco as mm
 
+    (tmp_path / "empty").mkdir()
     isolated_project(tmp_path, monkeypatch, tmp_path / "empty", offline=False)
 
     def unreachable():

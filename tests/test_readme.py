@@ -1,11 +1,11 @@
 """The README's numbers are the ones in results/ (the committed quick-profile tables)."""
 import pytest
 
-from xlir_utils import paths, reporting
+from xlir_utils import outputs, paths, reporting
 
 
 def test_readme_results_block_matches_results():
-    if not (paths.results_dir("quick") / reporting.EVAL_FILE).is_file():
+    if not (paths.results_dir("quick") / outputs.EVAL_FILE).is_file():
         pytest.skip("no quick-profile results committed yet")
     text = (paths.project_root() / "README.md").read_text()
     begin, end = reporting.README_MARKERS

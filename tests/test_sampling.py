@@ -1,9 +1,7 @@
 """Tests for xlir_utils.sampling: X-X / X-Y / hybrid batch samplers on a synthetic pairs table."""
 from __future__ import annotations
 
-import io
 import math
-import pickle
 from collections import Counter
 
 import numpy as np
@@ -15,8 +13,6 @@ from xlir_utils.sampling import (
     HybridBatchSampler,
     describe_batch,
     sampling_alpha,
-    trainer_batch_sampler,
-    trainer_dataset,
     xx_sampler,
     xy_sampler,
 )
@@ -253,80 +249,3 @@ def test_bad_input_raises_clear_value_error(mlqa, change, kwargs, match):
     args = {"batch_size": B, "alpha": 0.5, **kwargs}
     with pytest.raises(ValueError, match=match):
         HybridBatchSampler(df, args.pop("batch_size"), args.pop("alpha"), **args)
-
-
-def test_factory_pickles_small_and_checks_row_order(mlqa):
-    factory = trainer_batch_sampler(mlqa, alpha=0.5, seed=1, on_batch=lambda r: None)
-    blob = pickle.dumps(factory)
-    assert len(blob) < 2000  # training_args.bin never carries the pairs table
-    clone = pickle.loads(blob)
-    with pytest.raises(ValueError, match="without its pairs table"):
-        clone(range(len(mlqa)), batch_size=B)
-    ds = trainer_dataset(mlqa)
-    assert ds.column_names == ["query", "passage"]
-    s = factory(ds, batch_size=B, drop_last=False, valid_label_columns=None, generator=None, seed=0)
-    assert factory.sampler is s and s.batch_size == B and s.seed == 1
-    with pytest.raises(ValueError, match="row for row"):
-        factory(trainer_dataset(mlqa.iloc[::-1]), batch_size=B)
-    other = factory(range(10), batch_size=4, drop_last=False)  # an eval set: plain sequential batches
-    assert list(other) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
-
-
-def test_sentence_transformers_trainer_uses_the_sampler(tmp_path, monkeypatch):
-    """The trainer's own dataloader yields exactly the planned batches, across an epoch boundary."""
-    pytest.importorskip("accelerate", reason="SentenceTransformerTrainer needs `accelerate` (not in requirements.txt)")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    import torch
-    from sentence_transformers import (
-        SentenceTransformer,
-        SentenceTransformerTrainer,
-        SentenceTransformerTrainingArguments,
-    )
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from sentence_transformers.sentence_transformer.modules import StaticEmbedding
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    small = make_pairs(60, "mlqa-r", 5, "z").sample(frac=1.0, random_state=1).reset_index(drop=True)
-    words = sorted({w for col in ("query", "passage") for text in small[col] for w in text.split()})
-    vocab = {"[UNK]": 0, "[PAD]": 1, **{w: i + 2 for i, w in enumerate(words)}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    torch.manual_seed(0)
-    model = SentenceTransformer(modules=[StaticEmbedding(tok, embedding_dim=8)], device="cpu")
-
-    factory = trainer_batch_sampler(small, alpha=0.5, seed=3)
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(tmp_path), per_device_train_batch_size=8, batch_sampler=factory, max_steps=1,
-        report_to="none", save_strategy="no", logging_strategy="no", use_cpu=True, disable_tqdm=True,
-    )
-    seen: list[list[str]] = []
-    trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=trainer_dataset(small), loss=MultipleNegativesRankingLoss(model)
-    )
-    collate = trainer.data_collator
-
-    class RecordingCollator:  # the trainer's collator, noting which queries each batch holds
-        def __getattr__(self, name):
-            return getattr(collate, name)
-
-        def __call__(self, features):
-            seen.append([f["query"] for f in features])
-            return collate(features)
-
-    trainer.data_collator = RecordingCollator()
-    dl = trainer.get_train_dataloader()
-    s = factory.sampler
-    assert isinstance(s, HybridBatchSampler) and s.batch_size == 8 and len(dl) == len(s.plan(0))
-    n0 = len(s.plan(0))
-    trainer.args.max_steps = n0 + 2  # cross into epoch 1
-    trainer.train()  # builds its dataloader (and so a fresh sampler) again
-    s = factory.sampler
-    expected = [list(i.indices) for i in s.plan(0)] + [list(i.indices) for i in s.plan(1)]
-    assert len(seen) >= n0 + 2
-    assert len(s.history) == len(seen)  # accelerate fetched one batch beyond the last step
-    for got, idx in zip(seen, expected):
-        assert got == small["query"].iloc[idx].tolist()
-    assert [(r["epoch"], r["batch"]) for r in s.history[: n0 + 2]] == [(0, b) for b in range(n0)] + [(1, 0), (1, 1)]
-    buf = io.BytesIO()
-    torch.save(trainer.args, buf)  # what the trainer writes as training_args.bin
-    assert buf.tell() < 50_000

@@ -9,7 +9,8 @@ import torch
 from xlir_utils import config
 from xlir_utils.data import build_pairs, load_retrieval_set
 from xlir_utils.encoders.registry import load_encoder
-from xlir_utils.training import embed, info_nce, make_spec, set_trainable, train_run
+from xlir_utils.training import embed_with_grad as embed
+from xlir_utils.training import info_nce, make_spec, set_trainable, train_run
 
 pytestmark = pytest.mark.slow
 
@@ -93,3 +94,78 @@ def test_finished_run_is_reused_and_recipe_change_retrains(pairs, tmp_path):
 def test_unknown_sampling_is_rejected(pairs):
     with pytest.raises(ValueError, match="Unknown sampling"):
         make_spec("x", "m", "X-Z", _tiny(1), 0, pairs)
+
+
+def test_alpha_sweep_points_reuse_the_runs_they_are(pairs, tmp_path, monkeypatch):
+    """Hybrid at alpha 0, 0.5 (the profile's) and 1 are the X-Y, hybrid and X-X runs: no retraining."""
+    import json
+
+    from xlir_utils import training
+
+    cfg = config.load("smoke").replace(train={"steps": 2, "batch_size": 8, "max_seq_length": 32})
+    trained = []
+
+    def fake_train_run(model, p, spec, run_dir, **kw):  # records the run as finished, as train_run does
+        trained.append(spec.name)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        record = {"digest": spec.digest(), "finished": True, "spec": {"name": spec.name}}
+        (run_dir / "run.json").write_text(json.dumps(record))
+        return record
+
+    monkeypatch.setattr(training, "train_run", fake_train_run)
+    monkeypatch.setattr("xlir_utils.encoders.registry.load_encoder", lambda *a, **k: _model())
+    for sampling in training.SAMPLINGS:
+        training.train_full(cfg, sampling, pairs, runs_root=tmp_path)
+    assert trained == ["full-X-X", "full-X-Y", "full-hybrid"]
+    sweep = {a: training.train_full(cfg, "hybrid", pairs, alpha=a, runs_root=tmp_path) for a in (0.0, 0.5, 1.0)}
+    assert trained == ["full-X-X", "full-X-Y", "full-hybrid"]  # nothing retrained
+    assert [sweep[a]["spec"]["name"] for a in (0.0, 0.5, 1.0)] == ["full-X-Y", "full-hybrid", "full-X-X"]
+    training.train_full(cfg, "hybrid", pairs, alpha=0.25, runs_root=tmp_path)
+    assert trained[-1] == "full-hybrid-a0.25"
+
+
+def test_damaged_checkpoint_restarts_cleanly(pairs, tmp_path, caplog):
+    """A truncated checkpoint.pt used to stop every rerun with torch's raw unpickling error."""
+    cfg = _tiny(3, checkpoint_every=100)
+    spec = make_spec("c", "e5-small-offline", "hybrid", cfg, 5, pairs)
+    straight = _model()
+    train_run(straight, pairs, spec, tmp_path / "a", show_progress=False)
+    train_run(_model(), pairs, spec, tmp_path / "b", stop_after=1, show_progress=False)
+    ckpt = tmp_path / "b" / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    resumed = _model()
+    with caplog.at_level("WARNING"):
+        record = train_run(resumed, pairs, spec, tmp_path / "b", show_progress=False)
+    assert record["finished"] and "unreadable" in caplog.text and str(ckpt) in caplog.text
+    a, b = dict(straight.named_parameters()), dict(resumed.named_parameters())
+    assert all(torch.equal(a[n], b[n]) for n in a)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["model", "run.json", "train_log.csv"]
+
+
+def test_resume_restores_the_cuda_random_state_when_present(pairs, tmp_path, monkeypatch):
+    from xlir_utils import training
+
+    first, second = _model(), _model()  # loaded (on the CPU) before CUDA is faked
+    saved, restored = [], []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: saved.append(1) or [torch.tensor([7], dtype=torch.uint8)])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.append(states))
+    cfg = _tiny(2, checkpoint_every=100)
+    spec = make_spec("g", "e5-small-offline", "hybrid", cfg, 5, pairs)
+    training.train_run(first, pairs, spec, tmp_path / "g", stop_after=1, show_progress=False)
+    assert saved
+    training.train_run(second, pairs, spec, tmp_path / "g", show_progress=False)
+    assert restored and restored[0][0].tolist() == [7]
+
+
+def test_a_stale_swap_folder_does_not_block_saving(pairs, tmp_path):
+    """A kill during the model-folder swap left model.old / model.tmp; saving then failed (ENOTEMPTY)."""
+    cfg = _tiny(1)
+    run = tmp_path / "s"
+    (run / "model.old" / "1_Pooling").mkdir(parents=True)
+    (run / "model.tmp").mkdir()
+    (run / "model.tmp" / "model.safetensors").write_bytes(b"half a model")
+    record = train_run(_model(), pairs, make_spec("s", "e5-small-offline", "X-Y", cfg, 1, pairs), run,
+                       show_progress=False)
+    assert record["finished"]
+    assert sorted(p.name for p in run.iterdir()) == ["model", "run.json", "train_log.csv"]

@@ -1,4 +1,11 @@
 """xlir_utils: the code behind the xlir notebooks (hybrid batch training, language adapters,
-LAReQA zero-shot evaluation). Modules, in data-flow order: config, paths, data, encoders,
-sampling, training, language_adapters, metrics, evaluation, reporting."""
+LAReQA zero-shot evaluation).
+
+Modules, in data-flow order: ``config``, ``paths``, ``environment``, ``io_utils``, ``seeding``;
+``data`` (registry, fetch, LAReQA parsing, pairs, leakage check, adapter text, mMARCO);
+``encoders`` (offline e5-small, hub models, cached encoding); ``sampling``; ``training``;
+``language_adapters`` (MLM head, language adapters, routing, variants); ``metrics`` (ranking,
+per-query metrics, statistics); ``evaluation``; ``systems``; ``lir``; ``system_labels``,
+``figures``, ``outputs`` and ``reporting`` (tables, figures, README block).
+"""
 __version__ = "0.1.0"

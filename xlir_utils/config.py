@@ -66,7 +66,7 @@ class Profile:
     train_dataset: str  # "mlqa-r" (smoke, quick), "xquad-r" (reverse fold) or "mmarco" (paper)
     train_languages: tuple[str, ...]
     eval_datasets: tuple[str, ...]
-    eval_articles: int | None  # None: every article; else the first N titles (sorted)
+    eval_articles: int | None  # None: every article; else the first N articles, in the English file's order
     train_articles: int | None
     candidate_text: str  # "sentence" or "sentence+context"
     encode_batch_tokens: int
@@ -171,5 +171,6 @@ def profile_name(name: str | None = None) -> str:
 
 
 def load(name: str | None = None) -> Profile:
-    """The frozen :class:`Profile` for ``name`` (default: ``XLIR_PROFILE`` or ``quick``)."""
+    """The frozen :class:`Profile` for ``name`` (default: ``XLIR_PROFILE`` or ``quick``); notebooks
+    01-05 call it in their second code cell."""
     return _BUILDERS[profile_name(name)]()

@@ -16,7 +16,6 @@ This module never encodes: it takes embeddings (L2-normalise them for cosine sco
 """
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 
@@ -24,12 +23,8 @@ import numpy as np
 import pandas as pd
 
 from . import metrics as M
-from .io_utils import atomic_write_csv
 
-__all__ = [
-    "SETTINGS", "TABLE_COLUMNS", "Evaluation", "evaluate", "multilingual_ranks",
-    "paired_comparison", "write_results",
-]
+__all__ = ["SETTINGS", "TABLE_COLUMNS", "Evaluation", "evaluate", "paired_comparison"]
 
 SETTINGS = ("mono", "cross", "multi")
 POOL = "pool"
@@ -46,8 +41,7 @@ class Evaluation:
 
     ``table``: tidy rows (:data:`TABLE_COLUMNS`). ``per_query``: one row per (query,
     candidate pool) with the per-query metric values (``cand_lang`` is a language, or
-    ``"pool"`` for the multilingual setting). ``ranks``: the raw ranks, for
-    :meth:`multilingual_ranks`.
+    ``"pool"`` for the multilingual setting). ``ranks``: the raw ranks (pool and per language).
     """
 
     table: pd.DataFrame
@@ -55,20 +49,6 @@ class Evaluation:
     ranks: M.RelevantRanks
     queries: pd.DataFrame
     candidates: pd.DataFrame
-
-    def multilingual_ranks(self) -> pd.DataFrame:
-        """Rank of each relevant answer in the pooled ranking (see :func:`multilingual_ranks`)."""
-        return _ranks_frame(self.queries, self.candidates, self.ranks)
-
-    def metric(self, setting: str, metric: str = "map", query_lang: str = "all") -> float:
-        """One number from the table, e.g. ``ev.metric("multi", "map")``."""
-        t = self.table
-        hit = t[(t.setting == setting) & (t.metric == metric) & (t.query_lang == query_lang)]
-        if setting != "cross" or query_lang == "all":
-            hit = hit[hit.cand_lang.isin(["all", POOL, query_lang])]
-        if len(hit) != 1:
-            raise KeyError(f"no single row for setting={setting!r}, metric={metric!r}, query_lang={query_lang!r}")
-        return float(hit.value.iat[0])
 
 
 def _codes(labels: pd.Series, languages: tuple[str, ...], what: str) -> np.ndarray:
@@ -254,7 +234,8 @@ def evaluate(
     training: str = "",
     candidate_text: str = "",
 ) -> Evaluation:
-    """Every setting of ``rset`` from one set of embeddings (row i = query/candidate i).
+    """Every setting of ``rset`` from one set of embeddings (row i = query/candidate i);
+    notebook 04 §3 (through :func:`xlir_utils.systems.evaluate_systems`), notebook 05 §5 (LIR).
 
     ``bootstrap``: resamples for the CIs (0 = none; ci columns NaN). ``model``, ``training``
     and ``candidate_text`` label the table rows. Metrics: ``map`` (full ranking),
@@ -283,27 +264,6 @@ def evaluate(
     table = _tidy_table(mats, allowed, q_codes, languages, settings, bootstrap, seed, alpha, meta)
     per_query = _per_query_frame(rset, mats, n_rel, allowed, languages)
     return Evaluation(table, per_query, rr, rset.queries, rset.candidates)
-
-
-def _ranks_frame(queries: pd.DataFrame, candidates: pd.DataFrame, rr: M.RelevantRanks) -> pd.DataFrame:
-    q_idx, slot = np.nonzero(rr.positions >= 0)
-    pos = rr.positions[q_idx, slot]
-    return pd.DataFrame({
-        "query_id": queries.query_id.to_numpy()[q_idx],
-        "question_id": queries.question_id.to_numpy()[q_idx],
-        "query_lang": queries.lang.to_numpy()[q_idx],
-        "candidate": pos,
-        "cand_lang": candidates.lang.to_numpy()[pos],
-        "rank": rr.pool_rank[q_idx, slot].astype(np.int64),
-    }).sort_values(["query_id", "rank"], kind="stable").reset_index(drop=True)
-
-
-def multilingual_ranks(rset, query_emb: np.ndarray, cand_emb: np.ndarray, *, chunk_size: int = 1024) -> pd.DataFrame:
-    """Rank of every relevant answer in the pooled (multilingual) ranking, one row each:
-    query_id, question_id, query_lang, candidate (position), cand_lang, rank (1-based)."""
-    _check_inputs(rset, query_emb, cand_emb)
-    rr = M.rank_relevant_grouped(query_emb, cand_emb, rset.relevant, chunk_size=chunk_size)
-    return _ranks_frame(rset.queries, rset.candidates, rr)
 
 
 def paired_comparison(
@@ -365,8 +325,3 @@ def paired_comparison(
                     "p_value": test.p_value, "n_queries": test.n_queries,
                 })
     return pd.DataFrame(rows)
-
-
-def write_results(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a results table as CSV, atomically (no partial file on a crash)."""
-    atomic_write_csv(df, path)

@@ -35,9 +35,11 @@ def remove_language_information(emb: np.ndarray, langs: Sequence[str],
     return out.astype(np.float32)
 
 
-def lir(query_emb: np.ndarray, query_langs, cand_emb: np.ndarray, cand_langs, rank: int = 1):
-    """LIR on both sides with directions estimated from all of a language's vectors (queries
-    and candidates of that language together; no relevance labels are used)."""
+def project_out_language_directions(query_emb: np.ndarray, query_langs, cand_emb: np.ndarray, cand_langs,
+                                    rank: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """LIR on both sides (notebook 05 §5): each language's top ``rank`` directions, estimated from
+    all of that language's vectors (its queries and candidates together; no relevance labels),
+    are projected out of its queries and candidates, which are then re-normalised."""
     emb = np.vstack([query_emb, cand_emb])
     langs = np.concatenate([np.asarray(query_langs), np.asarray(cand_langs)])
     dirs = language_directions(emb, langs, rank)

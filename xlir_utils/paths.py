@@ -14,7 +14,7 @@ from pathlib import Path
 
 def project_root() -> Path:
     """The repository root: ``XLIR_ROOT`` if set, else the folder above this package."""
-    env = os.environ.get("XLIR_ROOT")
+    env = os.environ.get("XLIR_ROOT", "").strip()
     if env:
         return Path(env).expanduser().resolve()
     return Path(__file__).resolve().parent.parent
@@ -30,35 +30,35 @@ def raw_dir() -> Path:
 
 
 def processed_dir(profile: str) -> Path:
-    """Processed tables are per profile: a smoke run never overwrites quick outputs."""
+    """Processed tables are per profile: a smoke run never overwrites quick outputs (notebook 01 §6)."""
     return data_dir() / "processed" / profile
 
 
 def offline_data_dir() -> Path | None:
-    """The offline raw-data directory named by ``XLIR_DATA_DIR``, or None."""
-    env = os.environ.get("XLIR_DATA_DIR")
+    """The offline raw-data directory named by ``XLIR_DATA_DIR``, or None (unset or empty; notebook 01 §1)."""
+    env = os.environ.get("XLIR_DATA_DIR", "").strip()
     return Path(env).expanduser().resolve() if env else None
 
 
 def cache_dir() -> Path:
     """Converted models and embedding caches (``XLIR_CACHE_DIR``, default ``.cache/``)."""
-    env = os.environ.get("XLIR_CACHE_DIR")
+    env = os.environ.get("XLIR_CACHE_DIR", "").strip()
     return Path(env).expanduser().resolve() if env else project_root() / ".cache"
 
 
 def runs_dir(profile: str) -> Path:
-    """Trained models and their logs, one sub-folder per run, per profile."""
+    """Trained models and their logs, one sub-folder per run, per profile (notebooks 02-03)."""
     return project_root() / "runs" / profile
 
 
 def results_dir(profile: str) -> Path:
-    """Result tables. The quick profile's are committed; smoke's go to a scratch folder."""
+    """Result tables. The quick profile's are committed; smoke's go to a scratch folder (notebooks 01-05)."""
     root = project_root() / "results"
     return root if profile == "quick" else root / profile
 
 
 def figures_dir(profile: str) -> Path:
-    """Figures. The quick profile's are committed; other profiles get a sub-folder."""
+    """Figures. The quick profile's are committed; other profiles get a sub-folder (notebooks 01-05)."""
     root = project_root() / "figures"
     return root if profile == "quick" else root / profile
 

@@ -158,11 +158,6 @@ class HybridBatchSampler(Sampler[list[int]]):
             raise ValueError(f"dataset_temperature must be a finite number > 0, got {dataset_temperature!r}")
         self.dataset_temperature = float(dataset_temperature)
         self.on_batch = on_batch
-        # attributes sentence-transformers / accelerate may look at on a batch sampler
-        self.drop_last = True
-        self.sampler = None
-        self.generator = None
-        self.valid_label_columns = None
 
         present = set(pairs["query_lang"].astype(str)) | set(pairs["passage_lang"].astype(str))
         if languages is None:
@@ -378,12 +373,12 @@ class HybridBatchSampler(Sampler[list[int]]):
 
 
 def xx_sampler(pairs: pd.DataFrame, batch_size: int, **kwargs: Any) -> HybridBatchSampler:
-    """X-X (monolingual) batching: :class:`HybridBatchSampler` with ``alpha=1``."""
+    """X-X (monolingual) batching: :class:`HybridBatchSampler` with ``alpha=1`` (notebook 02 §2)."""
     return HybridBatchSampler(pairs, batch_size, alpha=1.0, **kwargs)
 
 
 def xy_sampler(pairs: pd.DataFrame, batch_size: int, **kwargs: Any) -> HybridBatchSampler:
-    """X-Y (cross-lingual) batching: :class:`HybridBatchSampler` with ``alpha=0``."""
+    """X-Y (cross-lingual) batching: :class:`HybridBatchSampler` with ``alpha=0`` (notebook 02 §2)."""
     return HybridBatchSampler(pairs, batch_size, alpha=0.0, **kwargs)
 
 
@@ -399,88 +394,9 @@ def sampling_alpha(sampling: str, alpha: float = 0.5) -> float:
     raise ValueError(f"unknown sampling {sampling!r}; choose 'x-x', 'x-y' or 'hybrid'")
 
 
-# ---------------------------------------------------------------------- sentence-transformers
-class HybridSamplerFactory:
-    """``batch_sampler=`` callable for ``SentenceTransformerTrainingArguments``.
-
-    The trainer calls it as ``factory(dataset, batch_size=..., drop_last=..., valid_label_columns=...,
-    generator=..., seed=...)``. For the training dataset (same length as ``pairs``: build it with
-    :func:`trainer_dataset`) it returns a :class:`HybridBatchSampler` using the trainer's batch
-    size and this factory's ``seed`` (the trainer's ``seed`` argument is ignored: it is always 0);
-    the last one built is :attr:`sampler` (read its ``history`` for logging; ``trainer.train()``
-    builds a fresh one, so read it after training starts). ``accelerate`` fetches one batch ahead,
-    so ``history`` may hold one batch more than the optimiser steps taken. Any other dataset
-    (an ``eval_dataset``) gets plain sequential batches. Pickling keeps only the settings, so the
-    trainer's ``training_args.bin`` stays small and never holds the pairs table.
-    """
-
-    def __init__(self, pairs: pd.DataFrame, *, alpha: float, seed: int, **kwargs: Any) -> None:
-        self.pairs = _check_pairs(pairs)
-        self.alpha = _check_alpha(alpha)
-        self.seed = seed
-        self.kwargs = kwargs
-        self.sampler: HybridBatchSampler | None = None
-
-    def __call__(
-        self,
-        dataset: Any,
-        batch_size: int,
-        drop_last: bool = False,
-        valid_label_columns: list[str] | None = None,
-        generator: Any = None,
-        seed: int = 0,
-    ) -> Any:
-        if self.pairs is None:
-            raise ValueError("this HybridSamplerFactory was unpickled without its pairs table; build a new one")
-        if len(dataset) != len(self.pairs):
-            from torch.utils.data import BatchSampler, SequentialSampler
-
-            logger.info("dataset of %d rows is not the training pairs table: sequential batches", len(dataset))
-            return BatchSampler(SequentialSampler(range(len(dataset))), batch_size, drop_last)
-        cols = getattr(dataset, "column_names", None) or []
-        for col in ("query", "passage"):
-            if col in cols:
-                probe = np.linspace(0, len(dataset) - 1, num=min(5, len(dataset))).astype(int).tolist()
-                got, want = dataset[probe][col], self.pairs[col].iloc[probe].tolist()
-                if not all(str(g).endswith(str(w)) for g, w in zip(got, want)):
-                    raise ValueError(
-                        f"the trainer's dataset column {col!r} does not match the pairs table row for row; "
-                        "build the dataset with xlir_utils.sampling.trainer_dataset(pairs) (same row order)"
-                    )
-        self.sampler = HybridBatchSampler(self.pairs, batch_size, self.alpha, seed=self.seed, **self.kwargs)
-        return self.sampler
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {
-            "alpha": self.alpha,
-            "seed": self.seed,
-            "kwargs": {k: v for k, v in self.kwargs.items() if k != "on_batch"},
-            "pairs": None,
-            "sampler": None,
-        }
-
-    def __repr__(self) -> str:
-        return f"HybridSamplerFactory(alpha={self.alpha}, seed={self.seed}, {self.kwargs})"
-
-
-def trainer_batch_sampler(pairs: pd.DataFrame, *, alpha: float, seed: int, **kwargs: Any) -> HybridSamplerFactory:
-    """A :class:`HybridSamplerFactory` to pass as ``SentenceTransformerTrainingArguments(batch_sampler=...)``."""
-    return HybridSamplerFactory(pairs, alpha=alpha, seed=seed, **kwargs)
-
-
-def trainer_dataset(pairs: pd.DataFrame, columns: Sequence[str] = ("query", "passage")) -> Any:
-    """The :class:`datasets.Dataset` the trainer sees: only ``columns`` (every column is fed to
-    the loss), same row order as ``pairs``."""
-    from datasets import Dataset
-
-    missing = [c for c in columns if c not in pairs.columns]
-    if missing:
-        raise ValueError(f"pairs table lacks column(s) {missing} for the trainer dataset")
-    return Dataset.from_pandas(pairs[list(columns)].reset_index(drop=True), preserve_index=False)
-
-
 def describe_batch(pairs_df: pd.DataFrame, indices: Sequence[int], width: int = 60) -> pd.DataFrame:
-    """A small view of one batch: dataset, question_id, languages and truncated texts, by row position."""
+    """A small view of one batch: dataset, question_id, languages and truncated texts, by row
+    position (notebook 02 §2)."""
     idx = [int(i) for i in indices]
     bad = [i for i in idx if not 0 <= i < len(pairs_df)]
     if bad:
@@ -503,11 +419,8 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "BatchInfo",
     "HybridBatchSampler",
-    "HybridSamplerFactory",
     "describe_batch",
     "sampling_alpha",
-    "trainer_batch_sampler",
-    "trainer_dataset",
     "xx_sampler",
     "xy_sampler",
 ]

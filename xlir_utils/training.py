@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -31,15 +32,19 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
-from .io_utils import atomic_replace_dir, atomic_write_csv, atomic_write_json, atomic_write_torch, json_digest
+from .io_utils import (atomic_replace_dir, atomic_write_csv, atomic_write_json, atomic_write_torch, json_digest,
+                       recover_dir, sweep_stale_temps)
 from .sampling import HybridBatchSampler, sampling_alpha
+
+logger = logging.getLogger(__name__)
 
 EmbedFn = Callable[[object, Sequence[str], Sequence[str], str], torch.Tensor]
 
 
 def info_nce(q: torch.Tensor, p: torch.Tensor, temperature: float,
              hard_negatives: torch.Tensor | None = None) -> torch.Tensor:
-    """In-batch contrastive loss: query i's positive is passage i; all passages are negatives."""
+    """In-batch contrastive loss: query i's positive is passage i; all passages are negatives
+    (notebook 02 §3)."""
     q, p = F.normalize(q, dim=-1), F.normalize(p, dim=-1)
     logits = q @ p.T
     if hard_negatives is not None:
@@ -48,8 +53,11 @@ def info_nce(q: torch.Tensor, p: torch.Tensor, temperature: float,
     return F.cross_entropy(logits / temperature, labels)
 
 
-def embed(model, texts: Sequence[str], langs: Sequence[str], kind: str) -> torch.Tensor:
-    """Embed one side of a batch with gradients (the prompt of ``kind`` is prepended)."""
+def embed_with_grad(model, texts: Sequence[str], langs: Sequence[str], kind: str) -> torch.Tensor:
+    """Embed one side of a training batch *with gradients*: a torch tensor, not normalised (the
+    loss normalises). The prompt of ``kind`` is prepended; ``langs`` is unused here (adapter
+    routing uses it). For evaluation use :func:`xlir_utils.encoders.encode` (numpy, normalised,
+    cached)."""
     prefix = (getattr(model, "prompts", None) or {}).get(kind, "")
     features = model.tokenize([prefix + t for t in texts])
     device = next(model.parameters()).device
@@ -103,7 +111,9 @@ def pairs_digest(pairs: pd.DataFrame) -> str:
 
 
 def finished_record(run_dir: Path, digest: str) -> dict | None:
-    """The record of a finished run with this recipe digest, else None."""
+    """The record of a finished run with this recipe digest, else None (a model folder swap
+    that a kill interrupted is finished or undone first)."""
+    recover_dir(run_dir / "model")
     try:
         record = json.loads((run_dir / "run.json").read_text())
     except (OSError, ValueError):
@@ -123,7 +133,9 @@ def planned_batches(sampler: HybridBatchSampler, n_steps: int) -> list:
     return out
 
 
-def _lr_lambda(warmup: int, total: int):
+def linear_warmup_decay(warmup: int, total: int) -> Callable[[int], float]:
+    """The learning-rate factor of step ``step``: linear warm-up over ``warmup`` steps, then linear
+    decay to 0 at ``total`` (for ``LambdaLR``; the MLM loops of notebook 03 use it too)."""
     def f(step: int) -> float:
         if step < warmup:
             return (step + 1) / max(1, warmup)
@@ -138,7 +150,26 @@ def _trainable_state(model) -> dict[str, torch.Tensor]:
 def _save_checkpoint(path: Path, model, optimizer, scheduler, step: int, log: list[dict], digest: str) -> None:
     atomic_write_torch({"step": step, "digest": digest, "weights": _trainable_state(model),
                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "rng": torch.get_rng_state(), "log": log}, path)
+                        "rng": torch.get_rng_state(),
+                        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                        "log": log}, path)
+
+
+def _load_checkpoint(path: Path) -> dict | None:
+    """A checkpoint's contents, or None if there is none; a truncated or damaged one is removed
+    with a warning (training then starts again from step 0, which gives the same result)."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, weights_only=False, map_location="cpu")
+        if not isinstance(state, dict) or not {"step", "digest", "weights", "optimizer"} <= set(state):
+            raise ValueError("not a checkpoint of this kit")
+        return state
+    except Exception as exc:  # noqa: BLE001 - truncated zip, unpickling error, foreign file
+        logger.warning("checkpoint %s is unreadable (%s: %s): removed; training starts again from step 0",
+                       path, type(exc).__name__, exc)
+        path.unlink(missing_ok=True)
+        return None
 
 
 def _save_model_atomically(model, folder: Path) -> None:
@@ -146,7 +177,7 @@ def _save_model_atomically(model, folder: Path) -> None:
 
 
 def train_run(model, pairs: pd.DataFrame, spec: RunSpec, run_dir: Path, *,
-              embed_fn: EmbedFn = embed, save_fn: Callable[[object, Path], None] | None = None,
+              embed_fn: EmbedFn = embed_with_grad, save_fn: Callable[[object, Path], None] | None = None,
               stop_after: int | None = None, show_progress: bool = True) -> dict:
     """Train ``model`` in place on ``pairs`` as ``spec`` says; return the run record.
 
@@ -170,20 +201,22 @@ def train_run(model, pairs: pd.DataFrame, spec: RunSpec, run_dir: Path, *,
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     warmup = math.ceil(cfg.warmup_ratio * cfg.steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup, cfg.steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_warmup_decay(warmup, cfg.steps))
     ckpt_path = run_dir / "checkpoint.pt"
+    sweep_stale_temps(run_dir)
     start, log = 0, []
-    if ckpt_path.is_file():
-        state = torch.load(ckpt_path, weights_only=False)
-        if state["digest"] == digest:
-            named = dict(model.named_parameters())
-            with torch.no_grad():
-                for n, t in state["weights"].items():
-                    named[n].copy_(t)
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["rng"])
-            start, log = state["step"], state["log"]
+    state = _load_checkpoint(ckpt_path)
+    if state is not None and state["digest"] == digest:
+        named = dict(model.named_parameters())
+        with torch.no_grad():
+            for n, t in state["weights"].items():
+                named[n].copy_(t)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        start, log = state["step"], state["log"]
     model.train()
     q_col, p_col = pairs["query"].to_numpy(), pairs["passage"].to_numpy()
     ql_col, pl_col = pairs["query_lang"].to_numpy(), pairs["passage_lang"].to_numpy()
@@ -235,6 +268,21 @@ def run_name(sampling: str, alpha: float | None = None) -> str:
     return name if alpha is None else f"{name}-a{alpha:g}"
 
 
+def canonical_sampling(sampling: str, alpha: float | None, default_alpha: float) -> tuple[str, float | None]:
+    """The run a (sampling, alpha) request is: hybrid at alpha 1, 0 or the profile's alpha *is*
+    the X-X, X-Y or hybrid run (same batches, same seed), so a sweep point reuses it."""
+    if sampling != "hybrid" or alpha is None:
+        return sampling, alpha
+    a = sampling_alpha("hybrid", alpha)
+    if a == 1.0:
+        return "X-X", None
+    if a == 0.0:
+        return "X-Y", None
+    if a == float(default_alpha):
+        return "hybrid", None
+    return sampling, a
+
+
 def make_spec(name: str, base_model: str, sampling: str, cfg: TrainConfig, seed: int,
               pairs: pd.DataFrame, alpha: float | None = None, extra: str = "") -> RunSpec:
     """The :class:`RunSpec` of one run (``alpha`` for hybrid defaults to the profile's)."""
@@ -253,37 +301,22 @@ def finished_runs(runs_root: Path) -> list[Path]:
 def read_train_logs(run_dirs: Sequence[Path]) -> pd.DataFrame:
     """The ``train_log.csv`` of several runs in one table, with a ``run`` column (the folder name).
 
-    Notebooks 02 and 03 store it in ``results/`` so that ``make figures`` redraws the loss curves.
+    Notebooks 02 §4 and 03 §4 store it in ``results/`` so that ``make figures`` redraws the loss curves.
     """
     return pd.concat([pd.read_csv(d / "train_log.csv").assign(run=d.name) for d in run_dirs], ignore_index=True)
 
 
-def plot_loss_curves(logs: pd.DataFrame, smooth: int = 5):
-    """Loss per step of each run in ``logs`` (see :func:`read_train_logs`), rolling mean."""
-    import matplotlib.pyplot as plt
-
-    from .plotting import use_style
-
-    use_style()
-    fig, ax = plt.subplots(figsize=(6.5, 3.2))
-    for run, log in logs.groupby("run", sort=False):
-        ax.plot(log.step, log.loss.rolling(smooth, min_periods=1).mean(), label=run)
-    ax.set_xlabel("step")
-    ax.set_ylabel(f"InfoNCE loss (rolling mean of {smooth})")
-    ax.legend(frameon=False)
-    fig.tight_layout()
-    return fig
-
-
 def train_full(profile, sampling: str, pairs: pd.DataFrame, *, alpha: float | None = None,
                runs_root: Path | None = None, show_progress: bool = True) -> dict:
-    """Full fine-tuning of the profile's base encoder with one sampling strategy.
+    """Full fine-tuning of the profile's base encoder with one sampling strategy (notebook 02 §4-5).
 
-    Reuses a finished run with the same recipe; resumes an interrupted one.
+    Reuses a finished run with the same recipe; resumes an interrupted one. A hybrid ``alpha`` of
+    1, 0 or the profile's alpha is the X-X, X-Y or hybrid run itself (:func:`canonical_sampling`).
     """
     from . import paths
     from .encoders.registry import load_encoder
 
+    sampling, alpha = canonical_sampling(sampling, alpha, profile.train.alpha)
     name = run_name(sampling, alpha)
     run_dir = (runs_root or paths.runs_dir(profile.name)) / name
     spec = make_spec(name, profile.encoder, sampling, profile.train, profile.seed, pairs, alpha)

@@ -2,16 +2,16 @@
 from .fetch import ChecksumMismatch, DataError, DataUnavailable, fetch, fetch_all, sha256_of
 from .lareqa import EXPECTED_COUNTS, RetrievalSet, load_retrieval_set
 from .mmarco import load_mmarco, mmarco_pairs
-from .pairs import LeakageError, as_dataset, build_pairs, check_no_leakage, drop_overlap
+from .pairs import LeakageError, build_pairs, check_no_leakage, drop_overlap
 from .parallel import monolingual_text, ntrex_sentences, tatoeba_sentences
 from .processed import read_processed, write_processed
 from .registry import REGISTRY, RemoteFile, check_languages
-from .training_data import TRAIN_DATASETS, training_pairs
+from .training_data import TRAIN_DATASETS, evaluation_sets, training_pairs
 
 __all__ = [
     "ChecksumMismatch", "DataError", "DataUnavailable", "EXPECTED_COUNTS", "LeakageError", "REGISTRY",
-    "RemoteFile", "RetrievalSet", "TRAIN_DATASETS", "as_dataset", "build_pairs", "check_languages",
-    "check_no_leakage", "drop_overlap", "fetch", "fetch_all", "load_mmarco", "load_retrieval_set",
+    "RemoteFile", "RetrievalSet", "TRAIN_DATASETS", "build_pairs", "check_languages",
+    "check_no_leakage", "drop_overlap", "evaluation_sets", "fetch", "fetch_all", "load_mmarco", "load_retrieval_set",
     "mmarco_pairs", "monolingual_text", "ntrex_sentences", "read_processed", "sha256_of",
     "tatoeba_sentences", "training_pairs", "write_processed",
 ]

@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .. import paths
+from ..io_utils import sweep_stale_temps, temp_prefix
 from .registry import REGISTRY, RemoteFile
 
 
@@ -43,8 +44,22 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
     return file_digest(path, hashlib.sha256(), chunk)
 
 
-def _offline_only() -> bool:
+def offline_only() -> bool:
+    """True when ``XLIR_OFFLINE`` forbids downloads (1, true, yes)."""
     return os.environ.get("XLIR_OFFLINE", "").strip().lower() in {"1", "true", "yes"}
+
+
+def offline_dir_or_none() -> Path | None:
+    """``XLIR_DATA_DIR`` as a folder, or None when unset; a set value that is not a folder
+    raises :class:`DataUnavailable` saying where it points and what to do."""
+    offline = paths.offline_data_dir()
+    if offline is not None and not offline.is_dir():
+        raise DataUnavailable(
+            f"XLIR_DATA_DIR is set to {os.environ.get('XLIR_DATA_DIR')!r} ({offline}), which is not a folder. "
+            "Point it at a copy of shared/data (lareqa/, ntrex128/, tatoeba-laser/, ...), or unset it "
+            "to download from the canonical addresses."
+        )
+    return offline
 
 
 def _from_offline_dir(remote: RemoteFile, root: Path) -> Path | None:
@@ -63,7 +78,8 @@ def _from_offline_dir(remote: RemoteFile, root: Path) -> Path | None:
 
 def _download(remote: RemoteFile, target: Path, timeout: float = 30.0) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    sweep_stale_temps(target.parent)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target.name), suffix=".tmp")
     tmp = Path(tmp_name)
     digest = hashlib.sha256()
     try:
@@ -103,12 +119,12 @@ def fetch(remote: RemoteFile | str) -> Path:
     target = paths.raw_dir() / remote.path
     if target.is_file() and sha256_of(target) == remote.sha256:
         return target
-    offline = paths.offline_data_dir()
+    offline = offline_dir_or_none()
     if offline is not None:
         found = _from_offline_dir(remote, offline)
         if found is not None:
             return found
-    if _offline_only():
+    if offline_only():
         where = f"{offline / remote.path}" if offline else "XLIR_DATA_DIR (not set)"
         raise DataUnavailable(
             f"{remote.path} is not available offline: looked in data/raw and {where}. "
@@ -119,7 +135,7 @@ def fetch(remote: RemoteFile | str) -> Path:
 
 
 def fetch_all(dataset: str) -> list[Path]:
-    """Fetch every registered file of a dataset."""
+    """Fetch every registered file of a dataset (notebook 01 §1)."""
     from .registry import files_of
 
     return [fetch(f) for f in files_of(dataset)]

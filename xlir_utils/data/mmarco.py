@@ -41,8 +41,10 @@ import pandas as pd
 from .. import paths
 from ..config import PAPER_TRAIN_LANGS
 from ..io_utils import atomic_write_json, atomic_write_parquet, json_digest
-from .fetch import ChecksumMismatch, DataError, DataUnavailable, _offline_only, file_digest, sha256_of
+from .fetch import (ChecksumMismatch, DataError, DataUnavailable, file_digest, offline_dir_or_none, offline_only,
+                    sha256_of)
 from .pairs import PAIR_COLUMNS
+from .registry import language_tuple
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +151,7 @@ def mmarco_file(relpath: str) -> Path:
     marker = local.with_name(local.name + ".verified.json")
     if local.is_file() and marker.is_file():
         return local  # downloaded and verified here before
-    offline = paths.offline_data_dir()
+    offline = offline_dir_or_none()
     if offline is not None and (offline / "mmarco" / relpath).is_file():
         root = offline / "mmarco"
         sums = read_sha256sums(root)
@@ -162,7 +164,7 @@ def mmarco_file(relpath: str) -> Path:
                 "SHA256SUMS` in that folder) or remove SHA256SUMS to use the files unverified."
             )
         return _check(root / relpath, "sha256", sums[relpath], str(root / "SHA256SUMS"))
-    if _offline_only():
+    if offline_only():
         raise DataUnavailable(
             f"mMARCO file {relpath} is not available offline: looked in "
             f"{(offline / 'mmarco' / relpath) if offline else 'XLIR_DATA_DIR (not set)'} and {local} "
@@ -281,7 +283,7 @@ def load_mmarco(languages: Sequence[str] = PAPER_LANGUAGES, n_queries: int = 20_
     result is cached under ``data/processed/mmarco/<digest>.parquet`` with a manifest,
     keyed by :class:`MMarcoSample` (parameters, source, loader version).
     """
-    languages = tuple(dict.fromkeys(languages))
+    languages = tuple(dict.fromkeys(language_tuple(languages, "mMARCO languages")))
     for lang in languages:
         _name(lang)
     if isinstance(n_queries, bool) or int(n_queries) < 1:

@@ -23,7 +23,8 @@ class LeakageError(RuntimeError):
 
 def build_pairs(rset: RetrievalSet, candidate_text: str = "sentence",
                 kinds: tuple[str, ...] = ("mono", "cross")) -> pd.DataFrame:
-    """Every (question id, query language, passage language) combination of a retrieval set.
+    """Every (question id, query language, passage language) combination of a retrieval set
+    (notebook 01 §5; :func:`xlir_utils.data.training_pairs` for notebooks 02-03).
 
     ``kinds`` picks monolingual rows (query language = passage language), cross-lingual
     rows, or both. Passages are the answer sentences (``candidate_text`` as in
@@ -42,13 +43,6 @@ def build_pairs(rset: RetrievalSet, candidate_text: str = "sentence",
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 
 
-def as_dataset(pairs: pd.DataFrame):
-    """The pairs as a ``datasets.Dataset`` (same row order; the trainer reads query/passage)."""
-    from datasets import Dataset
-
-    return Dataset.from_pandas(pairs.reset_index(drop=True), preserve_index=False)
-
-
 def normalise_text(text: str) -> str:
     """NFKC, case-folded, whitespace-collapsed: the form texts are compared in."""
     return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip().casefold()
@@ -56,7 +50,8 @@ def normalise_text(text: str) -> str:
 
 def check_no_leakage(pairs: pd.DataFrame, eval_sets: list[RetrievalSet], *, max_examples: int = 5) -> dict:
     """Refuse to train on evaluation data: no shared question id, query or sentence text
-    (hard negatives included, where the pairs have a ``negative`` column).
+    (hard negatives included, where the pairs have a ``negative`` column). Notebook 01 §5 shows
+    it; :func:`xlir_utils.data.training_pairs` runs it before every training run (notebooks 02-03).
 
     Returns a summary dict when clean; raises :class:`LeakageError` naming what overlaps.
     """

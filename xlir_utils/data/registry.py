@@ -135,6 +135,20 @@ def _parallel_files() -> list[RemoteFile]:
 REGISTRY: dict[str, RemoteFile] = {f.path: f for f in _lareqa_files() + _parallel_files()}
 
 
+def language_tuple(languages, what: str = "languages") -> tuple[str, ...]:
+    """Language codes as a tuple: one code as a string is one language (``"de"``, not ``d``, ``e``);
+    an empty selection raises a ValueError saying what to pass."""
+    if isinstance(languages, str):
+        languages = (languages,)
+    out = tuple(languages)
+    if not out:
+        raise ValueError(f"No {what} given: pass a list of ISO 639-1 codes such as ['en', 'de'].")
+    bad = [x for x in out if not isinstance(x, str) or not x]
+    if bad:
+        raise ValueError(f"{what} must be language codes (strings), got {bad!r}")
+    return out
+
+
 def check_languages(dataset: str, languages) -> tuple[str, ...]:
     """Validate language codes for a dataset; an unknown code raises a clear ValueError."""
     if dataset not in LANGUAGES:
@@ -142,7 +156,7 @@ def check_languages(dataset: str, languages) -> tuple[str, ...]:
     known = LANGUAGES[dataset]
     if languages is None:
         return known
-    languages = tuple(languages)
+    languages = language_tuple(languages, f"{dataset} languages (None: all of {', '.join(known)})")
     bad = [lang for lang in languages if lang not in known]
     if bad:
         raise ValueError(

@@ -17,8 +17,17 @@ from .processed import read_processed
 TRAIN_DATASETS = ("mlqa-r", "xquad-r", "mmarco")
 
 
+def evaluation_sets(profile) -> list[RetrievalSet]:
+    """The profile's evaluation sets that the leakage check guards training against: every
+    ``eval_datasets`` entry except the training dataset itself (the reverse fold trains on
+    XQuAD-R; notebooks 02 §1, 03 §1)."""
+    return [read_processed(name, profile.name, articles=profile.eval_articles)
+            for name in profile.eval_datasets if name != profile.train_dataset]
+
+
 def training_pairs(profile, eval_sets: list[RetrievalSet]) -> tuple[pd.DataFrame, dict]:
-    """(pairs table, leakage report) for ``profile``; raises if training overlaps ``eval_sets``.
+    """(pairs table, leakage report) for ``profile``; raises if training overlaps ``eval_sets``
+    (notebooks 02 §1, 03 §1).
 
     LAReQA training sets must not overlap at all (:class:`LeakageError`); mMARCO rows that
     share a text with an evaluation set are dropped, and the report counts them.

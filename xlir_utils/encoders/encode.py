@@ -13,7 +13,7 @@ import copy
 import functools
 import hashlib
 import json
-import os
+import logging
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +22,10 @@ import numpy as np
 import torch
 
 from xlir_utils import paths
+from xlir_utils.environment import apply_threads
 from xlir_utils.io_utils import atomic_write_npz
+
+logger = logging.getLogger(__name__)
 
 KINDS = ("query", "passage")
 # "fp32": exact. "bf16": a cached bfloat16 copy of the model (weights and activations).
@@ -135,11 +138,13 @@ def _texts_digest(texts: Sequence[str]) -> str:
 
 
 def cache_key(fingerprint: str, texts: Sequence[str], prefix: str, max_seq_length: int,
-              precision: str, extra: str = "") -> str:
-    """The cache key of one :func:`encode` call."""
+              precision: str, batch_tokens: int, extra: str = "") -> str:
+    """The cache key of one :func:`encode` call. ``batch_tokens`` is the effective budget: under
+    bfloat16 the batch a text shares changes its embedding (by up to 1e-3)."""
     payload = {
         "v": _CACHE_VERSION, "model": fingerprint, "texts": _texts_digest(texts), "n": len(texts),
-        "prefix": prefix, "max_seq_length": int(max_seq_length), "precision": precision, "extra": extra,
+        "prefix": prefix, "max_seq_length": int(max_seq_length), "precision": precision,
+        "batch_tokens": int(batch_tokens), "extra": extra,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -150,46 +155,38 @@ def cache_path(key: str) -> Path:
 
 
 def _read_cache(path: Path, key: str, n: int) -> np.ndarray | None:
-    """The cached array if the file is intact and belongs to ``key``; else None."""
+    """The cached array if the file is intact and belongs to ``key``; else None (with a warning
+    when a file is there but unreadable or not what its key says: it is then rebuilt)."""
+    if not path.is_file():
+        return None
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             emb = np.ascontiguousarray(z["embeddings"])
-    except Exception:  # noqa: BLE001 - missing/corrupt/truncated/foreign file: rebuild
+        ok = (meta.get("key") == key and emb.dtype == np.float32 and emb.ndim == 2
+              and list(emb.shape) == [n, meta.get("dim")] and meta.get("n") == n
+              and hashlib.sha256(emb.tobytes()).hexdigest() == meta.get("sha256"))
+    except Exception as exc:  # noqa: BLE001 - corrupt/truncated/foreign file: rebuild
+        logger.warning("embedding cache %s is unreadable (%s: %s); encoding again", path, type(exc).__name__, exc)
         return None
-    if (
-        meta.get("key") != key or emb.dtype != np.float32 or emb.ndim != 2
-        or list(emb.shape) != [n, meta.get("dim")] or meta.get("n") != n
-        or hashlib.sha256(emb.tobytes()).hexdigest() != meta.get("sha256")
-    ):
+    if not ok:
+        logger.warning("embedding cache %s does not match its key; encoding again", path)
         return None
     return emb
 
 
 def _write_cache(path: Path, key: str, emb: np.ndarray) -> None:
+    """Store embeddings; a cache folder that cannot be written costs the cache, never the result."""
     meta = {"key": key, "n": int(emb.shape[0]), "dim": int(emb.shape[1]),
             "sha256": hashlib.sha256(np.ascontiguousarray(emb).tobytes()).hexdigest()}
-    atomic_write_npz(path, embeddings=emb, meta=np.array(json.dumps(meta)))
+    try:
+        atomic_write_npz(path, embeddings=emb, meta=np.array(json.dumps(meta)))
+    except OSError as exc:
+        logger.warning("could not write the embedding cache %s (%s); the embeddings are returned uncached. "
+                       "Set XLIR_CACHE_DIR to a writable folder to keep them.", path, exc)
 
 
 # ------------------------------------------------------------------------------ encode
-_THREADS_AT_IMPORT = torch.get_num_threads()
-
-
-def _set_threads() -> None:
-    """Use every core, unless the user chose a thread count (OMP_NUM_THREADS/MKL_NUM_THREADS,
-    or ``torch.set_num_threads`` to a value other than the one at import)."""
-    if os.environ.get("OMP_NUM_THREADS") or os.environ.get("MKL_NUM_THREADS"):
-        return
-    current = torch.get_num_threads()
-    if current != _THREADS_AT_IMPORT:
-        return  # the user set it
-    n = os.cpu_count() or 1
-    if current < n:
-        torch.set_num_threads(n)
-        globals()["_THREADS_AT_IMPORT"] = n
-
-
 @functools.lru_cache(maxsize=None)
 def _cpu_has_native_bf16() -> bool:
     try:
@@ -293,10 +290,12 @@ def encode(
         dim_fn = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         return np.zeros((0, dim_fn() or 0), np.float32)
 
+    if device.type == "cpu":
+        batch_tokens = min(batch_tokens, CPU_BATCH_TOKENS)
     key = path = fingerprint = None
     if cache:
         fingerprint = model_fingerprint(model)
-        key = cache_key(fingerprint, texts, prefix, max_len, precision, cache_key_extra)
+        key = cache_key(fingerprint, texts, prefix, max_len, precision, batch_tokens, cache_key_extra)
         path = cache_path(key)
         hit = _read_cache(path, key, len(texts))
         if hit is not None:
@@ -314,11 +313,9 @@ def encode(
 def _encode_uncached(model, texts, prefix, max_len, batch_tokens, precision, show_progress) -> np.ndarray:
     from tqdm.auto import tqdm
 
-    _set_threads()
+    apply_threads()
     tok = model.tokenizer
     device = _model_device(model)
-    if device.type == "cpu":
-        batch_tokens = min(batch_tokens, CPU_BATCH_TOKENS)
     enc = tok([prefix + t for t in texts], add_special_tokens=True, truncation=True, max_length=max_len,
               padding=False, return_attention_mask=False, return_token_type_ids=False)["input_ids"]
     lengths = np.fromiter((len(e) for e in enc), np.int64, len(enc))

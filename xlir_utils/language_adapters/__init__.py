@@ -1,0 +1,74 @@
+"""MAD-X style language adapters and a shared task adapter for a bi-encoder (notebook 03).
+
+**MAD-X** (Pfeiffer et al. 2020): one *language adapter* per language (an invertible
+bottleneck, ``seq_bn_inv``) is trained with masked-language modelling (MLM) on monolingual
+text and then frozen; a *task adapter* (``seq_bn``) is trained on top of it
+(``Stack(lang, "task")``); at test time the target language's adapter is swapped in.
+
+**In a bi-encoder** each side is routed through the adapter of *its own* language: the
+query through ``Stack(la_<lang(q)>, "task")``, the passage through
+``Stack(la_<lang(p)>, "task")``. The rows of one side are grouped by their adapter set-up
+and every group runs its own forward pass inside ``AdapterSetup(...)``; the outputs are put
+back into the original row order. (Measured with adapters 1.3.0 when the kit was built: this
+is exact, whereas ``Stack(BatchSplit(a, b), "task")`` applies the first language's invertible
+adapter to every row, and ``BatchSplit(Stack(..), Stack(..))`` gives wrong outputs.)
+
+Modules, in the order notebook 03 uses them:
+
+* :mod:`.plumbing` - adapter names and configurations, :func:`enable_adapters`;
+* :mod:`.corpus` - monolingual MLM text per language, evaluation text removed;
+* :mod:`.mlm` - the shared MLM head e5-small lacks, BERT masking, the MLM loss and loop;
+* :mod:`.lang_training` - the head and one language adapter per language (or AdapterHub's);
+* :mod:`.routing` - which set-up each language goes through, routed embedding and encoding;
+* :mod:`.variants` - the task adapter of each variant, trained with hybrid batches, saved and reloaded.
+
+Traps of adapters 1.3 / sentence-transformers 5 handled here: ``train_adapter("task")`` resets the active
+set-up, so it is called first and the routing is applied per forward pass;
+``SentenceTransformer(folder)`` drops adapter weights, so adapters are saved and loaded
+with ``save_adapter``/``load_adapter`` only.
+"""
+from .corpus import mlm_corpus, mlm_texts
+from .lang_training import (
+    HEAD_DIR,
+    adapter_recipe,
+    head_recipe,
+    language_adapters_dir,
+    load_hub_language_adapters,
+    train_language_adapter,
+    train_language_adapters,
+    train_mlm_head,
+)
+from .mlm import MLMHead, mask_tokens, mlm_loss, mlm_training_loop, new_mlm_head
+from .plumbing import (
+    FORMAT_VERSION,
+    HUB_ADAPTERS,
+    LANG_CONFIG,
+    MANIFEST,
+    TASK,
+    TASK_CONFIG,
+    enable_adapters,
+    lang_adapter_name,
+    trainable_names,
+)
+from .routing import Routing, encode_routed, group_by_setup, make_routing, routed_embed_fn
+from .variants import (
+    VARIANTS,
+    adapter_languages,
+    load_variant,
+    prepare_variant,
+    run_name,
+    save_variant,
+    train_variant,
+    variant_languages,
+    variant_run_dirs,
+)
+
+__all__ = [
+    "FORMAT_VERSION", "HEAD_DIR", "HUB_ADAPTERS", "LANG_CONFIG", "MANIFEST", "TASK", "TASK_CONFIG", "VARIANTS",
+    "MLMHead", "Routing", "adapter_languages", "adapter_recipe", "enable_adapters", "encode_routed",
+    "group_by_setup", "head_recipe", "lang_adapter_name", "language_adapters_dir", "load_hub_language_adapters",
+    "load_variant", "make_routing", "mask_tokens", "mlm_corpus", "mlm_loss", "mlm_texts", "mlm_training_loop",
+    "new_mlm_head", "prepare_variant", "routed_embed_fn", "run_name", "save_variant", "train_language_adapter",
+    "train_language_adapters", "train_mlm_head", "train_variant", "trainable_names", "variant_languages",
+    "variant_run_dirs",
+]

@@ -1,0 +1,183 @@
+"""Which adapter set-up each language goes through, and routed embedding (notebooks 03 §1, §5; 04 §2).
+
+A :class:`Routing` applies one rule to both sides of the bi-encoder. The rows of one side are
+grouped by their adapter set-up (:func:`group_by_setup`); each group runs its own forward pass
+inside ``AdapterSetup(set-up)`` and the outputs go back to the original row order:
+:func:`routed_embed_fn` with gradients for training, :func:`encode_routed` (numpy, cached) for
+evaluation.
+
+============  ======================  ======================
+variant       query side              passage side
+============  ======================  ======================
+per-side      la_<lang(q)> + task     la_<lang(p)> + task
+task-only     task                    task
+english       la_en + task            la_en + task
+============  ======================  ======================
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .plumbing import TASK, lang_adapter_name
+
+VARIANTS = ("per-side", "task-only", "english")
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Which adapter set-up each language goes through (the same rule on both sides of the bi-encoder).
+
+    ``variant``: per-side | task-only | english. ``own``: (language, adapter) pairs, each
+    language's own language adapter (per-side). ``default``: the language adapter of a
+    language without an own one (english: ``la_en``; None: no language adapter).
+    ``seen``: the languages the task adapter was trained on; ``unseen``: ``"own"``, or a
+    language code whose adapter replaces the own one for every language not in ``seen``.
+    ``tag`` (the run digest) goes into the embedding-cache key.
+    """
+
+    variant: str
+    task: str | None = TASK
+    own: tuple = ()
+    default: str | None = None
+    seen: tuple = ()
+    unseen: str = "own"
+    tag: str = ""
+
+    def adapter_for(self, lang: str) -> str | None:
+        """The language adapter ``lang`` goes through (None: task adapter only)."""
+        own = dict(self.own)
+        if not own:
+            return self.default
+        if lang not in own:
+            raise KeyError(f"no language adapter for {lang!r} in this {self.variant} run "
+                           f"(have {sorted(own)}): train one with train_language_adapters")
+        if self.unseen != "own" and lang not in self.seen:
+            return lang_adapter_name(self.unseen)
+        return own[lang]
+
+    def setup(self, lang: str):
+        """The adapter composition for one language: ``Stack(la, task)``, ``task``, or None."""
+        from adapters.composition import Stack
+
+        parts = [x for x in (self.adapter_for(lang), self.task) if x]
+        if not parts:
+            return None
+        return Stack(*parts) if len(parts) > 1 else parts[0]
+
+    def setup_key(self, lang: str) -> str:
+        """A short name of the set-up, e.g. ``la_de+task``."""
+        return "+".join(x for x in (self.adapter_for(lang), self.task) if x) or "base"
+
+    def with_unseen(self, lang: str = "en") -> "Routing":
+        """Route languages the task adapter never saw through ``la_<lang>`` (``"own"``: their own).
+
+        An evaluation-time option: nothing is retrained. Only per-side routing changes.
+        """
+        if lang != "own" and self.own and lang not in dict(self.own):
+            raise ValueError(f"no language adapter for {lang!r} in this run; have {sorted(dict(self.own))}")
+        return dataclasses.replace(self, unseen=lang)
+
+    @property
+    def label(self) -> str:
+        """``per-side``, ``per-side/unseen-en``, ``task-only``, ``english``."""
+        return self.variant if self.unseen == "own" or not self.own else f"{self.variant}/unseen-{self.unseen}"
+
+    @property
+    def adapters(self) -> list[str]:
+        """Every adapter this routing may use."""
+        names = set(dict(self.own).values()) | {self.default, self.task}
+        if self.unseen != "own" and self.own:
+            names.add(lang_adapter_name(self.unseen))
+        return sorted(n for n in names if n)
+
+    @property
+    def key(self) -> str:
+        return f"{self.label}@{self.tag}"
+
+    def __str__(self) -> str:
+        return self.key
+
+
+def make_routing(variant: str, languages: Sequence[str] = (), train_languages: Sequence[str] = (),
+                 tag: str = "") -> Routing:
+    """The routing of a variant; ``languages``: those with an own language adapter (per-side;
+    notebook 03 §1 tabulates it)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"Unknown adapter variant {variant!r}; choose one of {VARIANTS}.")
+    seen = tuple(sorted(train_languages))
+    if variant == "per-side":
+        own = tuple((lang, lang_adapter_name(lang)) for lang in sorted(languages))
+        return Routing(variant, TASK, own, None, seen, "own", tag)
+    if variant == "english":
+        return Routing(variant, TASK, (), lang_adapter_name("en"), seen, "own", tag)
+    return Routing(variant, TASK, (), None, seen, "own", tag)
+
+
+def group_by_setup(langs: Sequence[str], routing: Routing) -> dict[str, list[int]]:
+    """Row positions per adapter set-up (in order of first appearance)."""
+    groups: dict[str, list[int]] = {}
+    for i, lang in enumerate(langs):
+        groups.setdefault(routing.setup_key(lang), []).append(i)
+    return groups
+
+
+def routed_embed_fn(routing: Routing):
+    """An ``embed_fn`` for :func:`xlir_utils.training.train_run` that routes rows per language.
+
+    The rows of one side are grouped by their adapter set-up; each group is embedded
+    (with gradients) inside ``AdapterSetup(set-up)``; rows come back in their original order.
+    """
+    from adapters import AdapterSetup
+
+    from ..training import embed_with_grad
+
+    def embed_fn(model, texts, langs, kind):
+        groups = group_by_setup(langs, routing)
+        outs, order = [], []
+        for idx in groups.values():
+            with AdapterSetup(routing.setup(langs[idx[0]])):
+                outs.append(embed_with_grad(model, [texts[i] for i in idx], [langs[i] for i in idx], kind))
+            order.extend(idx)
+        if len(outs) == 1:
+            return outs[0]
+        out = torch.cat(outs)
+        inverse = torch.empty(len(order), dtype=torch.long)
+        inverse[torch.tensor(order)] = torch.arange(len(order))
+        return out[inverse.to(out.device)]
+
+    return embed_fn
+
+
+def encode_routed(model, texts: Sequence[str], langs: Sequence[str], kind: str, routing: Routing,
+                  **encode_kwargs) -> np.ndarray:
+    """Embeddings of ``texts`` (numpy, rows in input order), each language through its routed set-up
+    (notebooks 03 §5, 04 §3).
+
+    Calls ``xlir_utils.encoders.encode(model, group, kind, cache_key_extra=f"{routing.tag}:{set-up}")``
+    once per adapter set-up inside ``AdapterSetup``. The key names the run and the set-up, not
+    the routing's label, so two routings of one run share the groups they route alike.
+    """
+    from adapters import AdapterSetup
+
+    from ..encoders import encode
+
+    texts, langs = list(texts), list(langs)
+    if len(texts) != len(langs):
+        raise ValueError(f"{len(texts)} texts but {len(langs)} languages")
+    out = None
+    for key, idx in group_by_setup(langs, routing).items():
+        with AdapterSetup(routing.setup(langs[idx[0]])):
+            emb = encode(model, [texts[i] for i in idx], kind, cache_key_extra=f"{routing.tag}:{key}",
+                         **encode_kwargs)
+        emb = np.asarray(emb)
+        if out is None:
+            out = np.zeros((len(texts), emb.shape[1]), dtype=emb.dtype)
+        out[idx] = emb
+    if out is None:
+        return np.zeros((0, 0), dtype=np.float32)
+    return out

@@ -1,0 +1,172 @@
+"""Macro means, the bootstrap over queries and paired tests (notebook 04 §3, §7).
+
+Queries are resampled within their group (query language) and the statistic is the macro mean
+over (group, column) cells; the resample depends only on the groups, ``n`` and ``seed``, so two
+systems evaluated on the same queries get the same resamples (paired).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .per_query import safe_div
+
+
+def _as_2d(values: np.ndarray) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    return v[:, None] if v.ndim == 1 else v
+
+
+def _group_codes(groups: np.ndarray | None, n: int) -> tuple[np.ndarray, int]:
+    """Integer code per row (groups in sorted order) and the number of groups."""
+    if groups is None:
+        return np.zeros(n, dtype=np.int64), 1
+    groups = np.asarray(groups)
+    if groups.shape != (n,):
+        raise ValueError(f"groups has shape {groups.shape}, expected ({n},)")
+    labels, codes = np.unique(groups, return_inverse=True)
+    return codes.astype(np.int64), len(labels)
+
+
+def bootstrap_weight_batches(groups: np.ndarray | None, n: int, seed: int, n_rows: int, batch: int = 1000):
+    """Yield ``(b, n_rows)`` resample-count batches, ``n`` resamples in all, from one seeded
+    stream (bounded memory; the stream does not depend on ``batch``). Resample r draws, for
+    every row slot of group g, one of g's rows uniformly: a bootstrap within each group."""
+    codes, _ = _group_codes(groups, n_rows)
+    order = np.argsort(codes, kind="stable")  # rows grouped; slot s draws within its group
+    sizes = np.bincount(codes)
+    starts = np.repeat(np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes)
+    high = np.repeat(sizes, sizes)
+    rng = np.random.default_rng(seed)
+    for first in range(0, n, batch):
+        b = min(batch, n - first)
+        draw = order[starts + rng.integers(0, high, size=(b, n_rows))]  # row indices, (b, n_rows)
+        flat = (draw + np.arange(b)[:, None] * n_rows).ravel()
+        yield np.bincount(flat, minlength=b * n_rows).reshape(b, n_rows).astype(float)
+
+
+def _cell_design(values: np.ndarray, groups) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Rows spread into (group, column) cells: values (NaN → 0) and presence, (n, G*C) each."""
+    v = _as_2d(values)
+    n, c = v.shape
+    codes, n_groups = _group_codes(groups, n)
+    present = np.isfinite(v)
+    x = np.zeros((n, n_groups, c))
+    p = np.zeros((n, n_groups, c))
+    x[np.arange(n), codes] = np.where(present, v, 0.0)
+    p[np.arange(n), codes] = present
+    return x.reshape(n, -1), p.reshape(n, -1), n_groups, c
+
+
+def cell_means(values: np.ndarray, groups: np.ndarray | None, weights: np.ndarray | None = None) -> np.ndarray:
+    """Weighted mean of each (group, column) cell, ignoring NaN.
+
+    ``values``: (n,) or (n, c); ``weights``: (B, n) resample counts or None (observed data).
+    Returns (B, G, c), or (G, c) without weights; NaN for an empty cell. Groups in sorted order.
+    """
+    v = _as_2d(values)
+    codes, n_groups = _group_codes(groups, len(v))
+    w = np.ones((1, len(v))) if weights is None else np.asarray(weights, dtype=float)
+    if len(codes) > 1 and np.any(np.diff(codes) < 0):  # make each group a contiguous slice
+        order = np.argsort(codes, kind="stable")
+        codes, v, w = codes[order], v[order], w[:, order]
+    bounds = np.searchsorted(codes, np.arange(n_groups + 1))
+    present = np.isfinite(v)
+    filled = np.where(present, v, 0.0)
+    out = np.full((len(w), n_groups, v.shape[1]), np.nan)
+    for g in range(n_groups):
+        lo, hi = bounds[g], bounds[g + 1]
+        out[:, g] = safe_div(w[:, lo:hi] @ filled[lo:hi], w[:, lo:hi] @ present[lo:hi].astype(float))
+    return out[0] if weights is None else out
+
+
+def select_mean(cells: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Mean of the non-NaN cells picked by each mask: cells (B, K) or (K,), masks (S, K) →
+    (B, S) or (S,). The macro mean of a setting is its cells' mean."""
+    c = np.asarray(cells, dtype=float)
+    ok = np.isfinite(c)
+    m = np.asarray(masks, dtype=float).T
+    return safe_div(np.where(ok, c, 0.0) @ m, ok.astype(float) @ m)
+
+
+def _mean_over_cells(cells: np.ndarray) -> np.ndarray:
+    """Mean over the last two axes, ignoring NaN cells (NaN if all are)."""
+    ok = np.isfinite(cells)
+    return safe_div(np.where(ok, cells, 0.0).sum((-2, -1)), ok.sum((-2, -1)))
+
+
+def macro_mean(values: np.ndarray, groups: np.ndarray | None = None) -> float:
+    """Mean over non-empty (group, column) cells of the cell means (NaN = absent).
+
+    1-D values with query-language groups: mean over languages of the per-language means.
+    (n, c) values with NaN outside a setting's cells: the paper's mean over settings.
+    """
+    return float(_mean_over_cells(cell_means(values, groups)))
+
+
+def _boot_stats(values: np.ndarray, groups, n: int, seed: int) -> np.ndarray:
+    v = _as_2d(values)
+    out = [_mean_over_cells(cell_means(v, groups, w)) for w in bootstrap_weight_batches(groups, n, seed, len(v))]
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """A paired comparison of two systems: ``delta`` = macro mean of a - b."""
+
+    delta: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n_queries: int
+
+
+def paired_test(
+    a: np.ndarray,
+    b: np.ndarray,
+    *,
+    n: int = 10000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    groups: np.ndarray | None = None,
+    method: str = "permutation",
+) -> PairedTest:
+    """Two-sided paired test of the difference of macro means over the same queries.
+
+    ``method="permutation"``: sign-flip randomisation (each query's differences keep or flip
+    their sign together), p = (1 + #{|T*| >= |T|}) / (n + 1). ``method="bootstrap"``: paired
+    bootstrap within groups, shifted to the null: p = (1 + #{|T* - T| >= |T|}) / (n + 1).
+    The CI is the paired percentile bootstrap of the difference either way. Cells where
+    either system lacks a value are left out of both.
+    """
+    a, b = _as_2d(a), _as_2d(b)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values differ in shape: {a.shape} vs {b.shape}")
+    d = a - b  # NaN where either is missing
+    observed = macro_mean(d, groups)
+    n_queries = int(np.isfinite(d).any(1).sum())
+    boot = _boot_stats(d, groups, n, seed)
+    lo, hi = np.nanquantile(boot, [alpha / 2, 1 - alpha / 2])
+    if method == "bootstrap":
+        null = boot - observed
+    elif method == "permutation":
+        null = _signflip_stats(d, groups, n, seed)
+    else:
+        raise ValueError(f"method must be 'permutation' or 'bootstrap', got {method!r}")
+    tol = 1e-12 * max(1.0, abs(observed))
+    p = (1 + np.sum(np.abs(null) >= abs(observed) - tol)) / (n + 1)
+    return PairedTest(observed, float(lo), float(hi), float(min(p, 1.0)), n_queries)
+
+
+def _signflip_stats(d: np.ndarray, groups, n: int, seed: int, batch: int = 1000) -> np.ndarray:
+    x, p, _, _ = _cell_design(d, groups)
+    counts = p.sum(0)
+    rng = np.random.default_rng([seed, 1])
+    out = []
+    for start in range(0, n, batch):
+        signs = rng.choice(np.array([-1.0, 1.0]), size=(min(batch, n - start), len(x)))
+        cells = safe_div(signs @ x, np.broadcast_to(counts, (len(signs), len(counts))))
+        ok = np.isfinite(cells)
+        out.append(safe_div(np.where(ok, cells, 0.0).sum(1), ok.sum(1)))
+    return np.concatenate(out)

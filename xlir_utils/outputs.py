@@ -1,0 +1,65 @@
+"""Where results go: the result-table names, :func:`save_table` and :func:`save_figure` (every notebook).
+
+Tables and figures of the ``quick`` profile are the kit's committed artefacts (``results/``,
+``figures/``); other profiles write to a sub-folder. Every write is atomic, and a figure is
+written as PNG and PDF without timestamps, so a rerun on the same results gives the same files.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from . import paths
+from .io_utils import atomic_write_bytes, atomic_write_csv, atomic_write_parquet
+
+# result tables, in the order the notebooks write them
+DATA_COUNTS_FILE = "data_counts.csv"  # questions and candidates per language (notebook 01)
+LENGTHS_FILE = "text_lengths.parquet"  # characters per question / candidate sentence (notebook 01)
+TRAIN_RUNS_FILE = "train_runs.csv"  # one row per full fine-tuning run (notebook 02)
+TRAIN_LOGS_FILE = "train_logs.csv"  # loss per step of the full fine-tuning runs (notebook 02)
+ADAPTER_RUNS_FILE = "adapter_runs.csv"  # one row per adapter variant (notebook 03)
+MLM_LOG_FILE = "mlm_log.csv"  # MLM loss per step of the head and each language adapter (notebook 03)
+ADAPTER_LOGS_FILE = "adapter_train_logs.csv"  # loss per step of the task-adapter runs (notebook 03)
+EVAL_FILE = "evaluation.csv"  # tidy rows of every system (notebook 04)
+PER_QUERY_FILE = "per_query_multi.parquet"  # per-query multilingual AP and rank distance (notebook 04)
+PAIRED_FILE = "paired_tests.csv"  # paired comparisons against the zero-shot baseline (notebook 04)
+LIR_FILE = "lir_evaluation.csv"  # Language Information Removal rows (notebook 05)
+PROJECTION_FILE = "projection.csv"  # 2-D projection of parallel answers (notebook 05)
+
+
+def table_path(name: str, profile: str) -> Path:
+    """``results/<name>`` for ``quick``, ``results/<profile>/<name>`` otherwise."""
+    return paths.results_dir(profile) / name
+
+
+def save_table(df: pd.DataFrame, name: str, profile: str, **csv_kwargs) -> Path:
+    """Write a result table atomically: Parquet for ``*.parquet``, else CSV (no index unless asked);
+    notebooks 01-05."""
+    path = table_path(name, profile)
+    if name.endswith(".parquet"):
+        return atomic_write_parquet(df, path)
+    return atomic_write_csv(df, path, **csv_kwargs)
+
+
+def read_table(name: str, profile: str) -> pd.DataFrame:
+    """A result table a notebook saved (notebooks 05, ``make figures``); a missing one raises
+    naming the file and who writes it."""
+    path = table_path(name, profile)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run the notebook that writes {name} "
+                                f"(see notebooks/README.md) in the {profile!r} profile first.")
+    return pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
+
+
+def save_figure(fig, name: str, profile: str, folder: Path | None = None) -> list[Path]:
+    """Write ``fig`` as ``<name>.png`` and ``<name>.pdf`` under the profile's figures folder
+    (notebooks 01-05)."""
+    folder = paths.ensure(folder or paths.figures_dir(profile))
+    written = []
+    for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None, "ModDate": None, "Producer": None})):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=ext, bbox_inches="tight", metadata=meta)
+        written.append(atomic_write_bytes(buffer.getvalue(), folder / f"{name}.{ext}"))
+    return written

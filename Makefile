@@ -20,13 +20,14 @@ export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: help setup reproduce test unit-tests notebook-tests check-stripped strip figures benchmarks clean-smoke
+.PHONY: help setup reproduce test unit-tests notebook-tests check-stripped strip figures benchmarks recipe-study clean-smoke
 
 help:
 	@echo "make reproduce   run notebooks 01-05 in the quick profile (writes results/ and figures/)"
 	@echo "make test        unit tests, then every notebook in the smoke profile, then a stripped-notebook check"
 	@echo "make figures     rebuild every figure and table from results/ (no training, no encoding)"
 	@echo "make benchmarks  run benchmarks/*.py (JSON on stdout)"
+	@echo "make recipe-study  the quick profile's recipe grid on mlqa-r-dev (hours; resumes; writes results/recipe_*)"
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +67,9 @@ strip: $(STAMP)
 
 figures: $(STAMP)
 	$(PY) -m xlir_utils.reporting
+
+recipe-study: $(STAMP)
+	XLIR_PROFILE=quick $(PY) -m xlir_utils.recipe_study
 
 benchmarks: $(STAMP)
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; done

@@ -50,3 +50,14 @@ def test_paths_do_not_depend_on_the_working_directory(tmp_path):
 def test_cache_dir_is_configurable(monkeypatch, tmp_path):
     monkeypatch.setenv("XLIR_CACHE_DIR", str(tmp_path / "c"))
     assert paths.cache_dir() == tmp_path / "c"
+
+
+def test_seeds_and_their_override(monkeypatch):
+    monkeypatch.delenv("XLIR_SEEDS", raising=False)
+    assert config.load("quick").seeds == (13, 14, 15)
+    monkeypatch.setenv("XLIR_SEEDS", "13")
+    assert config.load("quick").seeds == (13,)  # the documented single-seed path
+    for bad in ("a", "13,13", "-1", ","):
+        monkeypatch.setenv("XLIR_SEEDS", bad)
+        with pytest.raises(ValueError, match="XLIR_SEEDS"):
+            config.load("quick")

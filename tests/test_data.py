@@ -162,10 +162,15 @@ def test_invalid_json_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_registry_covers_every_offline_file(shared_data):
+    from xlir_utils.data.tatoeba_files import TATOEBA_XQUAD_R, TATOEBA_XTREME_R
+
+    offline_tatoeba = {TATOEBA_XTREME_R[lang][0] for lang in TATOEBA_XQUAD_R}
     for rel, entry in REGISTRY.items():
-        assert (shared_data / rel).is_file(), rel
-        assert entry.url.startswith("https://")
+        assert entry.url.startswith("https://") and len(entry.sha256) == 64, rel
+        if entry.dataset != "tatoeba" or rel.split(".")[1].split("-")[0] in offline_tatoeba:
+            assert (shared_data / rel).is_file(), rel  # the shared directory holds it
     assert sum(1 for r in REGISTRY.values() if r.dataset == "xquad-r") == 11
+    assert sum(1 for r in REGISTRY.values() if r.dataset == "tatoeba") == 2 * len(TATOEBA_XTREME_R) == 82
     assert all("354d67d1cd066854cdfbf5ad0e6105528976141d" in r.url for r in REGISTRY.values() if r.dataset == "mlqa-r")
 
 
@@ -182,7 +187,7 @@ def test_processed_tables_round_trip(tmp_path, monkeypatch, shared_data):
 
 def test_monolingual_text_for_adapters(shared_data):
     el = monolingual_text("el")
-    assert len(el) > 2500  # NTREX (1,997) + Tatoeba (1,000), deduplicated
+    assert len(el) == len(set(el)) >= 1990  # NTREX-128 only: Tatoeba is an evaluation set
     assert len(monolingual_text("en", sources=("ntrex128",))) >= 1990
     with pytest.raises(ValueError, match="Unknown text source"):
         monolingual_text("en", sources=("wiki",))
@@ -265,8 +270,59 @@ def test_the_reverse_fold_guards_against_every_other_evaluation_set(tmp_path, mo
 
     monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
     reverse = config.load("smoke").replace(train_dataset="xquad-r", eval_datasets=("xquad-r", "mlqa-r"),
-                                           train_articles=1, eval_articles=1)
+                                           train_articles=2, eval_articles=1)
     sets = evaluation_sets(reverse)
     assert [r.name for r in sets] == ["mlqa-r"]
     pairs, report = training_pairs(reverse, sets)
-    assert report["shared"] == 0 and set(pairs.dataset) == {"xquad-r"}
+    assert report["shared"] == 0 and set(pairs.dataset) == {"xquad-r-train"}
+
+
+def test_the_dev_split_holds_out_whole_articles_in_every_language(mlqa, tmp_path, monkeypatch):
+    from xlir_utils.data import Split
+
+    dev = load_retrieval_set("mlqa-r", split=Split("dev", 0.15, 13))
+    train = load_retrieval_set("mlqa-r", split=Split("train", 0.15, 13))
+    assert (dev.name, train.name) == ("mlqa-r-dev", "mlqa-r-train")
+    assert not set(dev.queries.question_id) & set(train.queries.question_id)
+    assert len(dev.queries) + len(train.queries) == len(mlqa.queries)
+    assert len(dev.candidates) + len(train.candidates) == len(mlqa.candidates)  # paragraphs go with their article
+    n_articles = mlqa.candidates[mlqa.candidates.lang == "en"].article.nunique()
+    assert dev.candidates[dev.candidates.lang == "en"].article.nunique() == round(0.15 * n_articles)
+    assert set(dev.queries.lang) == set(mlqa.languages)  # every language keeps some dev questions
+    again = load_retrieval_set("mlqa-r", split=Split("dev", 0.15, 13))
+    assert again.queries.equals(dev.queries)  # seeded: the same split every time
+    other = load_retrieval_set("mlqa-r", split=Split("dev", 0.15, 14))
+    assert not other.queries.question_id.equals(dev.queries.question_id)
+
+
+def test_training_never_sees_the_dev_set(tmp_path, monkeypatch, shared_data):
+    from xlir_utils.data import evaluation_sets, retrieval_set, training_pairs
+
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
+    cfg = config.load("quick")
+    sets = evaluation_sets(cfg)
+    assert [r.name for r in sets] == ["xquad-r", "mlqa-r-dev"]
+    pairs, report = training_pairs(cfg, sets)
+    dev = retrieval_set(cfg, "mlqa-r-dev")
+    assert report["shared"] == 0 and not set(pairs.question_id) & set(dev.queries.question_id)
+    with pytest.raises(LeakageError, match="mlqa-r-dev"):
+        check_no_leakage(build_pairs(dev).head(20), [dev])
+    with pytest.raises(ValueError, match="holds out no"):
+        retrieval_set(config.load("paper"), "mlqa-r-dev")
+
+
+def test_no_tatoeba_sentence_is_training_text(tmp_path, monkeypatch, shared_data):
+    """Tatoeba is an evaluation set: the leakage check refuses training pairs that contain its sentences."""
+    import pandas as pd
+
+    from xlir_utils.data import evaluation_sets, tatoeba_pairs, training_pairs
+
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
+    cfg = config.load("quick")
+    pairs, report = training_pairs(cfg, evaluation_sets(cfg))
+    assert "tatoeba" in report["eval_sets"] and report["shared"] == 0
+    de = tatoeba_pairs("de")
+    assert len(de) == 1000 and len(tatoeba_pairs("th")) == 548
+    leaked = pd.concat([pairs.head(3), pairs.head(1).assign(question_id="t", passage=de.xx.iat[5])])
+    with pytest.raises(LeakageError, match="tatoeba"):
+        check_no_leakage(leaked, [], other_texts={"tatoeba": de.xx.tolist()})

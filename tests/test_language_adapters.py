@@ -1,12 +1,13 @@
-"""Language adapters (MAD-X style) for the bi-encoder: training phases, routing, save/reload.
+"""Language adapters (MAD-X style) for the bi-encoder: the MLM head on cached states, language
+adapters above the frozen prefix, the variants, and the sanity checks that tell a collapse from a bug.
 
-Uses the real offline encoder (``e5-small-offline``) with tiny step counts and a few
-hand-written parallel sentences (no data files needed). Module-scoped
-fixtures share one model with two small language adapters (en, de) and one trained
-per-side variant, so the whole file runs in a few minutes on 2 CPU cores.
+Uses the real offline encoder (``e5-small-offline``) with tiny step counts and a few hand-written
+parallel sentences (no data files needed). Module-scoped fixtures share one trained head, two
+language adapters (en, de) and trained variants, so the file runs in a few minutes on 2 cores.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -16,26 +17,34 @@ import torch
 
 from xlir_utils import config
 from xlir_utils import language_adapters as la
+from xlir_utils.encoders import prefix
 from xlir_utils.language_adapters import lang_training, plumbing, variants
+
+pytestmark = pytest.mark.slow
 
 TEXTS = {
     "en": ["The cat sleeps on the warm windowsill.", "Rain is expected in the north tomorrow.",
            "She bought three apples at the market.", "The museum opens at nine in the morning.",
            "Our train was delayed by twenty minutes.", "He plays the piano every evening.",
-           "The river flows through the old town.", "Children are playing in the park."],
+           "The river flows through the old town.", "Children are playing in the park.",
+           "The library closes early on Sundays.", "My brother lives near the sea."],
     "de": ["Die Katze schläft auf der warmen Fensterbank.", "Morgen wird im Norden Regen erwartet.",
            "Sie kaufte drei Äpfel auf dem Markt.", "Das Museum öffnet um neun Uhr morgens.",
            "Unser Zug hatte zwanzig Minuten Verspätung.", "Er spielt jeden Abend Klavier.",
-           "Der Fluss fließt durch die Altstadt.", "Kinder spielen im Park."],
+           "Der Fluss fließt durch die Altstadt.", "Kinder spielen im Park.",
+           "Die Bibliothek schließt sonntags früh.", "Mein Bruder wohnt in der Nähe des Meeres."],
 }
+K = 6  # the frozen prefix of the smoke profile
 
 
 def tiny_profile():
     cfg = config.load("smoke")
     return cfg.replace(
-        adapters={"languages": ("de", "en"), "mlm_steps": 2, "mlm_batch_size": 4, "mlm_max_seq_length": 24,
-                  "mlm_lr": 1e-3, "task_steps": 2, "task_lr": 1e-3},
-        train={"batch_size": 4, "max_seq_length": 32, "checkpoint_every": 1},
+        seeds=(13,),
+        adapters={"languages": ("de", "en"), "mlm_steps": 12, "mlm_batch_size": 4, "mlm_max_seq_length": 24,
+                  "mlm_lr": 3e-3, "task_lr": 1e-3, "heldout_fraction": 0.2, "head_lr": 2e-3, "head_batch": 64,
+                  "head_max_epochs": 15, "head_patience": 2, "head_max_loss": 100.0},
+        train={"batch_size": 4, "max_seq_length": 32, "checkpoint_every": 1, "steps": 2},
     )
 
 
@@ -48,8 +57,13 @@ def snapshot(model, head=None) -> dict[str, torch.Tensor]:
 
 def changed(before: dict, model, head=None) -> set[str]:
     after = snapshot(model, head)
-    assert set(after) >= set(before)
-    return {n for n in before if not torch.equal(before[n], after[n])}
+    return {n for n in before if n in after and not torch.equal(before[n], after[n])}
+
+
+def toy_pairs() -> pd.DataFrame:
+    rows = [(f"q{i}", ql, TEXTS[ql][i], pl, TEXTS[pl][(i + 1) % 10], "toy")
+            for i in range(10) for ql in ("en", "de") for pl in ("en", "de")]
+    return pd.DataFrame(rows, columns=["question_id", "query_lang", "query", "passage_lang", "passage", "dataset"])
 
 
 @pytest.fixture(scope="module")
@@ -58,16 +72,23 @@ def prof():
 
 
 @pytest.fixture(scope="module")
-def trained(prof, tmp_path_factory):
-    """A model with a shared head and two language adapters (2 MLM steps each), saved to disk."""
+def corpus(shared_data):
+    """150 NTREX-128 sentences per language: enough held-out text for an MLM loss to mean something."""
+    from xlir_utils.data import monolingual_text
+
+    return {lang: monolingual_text(lang)[:150] for lang in ("de", "en")}
+
+
+@pytest.fixture(scope="module")
+def trained(prof, corpus, tmp_path_factory):
+    """A model with the shared head (cached states) and two language adapters, saved to disk."""
     from xlir_utils.encoders import load_encoder
 
     model = load_encoder("e5-small-offline")
     root = tmp_path_factory.mktemp("lang")
-    corpus = {lang: TEXTS[lang] for lang in prof.adapters.languages}
-    head, _ = la.train_mlm_head(model, corpus, prof.replace(adapters={"mlm_head_steps": 8, "mlm_head_lr": 3e-3}),
-                                root / la.HEAD_DIR, show_progress=False)
-    changes, original = {}, lang_training.mlm_training_loop
+    train, held = la.split_heldout(corpus, prof.adapters.heldout_fraction)
+    head, head_log, head_held = la.train_mlm_head(model, corpus, prof, root / la.HEAD_DIR, show_progress=False)
+    changes, records, original = {}, {}, lang_training.mlm_training_loop
     for lang in prof.adapters.languages:
         before = {}
 
@@ -77,71 +98,96 @@ def trained(prof, tmp_path_factory):
 
         lang_training.mlm_training_loop = spy
         try:
-            la.train_language_adapter(model, head, lang, TEXTS[lang], prof, root / lang, show_progress=False)
+            _, records[lang] = la.train_language_adapter(model, head, lang, train[lang], held[lang], prof, root / lang,
+                                                         show_progress=False)
         finally:
             lang_training.mlm_training_loop = original
         changes[lang] = changed(before, model, head)
-    return {"model": model, "head": head, "root": root, "changes": changes}
+    return {"model": model, "head": head, "head_log": head_log, "root": root, "changes": changes,
+            "heldout": records, "held_text": held}
 
 
 @pytest.fixture(scope="module")
-def variant(prof, trained, tmp_path_factory):
-    """A per-side variant trained for 2 hybrid steps on parallel en/de pairs (every language pair)."""
+def project(prof, trained, tmp_path_factory):
+    """A project folder whose language adapters are the trained ones (variants load them from there)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("proj")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XLIR_ROOT", str(root))
+        target = la.language_adapters_dir(prof.name)
+        shutil.copytree(trained["root"], target)
+        yield root
+
+
+@pytest.fixture(scope="module")
+def runs(prof, project):
+    """Every variant trained for 2 hybrid steps on parallel en/de pairs."""
     from xlir_utils.encoders import load_encoder
 
-    rows = [(f"q{i}", ql, TEXTS[ql][i], pl, TEXTS[pl][(i + 1) % 8], "toy")
-            for i in range(8) for ql in ("en", "de") for pl in ("en", "de")]
-    pairs = pd.DataFrame(rows, columns=["question_id", "query_lang", "query", "passage_lang", "passage", "dataset"])
-    model = load_encoder("e5-small-offline")
-    run_dir = tmp_path_factory.mktemp("runs") / la.run_name("per-side")
-    captured = {}
-    original = variants.prepare_variant
+    pairs = toy_pairs()
+    captured, original = {}, variants.prepare_variant
+    out = {}
+    for variant in la.VARIANTS:
+        def spy(*args, **kwargs):  # trainable names and weights right after set-up
+            routing = original(*args, **kwargs)
+            captured[variant] = {"trainable": la.trainable_names(args[0]), "before": snapshot(args[0])}
+            return routing
 
-    def spy(*args, **kwargs):  # record trainable names and weights right after set-up
-        routing = original(*args, **kwargs)
-        captured["trainable"] = la.trainable_names(args[0])
-        captured["before"] = snapshot(args[0])
-        return routing
-
-    variants.prepare_variant = spy
-    try:
-        record = la.train_variant(prof, "per-side", pairs, model=model, lang_dir=trained["root"], run_dir=run_dir,
-                                  show_progress=False)
-    finally:
-        variants.prepare_variant = original
-    return {"model": model, "run_dir": run_dir, "record": record, "pairs": pairs, **captured}
+        variants.prepare_variant = spy
+        model = load_encoder("e5-small-offline")
+        try:
+            record = la.train_variant(prof, variant, pairs, model=model, show_progress=False)
+        finally:
+            variants.prepare_variant = original
+        out[variant] = {"model": model, "record": record, **captured[variant],
+                        "run_dir": project / "runs" / prof.name / la.run_name(variant, 13)}
+    return out
 
 
-# ------------------------------------------------------------------ phases change only their parameters
-def test_mlm_phase_changes_only_that_language_adapter(trained):
+# ------------------------------------------------------------------ the MLM head and the language adapters
+def test_the_head_learns_on_cached_states(trained, prof):
+    """On held-out text the trained head predicts masked tokens far better than a fresh one."""
+    from xlir_utils.language_adapters import mlm
+
+    model, head = trained["model"], trained["head"]
+    fresh = la.new_mlm_head(model, head.vocab)
+    held = [t for texts in trained["held_text"].values() for t in texts]
+    with plumbing.no_adapters(la.enable_adapters(model)):
+        states = mlm.masked_states(model, head, held, prof.adapters.mlm_max_seq_length, seed=3)
+    assert mlm.head_loss(head, *states)[0] < mlm.head_loss(fresh, *states)[0] - 0.5
+    record = json.loads((trained["root"] / la.HEAD_DIR / "run.json").read_text())
+    assert record["heldout_loss"] == pytest.approx(trained["head_log"].heldout_loss.min()) and record["usable"]
+    assert record["vocab"] < 10_000  # the softmax ranges over the ids of this text only
+    reloaded = lang_training._load_head(trained["model"], trained["root"] / la.HEAD_DIR)
+    assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), trained["head"].state_dict().values()))
+
+
+def test_mlm_phase_changes_only_that_language_adapter_and_lowers_its_loss(trained):
     for lang, names in trained["changes"].items():
         assert names, f"MLM training of {lang} changed nothing"
-        other = {n for n in names if f".{la.lang_adapter_name(lang)}." not in n}
+        name = la.lang_adapter_name(lang)
+        other = {n for n in names if f".{name}." not in n and not n.endswith(f".{name}")}
         assert not other, f"MLM training of {lang} changed other parameters: {sorted(other)[:5]}"
         assert any("invertible_adapters" in n for n in names), "the invertible adapter was not trained"
         assert not any(n.startswith("head.") for n in names), "the shared MLM head must stay frozen"
+        held = trained["heldout"][lang]
+        assert np.isfinite([held["loss_before"], held["loss_after"], held["loss_after_without_invertible"]]).all()
+        assert held["loss_after"] != held["loss_before"] != held["loss_after_without_invertible"]
 
 
-def test_task_phase_changes_only_task_adapter(variant):
-    assert variant["record"]["finished"]
-    trainable = variant["trainable"]
-    assert trainable and all(f".{la.TASK}." in n for n in trainable), sorted(trainable)[:5]
-    names = changed(variant["before"], variant["model"])
-    assert names and all(f".{la.TASK}." in n for n in names), sorted(names)[:5]
-    assert not any("la_" in n for n in names), "language adapters must stay frozen"
-
-
-def test_mlm_loss_decreases(trained):
+def test_mlm_loss_of_a_language_adapter_falls(trained):
     """A fresh adapter on a fixed batch with fixed masks: its MLM loss must fall clearly."""
     model, head = trained["model"], trained["head"]
     auto = la.enable_adapters(model)
     name = "la_probe"
     torch.manual_seed(0)
-    auto.add_adapter(name, config=plumbing.lang_adapter_config(2))
+    auto.add_adapter(name, config=plumbing.lang_adapter_config(2, range(K)))
     auto.train_adapter(name)
     opt = torch.optim.AdamW([p for p in auto.parameters() if p.requires_grad], lr=3e-3)
     losses = []
     try:
+        model.eval()
         for _ in range(6):
             loss = la.mlm_loss(model, head, TEXTS["de"], 24, torch.Generator().manual_seed(0))
             opt.zero_grad()
@@ -152,107 +198,136 @@ def test_mlm_loss_decreases(trained):
         auto.delete_adapter(name)
         auto.active_adapters = None
         auto.requires_grad_(False)
-        model.eval()
     assert losses[-1] < losses[0] - 0.5, losses
 
 
-def test_head_loss_decreases(trained):
-    """The trained shared head predicts masked tokens better than a fresh one (same texts, same masks)."""
-    model, head = trained["model"], trained["head"]
-    log = pd.read_csv(trained["root"] / la.HEAD_DIR / "mlm_log.csv")
-    assert len(log) == 8 and np.isfinite(log.loss).all()
-    fresh = la.new_mlm_head(model)
-    auto = la.enable_adapters(model)
-    auto.active_adapters = None
-    texts = TEXTS["en"] + TEXTS["de"]
-    with torch.no_grad():
-        trained_loss = la.mlm_loss(model, head, texts, 24, torch.Generator().manual_seed(5)).item()
-        fresh_loss = la.mlm_loss(model, fresh, texts, 24, torch.Generator().manual_seed(5)).item()
-    assert trained_loss < fresh_loss - 0.5, (trained_loss, fresh_loss)
-
-
-# ------------------------------------------------------------------ routing
-def test_routing_uses_each_sides_language(trained):
-    from adapters import AdapterSetup
-    from adapters.composition import Stack
-
-    from xlir_utils.training import embed_with_grad as embed
-
+def test_adapters_live_above_the_frozen_prefix(trained):
     model = trained["model"]
     auto = la.enable_adapters(model)
-    auto.add_adapter(la.TASK, config=plumbing.task_adapter_config(16))
-    try:
-        model.eval()
-        texts = TEXTS["en"][:3] + TEXTS["de"][:3]
-        langs = ["en", "de", "en", "de", "de", "en"]
-        routing = la.make_routing("per-side", ["de", "en"])
-        with torch.no_grad():
-            mixed = la.routed_embed_fn(routing)(model, texts, langs, "query")
-            for lang in ("en", "de"):
-                with AdapterSetup(Stack(la.lang_adapter_name(lang), la.TASK)):
-                    ref = embed(model, texts, langs, "query")
-                rows = [i for i, x in enumerate(langs) if x == lang]
-                torch.testing.assert_close(mixed[rows], ref[rows], atol=1e-5, rtol=1e-4)
-            with AdapterSetup(Stack("la_en", la.TASK)):
-                under_en = embed(model, texts, langs, "query")
-            with AdapterSetup(Stack("la_de", la.TASK)):
-                under_de = embed(model, texts, langs, "query")
-        diff = (under_en - under_de).abs().max().item()
-        assert diff > 1e-3, f"the two language adapters give the same embeddings (max diff {diff})"
-        # the numpy entry point gives the same rows, in input order
-        want = torch.nn.functional.normalize(mixed, dim=-1).numpy()
-        got = la.encode_routed(model, texts, langs, "query", routing, cache=False, show_progress=False,
-                               precision="fp32")
-        np.testing.assert_allclose(got, want, atol=1e-5)
-        # the default precision ("auto": bf16 autocast where the CPU has bf16) routes the same way
-        auto_prec = la.encode_routed(model, texts, langs, "query", routing, cache=False, show_progress=False)
-        assert (auto_prec * want).sum(1).min() > 0.999
-        other = la.encode_routed(model, texts, langs, "query", la.make_routing("english"), cache=False,
-                                 show_progress=False)
-        assert np.abs(other[1] - auto_prec[1]).max() > 1e-3  # a de row: la_de differs from la_en
-    finally:
-        auto.delete_adapter(la.TASK)
-        auto.active_adapters = None
+    lower = [n for n, _ in auto.named_parameters() if "la_" in n and any(f"layer.{i}." in n for i in range(K))]
+    assert not lower, lower[:3]
+    import copy
+
+    stripped = copy.deepcopy(model)
+    auto2 = la.enable_adapters(stripped)
+    assert not prefix.shareable(stripped, K)  # an invertible adapter changes the embeddings
+    for lang in ("de", "en"):
+        assert la.drop_invertible(auto2, la.lang_adapter_name(lang))
+    assert prefix.shareable(stripped, K)
+    from xlir_utils.encoders import load_encoder
+
+    assert prefix.prefix_fingerprint(stripped, K) == prefix.prefix_fingerprint(load_encoder("e5-small-offline"), K)
 
 
-def test_routing_tables():
-    per_side = la.make_routing("per-side", ["de", "el", "en"], train_languages=["de", "en"])
-    assert per_side.setup_key("el") == "la_el+task"
-    unseen_en = per_side.with_unseen("en")
-    assert unseen_en.setup_key("el") == "la_en+task" and unseen_en.setup_key("de") == "la_de+task"
-    assert unseen_en.key != per_side.key
-    with pytest.raises(KeyError, match="no language adapter"):
-        per_side.setup_key("th")
-    assert la.make_routing("english").setup_key("zh") == "la_en+task"
-    assert la.make_routing("task-only").setup_key("zh") == "task"
-    with pytest.raises(ValueError, match="Unknown adapter variant"):
-        la.make_routing("both")
+# ------------------------------------------------------------------ the variants
+def test_each_variant_trains_what_it_says(runs):
+    for variant, r in runs.items():
+        assert r["record"]["finished"], variant
+        trainable, moved = r["trainable"], changed(r["before"], r["model"])
+        assert trainable and moved and moved <= {f"model.{n}" for n in trainable}, variant
+        la_moved = {n for n in moved if ".la_" in n}
+        assert ("task" in "".join(moved)), variant
+        assert bool(la_moved) == (variant == "joint-per-side"), (variant, sorted(la_moved)[:3])
+        assert not any("invertible" in n for n in trainable), "invertible adapters are dropped for retrieval"
 
 
-# ------------------------------------------------------------------ save / reload
-def test_save_reload_is_bit_identical(variant):
-    model, run_dir = variant["model"], variant["run_dir"]
-    manifest = json.loads((run_dir / "model" / la.MANIFEST).read_text())
-    assert set(manifest["saved"]) == {"la_de", "la_en", "task"}
+def test_the_control_is_as_large_as_language_plus_task_adapter(runs):
+    per_side = la.enable_adapters(runs["mlm-per-side"]["model"])
+    control = la.enable_adapters(runs["shared-control"]["model"])
+    per_input = la.adapter_parameters(per_side, "la_de") + la.adapter_parameters(per_side, la.TASK)
+    assert la.adapter_parameters(control, la.TASK) == pytest.approx(per_input, rel=0.02)
+
+
+def test_routing_sanity_checks(runs, prof):
+    """English for every language = the English variant's routing; no language adapter = task-only;
+    every row through its own language's adapter, in any mix."""
+    model, routing, _ = la.load_variant(runs["mlm-per-side"]["run_dir"])
+    texts = TEXTS["en"][:3] + TEXTS["de"][:3]
+    langs = ["en", "de", "en", "de", "de", "en"]
+    kw = dict(cache=False, show_progress=False, precision="fp32")
+    nobody_seen = dataclasses.replace(routing, seen=())  # every language counts as never seen
+    all_en = la.encode_routed(model, texts, langs, "passage", nobody_seen.with_unseen("en"), **kw)
+    english = la.encode_routed(model, texts, langs, "passage", la.make_routing("english"), **kw)
+    np.testing.assert_array_equal(all_en, english)
+    none = la.encode_routed(model, texts, langs, "passage", nobody_seen.with_unseen("none"), **kw)
+    task_only = la.encode_routed(model, texts, langs, "passage", la.make_routing("task-only"), **kw)
+    np.testing.assert_array_equal(none, task_only)
+    mixed = la.encode_routed(model, texts, langs, "passage", routing, **kw)
+    for lang in ("en", "de"):
+        rows = [i for i, x in enumerate(langs) if x == lang]
+        alone = la.encode_routed(model, [texts[i] for i in rows], [lang] * len(rows), "passage", routing, **kw)
+        np.testing.assert_array_equal(mixed[rows], alone)
+    assert np.abs(mixed[1] - english[1]).max() > 1e-4  # a German row: la_de is not la_en
+
+
+def test_cached_embeddings_never_cross_routings(runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("XLIR_CACHE_DIR", str(tmp_path))
+    model, routing, _ = la.load_variant(runs["mlm-per-side"]["run_dir"])
+    texts, langs = TEXTS["de"][:2], ["de", "de"]
+    kw = dict(show_progress=False, precision="fp32")
+    own = la.encode_routed(model, texts, langs, "query", routing, **kw)
+    en = la.encode_routed(model, texts, langs, "query", dataclasses.replace(routing, seen=()).with_unseen("en"), **kw)
+    assert np.abs(own - en).max() > 1e-4
+    np.testing.assert_array_equal(own, la.encode_routed(model, texts, langs, "query", routing, **kw))
+
+
+def test_training_on_the_cached_prefix_is_the_full_forward(runs):
+    from xlir_utils.training import embed_with_grad
+    from xlir_utils.training.frozen_prefix import PrefixCache
+
+    model, routing, _ = la.load_variant(runs["task-only"]["run_dir"])
+    model.max_seq_length = 32
+    texts = TEXTS["en"][:4]
+    cache = PrefixCache(model, K, {"query": texts}, max_seq_length=32, precision="fp32")
+    from adapters import AdapterSetup
+
+    with AdapterSetup(routing.setup("en")), torch.no_grad():
+        cached = cache.embed(model, texts, "query")
+        full = embed_with_grad(model, texts, ["en"] * 4, "query")
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
+
+
+def test_save_reload_is_bit_identical(runs):
+    r = runs["joint-per-side"]
+    manifest = json.loads((r["run_dir"] / "model" / la.MANIFEST).read_text())
+    assert set(manifest["saved"]) == {"la_de", "la_en", "task"} and manifest["seed"] == 13
+    reloaded, routing, _ = la.load_variant(r["run_dir"])
+    model = r["model"]
+    la.enable_adapters(model)
     texts = TEXTS["en"][:3] + TEXTS["de"][:3]
     langs = ["en"] * 3 + ["de"] * 3
-    reloaded, routing = la.load_variant(run_dir)
-    assert routing.variant == "per-side" and routing.tag == manifest["digest"]
-    assert routing.seen == ("de", "en")
-    for kind, precision in (("query", "fp32"), ("passage", "fp32"), ("query", "auto")):
-        a = la.encode_routed(model, texts, langs, kind, routing, cache=False, show_progress=False,
-                             precision=precision)
-        b = la.encode_routed(reloaded, texts, langs, kind, routing, cache=False, show_progress=False,
-                             precision=precision)
+    for kind in ("query", "passage"):
+        a = la.encode_routed(model, texts, langs, kind, routing, cache=False, show_progress=False, precision="fp32")
+        b = la.encode_routed(reloaded, texts, langs, kind, routing, cache=False, show_progress=False, precision="fp32")
         assert np.array_equal(a, b), f"reloaded {kind} embeddings differ (max {np.abs(a - b).max()})"
 
 
-def test_finished_variant_is_reused(prof, trained, variant):
-    record = la.train_variant(prof, "per-side", variant["pairs"], lang_dir=trained["root"],
-                              run_dir=variant["run_dir"], show_progress=False)
-    assert record["digest"] == variant["record"]["digest"]
+def test_finished_variant_is_reused_and_a_bad_head_stops_mlm_variants(prof, runs, monkeypatch):
+    monkeypatch.setattr("xlir_utils.encoders.registry.load_encoder", lambda *a, **k: pytest.fail("retrained"))
+    record = la.train_variant(prof, "task-only", toy_pairs(), show_progress=False)
+    assert record["digest"] == runs["task-only"]["record"]["digest"]
+    monkeypatch.setattr(variants, "head_record", lambda p: {"usable": False})
+    with pytest.raises(RuntimeError, match="MLM head did not reach"):
+        la.train_variant(prof, "english", toy_pairs(), show_progress=False)
+
+
+def test_hidden_shift_is_zero_without_and_positive_with_an_adapter(trained):
+    shift = la.hidden_shift(trained["model"], {lang: TEXTS[lang][:3] for lang in ("en", "de")})
+    assert set(shift.lang) == {"en", "de"} and (shift.relative_shift > 0).all()
 
 
 def test_hub_adapters_fail_clearly_for_other_encoders(trained):
     with pytest.raises(RuntimeError, match="xlm-roberta-base"):
         la.load_hub_language_adapters(trained["model"], ["en"])
+
+
+def test_no_tatoeba_sentence_is_mlm_text(shared_data, tmp_path, monkeypatch):
+    from xlir_utils.data import tatoeba_texts
+    from xlir_utils.data.pairs import normalise_text
+
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path))  # processed tables go to a throw-away project
+    cfg = config.load("smoke")
+    corpus = la.mlm_corpus(cfg.replace(adapters={"max_texts_per_language": None}))
+    tatoeba = {normalise_text(t) for t in tatoeba_texts()}
+    assert not {normalise_text(t) for texts in corpus.values() for t in texts} & tatoeba
+    assert plumbing.FORMAT_VERSION >= 3

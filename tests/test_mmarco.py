@@ -168,7 +168,8 @@ def test_training_pairs_for_the_paper_profile_run_the_leakage_check(tmp_path, mo
     leaked = xquad.candidates.sentence.iloc[0]
     isolated_project(tmp_path, monkeypatch, tmp_path / "offline")
     write_fixture(tmp_path / "offline")
-    profile = config.load("paper").replace(train_languages=LANGS, train_queries=4, hard_negatives=True)
+    profile = config.load("paper").replace(train_languages=LANGS, train_queries=4, hard_negatives=True,
+                                           tatoeba_languages=())  # (Tatoeba's 41 languages need the network)
     assert profile.train_dataset == "mmarco"
     pairs, report = training_pairs(profile, [xquad])
     assert report["shared"] == 0 and report["dropped_overlap_rows"] == 0
@@ -266,9 +267,9 @@ def test_hub_download_is_verified_and_reused(tmp_path, monkeypatch):
         downloads.append(commit)
         return path
 
-    monkeypatch.setattr(mm, "hub_commit", lambda: "c0ffee")
-    monkeypatch.setattr(mm, "_hub_digest", lambda relpath, commit: published["digest"])
-    monkeypatch.setattr(mm, "_hub_download", fake_download)
+    monkeypatch.setattr(mm.MMARCO, "commit", lambda: "c0ffee")
+    monkeypatch.setattr(mm.MMARCO, "digest", lambda relpath, commit: published["digest"])
+    monkeypatch.setattr(mm.MMARCO, "download", fake_download)
     got = mm.mmarco_file(TRIPLES_FILE)
     assert got.read_bytes() == payload and downloads == ["c0ffee"]
     assert mm.mmarco_file(TRIPLES_FILE) == got and len(downloads) == 1  # verified before: reused
@@ -292,7 +293,7 @@ def test_git_blob_sha1_is_gits(tmp_path):
 
 
 def test_pairs_digest_in_chunks_is_the_plain_digest(monkeypatch):
-    import xlir_utils.training as training
+    import xlir_utils.training.runs as training
 
     pairs = mmarco_pairs(pd.DataFrame({"qid": [1, 2, 3] * 2, "lang": ["en"] * 3 + ["de"] * 3,
                                        "query": list("abcdef"), "passage": list("ghijkl"),
@@ -314,6 +315,6 @@ def test_hub_failure_is_one_clear_error(tmp_path, monkeypatch):
     def unreachable():
         raise ConnectionError("Failed to resolve 'huggingface.co'")
 
-    monkeypatch.setattr(mm, "hub_commit", unreachable)
+    monkeypatch.setattr(mm.MMARCO, "commit", unreachable)
     with pytest.raises(DataUnavailable, match=r"Could not download data/triples.*unicamp-dl/mmarco.*XLIR_DATA_DIR/mmarco"):
         load_mmarco(LANGS, n_queries=3, cache=False)

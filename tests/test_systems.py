@@ -104,3 +104,27 @@ def _macro_multi_map(system, rset):
     q, c = systems.embed_retrieval_set(system, rset, "sentence", "smoke")
     t = evaluate(rset, q, c, bootstrap=0).table
     return t[(t.setting == "multi") & (t.metric == "map") & (t.query_lang == "all")].value.iat[0]
+
+
+def test_only_runs_of_the_profiles_recipe_and_seeds_are_evaluated(tmp_path, monkeypatch):
+    """An earlier protocol's run, or a seed outside ``XLIR_SEEDS``, must not join a system's seeds."""
+    import dataclasses
+    import json
+
+    from xlir_utils import paths
+
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
+    cfg = config.load("smoke")
+    loaded = []
+    monkeypatch.setattr("xlir_utils.encoders.registry.load_encoder", lambda path, profile: loaded.append(path))
+    monkeypatch.setattr(systems, "encoder_system", lambda label, *a, **k: label)
+    old_recipe = dataclasses.asdict(dataclasses.replace(cfg.train, temperature=0.05, steps=60))
+    for name, seed, train in [("full-hybrid-s13", cfg.seeds[0], dataclasses.asdict(cfg.train)),
+                              ("full-hybrid-s99", 99, dataclasses.asdict(cfg.train)),
+                              ("full-hybrid", cfg.seeds[0], old_recipe)]:
+        folder = paths.runs_dir("smoke") / name
+        folder.mkdir(parents=True)
+        spec = {"sampling": "hybrid", "alpha": cfg.train.alpha, "seed": seed, "train": train, "base_model": "m"}
+        (folder / "run.json").write_text(json.dumps({"finished": True, "spec": spec}))
+    assert systems.full_run_systems(cfg) == ["full-hybrid-s13"]
+    assert [p.rsplit("/", 2)[-2] for p in loaded] == ["full-hybrid-s13"]

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -112,16 +114,16 @@ def test_alpha_sweep_points_reuse_the_runs_they_are(pairs, tmp_path, monkeypatch
         (run_dir / "run.json").write_text(json.dumps(record))
         return record
 
-    monkeypatch.setattr(training, "train_run", fake_train_run)
+    monkeypatch.setattr("xlir_utils.training.loop.train_run", fake_train_run)
     monkeypatch.setattr("xlir_utils.encoders.registry.load_encoder", lambda *a, **k: _model())
     for sampling in training.SAMPLINGS:
         training.train_full(cfg, sampling, pairs, runs_root=tmp_path)
-    assert trained == ["full-X-X", "full-X-Y", "full-hybrid"]
+    assert trained == ["full-X-X-s13", "full-X-Y-s13", "full-hybrid-s13"]
     sweep = {a: training.train_full(cfg, "hybrid", pairs, alpha=a, runs_root=tmp_path) for a in (0.0, 0.5, 1.0)}
-    assert trained == ["full-X-X", "full-X-Y", "full-hybrid"]  # nothing retrained
-    assert [sweep[a]["spec"]["name"] for a in (0.0, 0.5, 1.0)] == ["full-X-Y", "full-hybrid", "full-X-X"]
-    training.train_full(cfg, "hybrid", pairs, alpha=0.25, runs_root=tmp_path)
-    assert trained[-1] == "full-hybrid-a0.25"
+    assert trained == ["full-X-X-s13", "full-X-Y-s13", "full-hybrid-s13"]  # nothing retrained
+    assert [sweep[a]["spec"]["name"] for a in (0.0, 0.5, 1.0)] == ["full-X-Y-s13", "full-hybrid-s13", "full-X-X-s13"]
+    training.train_full(cfg, "hybrid", pairs, alpha=0.25, seed=14, runs_root=tmp_path)
+    assert trained[-1] == "full-hybrid-a0.25-s14"
 
 
 def test_damaged_checkpoint_restarts_cleanly(pairs, tmp_path, caplog):
@@ -169,3 +171,43 @@ def test_a_stale_swap_folder_does_not_block_saving(pairs, tmp_path):
                        show_progress=False)
     assert record["finished"]
     assert sorted(p.name for p in run.iterdir()) == ["model", "run.json", "train_log.csv"]
+
+
+def test_constant_schedule_makes_early_stopping_exact(pairs, tmp_path):
+    """Warm-up then constant: the model after step 2 of a 4-step run *is* a 2-step run."""
+    cfg4 = _tiny(4, schedule="constant", warmup_steps=1, precision="fp32")
+    cfg2 = dataclasses.replace(cfg4, steps=2)
+    snap = {}
+
+    def keep_step_2(done, model):
+        if done == 2:
+            snap.update({n: p.detach().clone() for n, p in model.named_parameters()})
+
+    train_run(_model(), pairs, make_spec("l", "m", "hybrid", cfg4, 3, pairs), tmp_path / "long", on_step=keep_step_2,
+              show_progress=False)
+    short = _model()
+    train_run(short, pairs, make_spec("s", "m", "hybrid", cfg2, 3, pairs), tmp_path / "short", show_progress=False)
+    assert all(torch.equal(snap[n], p) for n, p in short.named_parameters())
+
+
+def test_frozen_layers_stay_and_bf16_learns_what_fp32_learns(pairs, tmp_path):
+    from xlir_utils.training import resolve_train_precision
+
+    base = {n: p.detach().clone() for n, p in _model().named_parameters()}
+    losses = {}
+    for precision in ("fp32", "bf16-autocast"):
+        model = load_encoder("e5-small-offline")
+        model.max_seq_length = 32
+        set_trainable(model, True, freeze_layers=6)
+        cfg = _tiny(3, lr=1e-4, precision=precision)
+        record = train_run(model, pairs, make_spec(precision, "m", "hybrid", cfg, 5, pairs), tmp_path / precision,
+                           show_progress=False)
+        assert record["precision"] == precision
+        losses[precision] = pd.read_csv(tmp_path / precision / "train_log.csv").loss.to_numpy()
+        after = dict(model.named_parameters())
+        frozen = [n for n in base if "embeddings" in n or any(f"layer.{i}." in n for i in range(6))]
+        moved = [n for n in base if not torch.equal(base[n], after[n])]
+        assert frozen and not set(frozen) & set(moved) and moved
+    # bf16 autocast (where the CPU has it; else both are fp32) follows the fp32 loss closely
+    assert np.abs(losses["fp32"] - losses["bf16-autocast"]).max() < 0.05
+    assert resolve_train_precision("fp32") == "fp32"

@@ -17,6 +17,10 @@ PROFILES = ("smoke", "quick", "paper")
 XQUAD_R_LANGS = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
 MLQA_R_LANGS = ("ar", "de", "en", "es", "hi", "vi", "zh")
 PAPER_TRAIN_LANGS = ("en", "ar", "zh", "de", "es", "ru", "hi")  # the paper's mMARCO languages
+TATOEBA_XTREME_R_LANGS = (  # XTREME-R's 41 Tatoeba languages (their files: xlir_utils/data/tatoeba_files.py)
+    "af", "ar", "az", "bg", "bn", "de", "el", "es", "et", "eu", "fa", "fi", "fr", "he", "hi", "hu", "id", "it", "ja",
+    "jv", "ka", "kk", "ko", "lt", "ml", "mr", "nl", "pl", "pt", "ro", "ru", "sw", "ta", "te", "th", "tl", "tr", "uk",
+    "ur", "vi", "zh")
 
 
 @dataclass(frozen=True)
@@ -27,31 +31,42 @@ class TrainConfig:
     batch_size: int
     lr: float = 3e-5
     weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
+    warmup_ratio: float = 0.1  # schedule "linear": warm-up share, then linear decay to 0
     alpha: float = 0.5  # probability of a monolingual (X-X) batch in hybrid sampling
     temperature: float = 0.05  # InfoNCE temperature (deviation: the paper prints none)
     max_seq_length: int = 128
     freeze_word_embeddings: bool = True
     checkpoint_every: int = 50
-    alpha_sweep: tuple[float, ...] = ()  # extra hybrid runs for the alpha sweep
+    alpha_sweep: tuple[float, ...] = ()  # hybrid alphas of the sweep (0, alpha and 1 are the main runs)
+    precision: str = "auto"  # "auto": bf16 autocast where native (fp32 master weights and loss); "fp32": exact
+    freeze_layers: int = 0  # k > 0: the embedding block and the lowest k transformer layers stay frozen
+    schedule: str = "linear"  # "linear" (warm-up, decay to 0) or "constant" (warm-up, then constant)
+    warmup_steps: int = 10  # schedule "constant": linear warm-up steps
 
 
 @dataclass(frozen=True)
 class AdapterConfig:
-    """MAD-X style language adapters + task adapter (notebook 03)."""
+    """MAD-X style language adapters and the adapter variants (notebook 03). The variants train
+    with ``Profile.train`` (same recipe and steps as full fine-tuning) at learning rate ``task_lr``."""
 
     languages: tuple[str, ...]
     mlm_steps: int  # per language adapter
     mlm_batch_size: int
     mlm_max_seq_length: int = 64
     max_texts_per_language: int | None = None
+    heldout_fraction: float = 0.1  # of each language's MLM text, to measure held-out MLM loss
     reduction_factor: int = 2  # language adapter bottleneck (MAD-X default for lang adapters)
     task_reduction_factor: int = 16
-    task_steps: int = 100
-    task_lr: float = 1e-4
-    mlm_lr: float = 1e-4
-    mlm_head_steps: int = 0  # the shared MLM head e5-small lacks (0: as many as mlm_steps)
-    mlm_head_lr: float = 1e-3  # the shared MLM head
+    task_lr: float = 1e-3  # the adapters' learning rate under the retrieval loss (chosen on dev)
+    mlm_lr: float = 1e-3
+    head_lr: float = 1e-3  # the shared MLM head, trained on cached states of the frozen encoder
+    head_batch: int = 512
+    head_max_epochs: int = 30
+    head_patience: int = 2
+    head_max_positions: int | None = 60_000  # masked positions the head trains on (a seeded sample)
+    head_max_loss: float = 4.0  # the head is used only if its held-out loss (nats) is at most this
+    joint_from_mlm: bool = True  # joint-per-side starts from the MLM adapters (else from scratch)
+    variants: tuple[str, ...] = ("task-only", "mlm-per-side", "joint-per-side", "shared-control", "english")
     use_hub_adapters: bool = False  # paper: AdapterHub's MAD-X adapters for xlm-roberta-base
 
 
@@ -73,6 +88,12 @@ class Profile:
     train: TrainConfig
     adapters: AdapterConfig
     bootstrap_samples: int = 1000
+    seeds: tuple[int, ...] = (13,)  # training seeds of every run (XLIR_SEEDS=13,14 overrides)
+    tatoeba_languages: tuple[str, ...] = ()  # Tatoeba languages evaluated (notebook 04); () = none
+    tatoeba_pairs: int | None = None  # pairs per language (None: all, up to 1,000)
+    large_scale: tuple[str, ...] = ()  # "mewsli-x", "miracl": the suites that need the hub (paper)
+    miracl_languages: tuple[str, ...] = ()  # () = MIRACL's 16 original languages
+    dev_fraction: float | None = None  # held-out share of the LAReQA training set's articles (mlqa-r-dev)
     train_queries: int = 20_000  # mMARCO: training queries subsampled (each in every train language)
     hard_negatives: bool = False  # add the data's hard negatives (mMARCO: BM25) to the in-batch ones
     extra: dict = field(default_factory=dict, compare=False, hash=False)
@@ -94,17 +115,22 @@ def _smoke() -> Profile:
         baselines=("e5-small-offline",),
         train_dataset="mlqa-r",
         train_languages=MLQA_R_LANGS,
-        eval_datasets=("xquad-r",),
+        eval_datasets=("xquad-r", "mlqa-r", "mlqa-r-dev"),
         eval_articles=1,
-        train_articles=2,
+        train_articles=3,  # one of them held out as mlqa-r-dev
         candidate_text="sentence",
         encode_batch_tokens=4096,
-        train=TrainConfig(steps=4, batch_size=8, max_seq_length=48, checkpoint_every=2),
+        train=TrainConfig(steps=4, batch_size=8, max_seq_length=48, checkpoint_every=2, schedule="constant",
+                          warmup_steps=1, freeze_layers=6, alpha_sweep=(0.0, 0.25, 0.5, 1.0)),
         adapters=AdapterConfig(
-            languages=XQUAD_R_LANGS, mlm_steps=2, mlm_batch_size=8,
-            max_texts_per_language=64, task_steps=3,
+            languages=XQUAD_R_LANGS, mlm_steps=2, mlm_batch_size=8, max_texts_per_language=64,
+            head_max_epochs=2, head_max_loss=100.0,  # (a smoke head cannot learn; the paths run)
         ),
         bootstrap_samples=100,
+        seeds=(13, 14),
+        dev_fraction=0.15,
+        tatoeba_languages=("de", "th"),
+        tatoeba_pairs=60,
     )
 
 
@@ -116,16 +142,22 @@ def _quick() -> Profile:
         baselines=("e5-small-offline",),
         train_dataset="mlqa-r",
         train_languages=MLQA_R_LANGS,
-        eval_datasets=("xquad-r",),
+        eval_datasets=("xquad-r", "mlqa-r", "mlqa-r-dev"),
         eval_articles=None,
         train_articles=None,
         candidate_text="sentence",
         encode_batch_tokens=8192,
-        train=TrainConfig(steps=60, batch_size=32, max_seq_length=96, checkpoint_every=20),
+        # the recipe: chosen on mlqa-r-dev by the recipe study (make recipe-study; results/recipe_*)
+        train=TrainConfig(steps=100, batch_size=32, lr=3e-05, temperature=0.02, max_seq_length=128,
+                          freeze_layers=6, schedule="constant", warmup_steps=10, checkpoint_every=25,
+                          alpha_sweep=(0.0, 0.25, 0.5, 0.75, 1.0)),
         adapters=AdapterConfig(
-            languages=XQUAD_R_LANGS, mlm_steps=25, mlm_batch_size=16, mlm_max_seq_length=48,
-            max_texts_per_language=4000, mlm_lr=1e-3, mlm_head_steps=44, task_steps=60, task_lr=1e-4,
+            languages=XQUAD_R_LANGS, mlm_steps=100, mlm_batch_size=16, mlm_max_seq_length=64,
+            max_texts_per_language=3000, mlm_lr=1e-3, task_lr=1e-3,
         ),
+        seeds=(13, 14, 15),
+        dev_fraction=0.15,
+        tatoeba_languages=("ar", "de", "el", "es", "hi", "ru", "th", "tr", "vi", "zh"),
     )
 
 
@@ -150,9 +182,11 @@ def _paper() -> Profile:
         ),
         adapters=AdapterConfig(
             languages=XQUAD_R_LANGS, mlm_steps=2000, mlm_batch_size=32,
-            mlm_max_seq_length=128, task_steps=5000, use_hub_adapters=True,
+            mlm_max_seq_length=128, task_lr=1e-4, use_hub_adapters=True,
         ),
         train_queries=100_000,  # x 7 languages; 5,000 steps of 100 use each query ~5 times
+        tatoeba_languages=TATOEBA_XTREME_R_LANGS,  # XTREME-R's 41 (online)
+        large_scale=("mewsli-x", "miracl"),
     )
 
 
@@ -170,7 +204,23 @@ def profile_name(name: str | None = None) -> str:
     return name
 
 
+def seeds_from_env(default: tuple[int, ...]) -> tuple[int, ...]:
+    """``XLIR_SEEDS`` (comma-separated integers, e.g. ``13`` for the single-seed path) or ``default``."""
+    raw = os.environ.get("XLIR_SEEDS", "").strip()
+    if not raw:
+        return default
+    try:
+        seeds = tuple(int(x) for x in raw.split(","))
+    except ValueError:
+        seeds = ()
+    if not seeds or any(x < 0 for x in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"XLIR_SEEDS={raw!r} is not a comma-separated list of distinct non-negative integers "
+                         "(e.g. XLIR_SEEDS=13 for one seed, 13,14,15 for three).")
+    return seeds
+
+
 def load(name: str | None = None) -> Profile:
     """The frozen :class:`Profile` for ``name`` (default: ``XLIR_PROFILE`` or ``quick``); notebooks
     01-05 call it in their second code cell."""
-    return _BUILDERS[profile_name(name)]()
+    profile = _BUILDERS[profile_name(name)]()
+    return profile.replace(seeds=seeds_from_env(profile.seeds))

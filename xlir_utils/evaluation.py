@@ -29,7 +29,7 @@ __all__ = ["SETTINGS", "TABLE_COLUMNS", "Evaluation", "evaluate", "paired_compar
 SETTINGS = ("mono", "cross", "multi")
 POOL = "pool"
 TABLE_COLUMNS = [
-    "model", "training", "dataset", "candidate_text", "setting", "query_lang", "cand_lang",
+    "model", "system", "seed", "training", "dataset", "candidate_text", "setting", "query_lang", "cand_lang",
     "metric", "value", "ci_low", "ci_high", "n_queries",
 ]
 MULTI_ONLY = ("rank_distance", "same_lang_top10", "same_lang_pool_share")
@@ -42,6 +42,9 @@ class Evaluation:
     ``table``: tidy rows (:data:`TABLE_COLUMNS`). ``per_query``: one row per (query,
     candidate pool) with the per-query metric values (``cand_lang`` is a language, or
     ``"pool"`` for the multilingual setting). ``ranks``: the raw ranks (pool and per language).
+    ``matrices``: per metric, an ``(n_queries, n_languages + 1)`` array (language columns, then
+    the pool; NaN outside a setting), with ``query_codes`` the query-language codes: what the
+    seed statistics resample (:mod:`xlir_utils.seed_statistics`).
     """
 
     table: pd.DataFrame
@@ -49,6 +52,8 @@ class Evaluation:
     ranks: M.RelevantRanks
     queries: pd.DataFrame
     candidates: pd.DataFrame
+    matrices: dict
+    query_codes: np.ndarray
 
 
 def _codes(labels: pd.Series, languages: tuple[str, ...], what: str) -> np.ndarray:
@@ -233,12 +238,15 @@ def evaluate(
     model: str = "",
     training: str = "",
     candidate_text: str = "",
+    system: str = "",
+    run_seed: int | None = None,
 ) -> Evaluation:
     """Every setting of ``rset`` from one set of embeddings (row i = query/candidate i);
     notebook 04 §3 (through :func:`xlir_utils.systems.evaluate_systems`), notebook 05 §5 (LIR).
 
     ``bootstrap``: resamples for the CIs (0 = none; ci columns NaN). ``model``, ``training``
-    and ``candidate_text`` label the table rows. Metrics: ``map`` (full ranking),
+    and ``candidate_text`` label the table rows; ``system`` (default: ``model``) and ``run_seed``
+    name the system a run belongs to and the run's training seed. Metrics: ``map`` (full ranking),
     ``map@20_lareqa`` (divisor min(20, |R|)), ``r@k`` (|rel in top k| / |R|), ``mrr``,
     ``ndcg@10``; multi also ``rank_distance``, ``same_lang_top10`` and
     ``same_lang_pool_share`` (the top-10 share expected without bias).
@@ -260,10 +268,11 @@ def evaluate(
                              np.where(rr.positions >= 0, c_codes[np.clip(rr.positions, 0, None)], -1), rr.top)
     mats, n_rel, allowed = _value_matrices(rr, q_codes, c_codes, len(languages), settings, ks, map_k,
                                            ndcg_k, same_lang_k)
-    meta = {"model": model, "training": training, "dataset": rset.name, "candidate_text": candidate_text}
+    meta = {"model": model, "system": system or model, "seed": run_seed, "training": training,
+            "dataset": rset.name, "candidate_text": candidate_text}
     table = _tidy_table(mats, allowed, q_codes, languages, settings, bootstrap, seed, alpha, meta)
     per_query = _per_query_frame(rset, mats, n_rel, allowed, languages)
-    return Evaluation(table, per_query, rr, rset.queries, rset.candidates)
+    return Evaluation(table, per_query, rr, rset.queries, rset.candidates, mats, q_codes)
 
 
 def paired_comparison(

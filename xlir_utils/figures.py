@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .system_labels import system_colours, system_order, training_alpha
+from .system_labels import LANG_ORDER, mean_over_seeds, system_colours, system_order, training_alpha
 
 STYLE = {
     "figure.dpi": 110,
@@ -28,7 +28,6 @@ STYLE = {
     "svg.hashsalt": "xlir",
     "pdf.fonttype": 42,
 }
-LANG_ORDER = ("en", "de", "es", "ar", "hi", "vi", "zh", "el", "ru", "th", "tr")
 
 
 def use_style() -> None:
@@ -89,53 +88,100 @@ def plot_loss_curves(logs: pd.DataFrame, smooth: int = 5):
     return fig
 
 
-def plot_mlm_loss(log: pd.DataFrame, smooth: int = 5):
-    """MLM loss per step of each language adapter (rolling mean), the shared head's in grey (notebook 03 §3)."""
+def plot_mlm_loss(log: pd.DataFrame, heldout: pd.DataFrame | None = None, smooth: int = 5):
+    """The shared MLM head's held-out loss per epoch, each language adapter's training loss
+    (rolling mean), and held-out MLM loss per language before and after its adapter (notebook 03 §3)."""
     use_style()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), gridspec_kw={"width_ratios": [1, 2]})
+    panels = 3 if heldout is not None and "loss_after" in heldout.columns else 2
+    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels + 1, 3.3),
+                             gridspec_kw={"width_ratios": [1, 1.4, 1.4][:panels]})
     head = log[log.phase == "head"]
-    axes[0].plot(head.step, head.loss.rolling(smooth, min_periods=1).mean(), color="grey")
-    axes[0].set_title("shared MLM head (base frozen)")
-    axes[0].set_xlabel("step")
-    axes[0].set_ylabel(f"MLM loss (rolling mean of {smooth})")
+    axes[0].plot(head.step, head.loss, marker="o", color="grey")
+    axes[0].set(title="shared MLM head (cached states)", xlabel="epoch", ylabel="held-out MLM loss (nats)")
     ad = log[log.phase == "adapter"]
     for lang in _langs_in(ad.lang):
         sub = ad[ad.lang == lang]
         axes[1].plot(sub.step, sub.loss.rolling(smooth, min_periods=1).mean(), label=lang)
-    axes[1].set_title("language adapters (head frozen)")
-    axes[1].set_xlabel("step")
-    axes[1].legend(frameon=False, ncol=2, fontsize=7)
+    axes[1].set(title="language adapters (head frozen)", xlabel="step", ylabel=f"MLM loss (rolling mean of {smooth})")
+    if len(ad):
+        axes[1].legend(frameon=False, ncol=2, fontsize=7)
+    if panels == 3:
+        h = heldout.set_index("lang").reindex(_langs_in(heldout.lang))
+        x = np.arange(len(h))
+        for offset, col, label in ((-0.27, "loss_before", "base (no adapter)"), (0, "loss_after", "adapter"),
+                                   (0.27, "loss_after_without_invertible", "adapter, invertible dropped")):
+            axes[2].bar(x + offset, h[col], width=0.27, label=label)
+        axes[2].set_xticks(x, h.index)
+        axes[2].set(title="held-out MLM loss per language", ylabel="nats")
+        axes[2].legend(frameon=False, fontsize=7)
     fig.tight_layout()
     return fig
 
 
 # ----------------------------------------------------------------------- notebooks 04, 05
-def plot_headline(results: pd.DataFrame, dataset: str = "xquad-r", baselines: Sequence[str] = ()):
-    """mAP per setting (bars with bootstrap CIs) and rank distance, one bar per system (notebook 04 §6)."""
+def _systems_frame(seed_means: pd.DataFrame) -> pd.DataFrame:
+    """seed means with the system as ``model`` (what :func:`system_order` reads)."""
+    return seed_means.assign(model=seed_means.system)
+
+
+def plot_headline(seed_means: pd.DataFrame, results: pd.DataFrame | None = None, dataset: str = "xquad-r",
+                  baselines: Sequence[str] = ()):
+    """Seed means per setting (bars, two-level bootstrap 95 % CIs) and every seed (dots), mAP and
+    rank distance, one bar per system (notebook 04 §6)."""
     use_style()
-    sub_all = results[results.dataset == dataset]
-    order = system_order(sub_all, baselines)
-    colours = system_colours(sub_all, order)
-    fig, axes = plt.subplots(1, 4, figsize=(12, 0.3 * len(order) + 1.8))
-    for ax, (setting, metric) in zip(axes, [("mono", "map"), ("cross", "map"), ("multi", "map"),
-                                             ("multi", "rank_distance")]):
-        sub = sub_all[(sub_all.setting == setting) & (sub_all.metric == metric)
-                      & (sub_all.query_lang == "all")].set_index("model").reindex(order)
-        err = np.vstack([sub.value - sub.ci_low, sub.ci_high - sub.value]) if sub.ci_low.notna().all() else None
-        ax.barh(range(len(order)), sub.value, xerr=err, color=colours, capsize=2)
+    sm = _systems_frame(seed_means[seed_means.dataset == dataset])
+    order = system_order(sm, baselines)
+    colours = system_colours(sm, order)
+    panels = [("mono", "map"), ("cross", "map"), ("multi", "map"), ("multi", "rank_distance")]
+    fig, axes = plt.subplots(1, 4, figsize=(12.5, 0.32 * len(order) + 1.8))
+    for ax, (setting, metric) in zip(axes, panels):
+        sub = sm[(sm.setting == setting) & (sm.metric == metric)].set_index("system").reindex(order)
+        # (a percentile interval need not be centred on the mean; it can even miss it on tiny sets)
+        err = np.clip(np.nan_to_num(np.vstack([sub["mean"] - sub.ci_low, sub.ci_high - sub["mean"]])), 0, None)
+        ax.barh(range(len(order)), sub["mean"], xerr=err, color=colours, capsize=2, alpha=0.85)
+        if results is not None:
+            runs = results[(results.dataset == dataset) & (results.setting == setting) & (results.metric == metric)
+                           & (results.query_lang == "all") & results.system.isin(order)]
+            y = runs.system.map({m: i for i, m in enumerate(order)})
+            ax.scatter(runs.value, y, s=9, color="k", zorder=3, label="one seed")
         ax.set_yticks(range(len(order)), order if ax is axes[0] else [""] * len(order))
         ax.invert_yaxis()
         ax.set_title(f"{setting}: {'mAP' if metric == 'map' else 'rank distance (lower = better)'}")
-    fig.suptitle(f"{dataset}: zero-shot retrieval (full-ranking mAP; 95% bootstrap CIs)", y=1.02)
+    if results is not None:
+        axes[0].legend(frameon=False, loc="lower left", fontsize=7)
+    fig.suptitle(f"{dataset}: full-ranking mAP, seed means with 95% intervals over queries and seeds", y=1.02)
+    fig.tight_layout()
+    return fig
+
+
+def plot_tatoeba(results: pd.DataFrame, baselines: Sequence[str] = (), direction: str = "en→xx"):
+    """Tatoeba accuracy per language (seed means), one row per system, the mean in the last column
+    (notebook 04 §8)."""
+    use_style()
+    rows = mean_over_seeds(results[(results.dataset == "tatoeba") & (results.setting == direction)
+                                   & (results.metric == "accuracy")])
+    side = "cand_lang" if direction == "en→xx" else "query_lang"
+    per = rows[rows[side] != "all"].pivot_table(index="model", columns=side, values="value")
+    per = per.reindex(columns=_langs_in(per.columns))
+    per["mean"] = rows[rows[side] == "all"].set_index("model").value
+    order = system_order(rows, baselines)
+    per = per.reindex([m for m in order if m in per.index])
+    fig, ax = plt.subplots(figsize=(0.55 * per.shape[1] + 3.5, 0.32 * len(per) + 1.4))
+    sns.heatmap(per * 100, annot=True, fmt=".0f", cmap="viridis", vmin=0, vmax=100, ax=ax, annot_kws={"size": 6},
+                cbar_kws={"label": "accuracy (%)"})
+    ax.set(xlabel="", ylabel="", title=f"Tatoeba accuracy ({direction}: English queries, the other language's index)"
+           if direction == "en→xx" else f"Tatoeba accuracy ({direction})")
+    ax.tick_params(labelsize=7)
     fig.tight_layout()
     return fig
 
 
 def plot_pair_heatmaps(results: pd.DataFrame, models: list[str], dataset: str = "xquad-r", metric: str = "map",
                        diff: tuple[str, str] | None = None):
-    """Query-language x candidate-language heatmaps on one colour scale, plus ``diff[1] - diff[0]``
-    (notebook 05 §3)."""
+    """Query-language x candidate-language heatmaps (seed means) on one colour scale, plus
+    ``diff[1] - diff[0]`` (notebook 05 §3); ``models`` are system names."""
     use_style()
+    results = mean_over_seeds(results)
     mats = {}
     for m in models:
         rows = results[(results.model == m) & (results.dataset == dataset) & (results.metric == metric)
@@ -171,9 +217,11 @@ def _heatmap_labels(ax, ylabel: bool = True):
 
 def plot_rank_distance_distributions(per_query: pd.DataFrame, dataset: str = "xquad-r",
                                      baselines: Sequence[str] = ()):
-    """Per-query rank distance per system, box plots on a log scale (notebook 05 §2)."""
+    """Per-query rank distance per system (every seed's queries), box plots on a log scale (notebook 05 §2)."""
     use_style()
     sub = per_query[per_query.dataset == dataset].copy()
+    if "system" in sub.columns:
+        sub["model"] = sub.system
     order = system_order(sub, baselines)
     sub["rank distance"] = sub.rank_distance.clip(lower=1)
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(order) + 1.2))
@@ -190,8 +238,10 @@ def plot_rank_distance_distributions(per_query: pd.DataFrame, dataset: str = "xq
 
 
 def plot_same_language_share(results: pd.DataFrame, dataset: str = "xquad-r", baselines: Sequence[str] = ()):
-    """Share of each query's top 10 in its own language, against that language's pool share (notebook 05 §4)."""
+    """Share of each query's top 10 in its own language (seed means), against that language's pool
+    share (notebook 05 §4)."""
     use_style()
+    results = mean_over_seeds(results)
     rows = results[(results.dataset == dataset) & (results.metric == "same_lang_top10") & (results.query_lang == "all")]
     base = results[(results.dataset == dataset) & (results.metric == "same_lang_pool_share")
                    & (results.query_lang == "all")]
@@ -230,25 +280,50 @@ def plot_projection(proj: pd.DataFrame):
     return fig
 
 
-def plot_alpha_sweep(results: pd.DataFrame, dataset: str = "xquad-r", default_alpha: float = 0.5):
-    """mAP per setting and rank distance against α, over the full fine-tuning runs (notebook 05 §7);
-    None when fewer than three α values were run."""
+def plot_alpha_sweep(seed_means: pd.DataFrame, dataset: str = "xquad-r", default_alpha: float = 0.5):
+    """Seed-mean mAP per setting and rank distance against α over the full fine-tuning runs, with
+    two-level bootstrap intervals (notebook 05 §7); None when fewer than three α values were run."""
     use_style()
-    rows = results[(results.dataset == dataset) & (results.query_lang == "all")].copy()
+    rows = seed_means[seed_means.dataset == dataset].copy()
     rows["alpha"] = rows.training.map(lambda t: training_alpha(t, default_alpha))
     rows = rows[rows.alpha.notna()]
     if rows.alpha.nunique() < 3:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3))
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.2))
     for setting in ("mono", "cross", "multi"):
         s = rows[(rows.setting == setting) & (rows.metric == "map")].sort_values("alpha")
-        axes[0].errorbar(s.alpha, s.value, yerr=[s.value - s.ci_low, s.ci_high - s.value], marker="o",
-                         capsize=2, label=setting)
-    s = rows[(rows.metric == "rank_distance")].sort_values("alpha")
-    axes[1].errorbar(s.alpha, s.value, yerr=[s.value - s.ci_low, s.ci_high - s.value], marker="o", color="k",
-                     capsize=2)
-    axes[0].set(xlabel="α (share of X-X batches)", ylabel="mAP")
-    axes[1].set(xlabel="α", ylabel="rank distance")
+        axes[0].errorbar(s.alpha, s["mean"], yerr=_yerr(s), marker="o", capsize=2, label=setting)
+    s = rows[rows.metric == "rank_distance"].sort_values("alpha")
+    axes[1].errorbar(s.alpha, s["mean"], yerr=_yerr(s), marker="o", color="k", capsize=2)
+    n = int(rows.n_seeds.min())
+    axes[0].set(xlabel="α (share of X-X batches; 0 = X-Y, 1 = X-X)", ylabel="mAP",
+                title=f"{dataset}: mAP ({n} seed{'s' if n > 1 else ''} per α)")
+    axes[1].set(xlabel="α", ylabel="rank distance", title="language bias (lower = better)")
     axes[0].legend(frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def _yerr(rows: pd.DataFrame) -> np.ndarray:
+    return np.clip(np.vstack([rows["mean"] - rows.ci_low, rows.ci_high - rows["mean"]]), 0, None)
+
+
+def plot_recipe_study(grid: pd.DataFrame, chosen: dict):
+    """The recipe study (notebook 02 §4): mean dev score *S* over the samplings per (τ, lr) at its
+    best step, and the dev curves of the chosen (τ, lr) per sampling."""
+    use_style()
+    a = grid[grid.stage == "A"]
+    best = a.groupby(["temperature", "lr", "step"]).S.mean().groupby(["temperature", "lr"]).max().unstack()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1, 1.3]})
+    sns.heatmap(best, annot=True, fmt=".3f", cmap="viridis", ax=axes[0], cbar_kws={"label": "mean dev S"})
+    axes[0].set(xlabel="learning rate", ylabel="temperature τ", title="stage A: dev S at the best step")
+    sel = a[(a.temperature == chosen["temperature"]) & (a.lr == chosen["lr"])]
+    for sampling, g in sel.groupby("sampling"):
+        g = g.sort_values("step")
+        axes[1].plot(g.step, g.S, marker="o", label=sampling)
+    axes[1].axvline(chosen["steps"], color="grey", ls=":", lw=1, label=f"chosen: {chosen['steps']} steps")
+    axes[1].set(xlabel="step", ylabel="dev S (mean of Mo./Cr./Mul. mAP)",
+                title=f"τ = {chosen['temperature']:g}, lr = {chosen['lr']:g} (mlqa-r-dev)")
+    axes[1].legend(frameon=False)
     fig.tight_layout()
     return fig

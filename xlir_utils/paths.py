@@ -13,7 +13,7 @@ from pathlib import Path
 
 
 def project_root() -> Path:
-    """The repository root: ``XLIR_ROOT`` if set, else the folder above this package."""
+    """The repository root: ``XLIR_ROOT`` if set, else the folder above this package (notebooks 02-05)."""
     env = os.environ.get("XLIR_ROOT", "").strip()
     if env:
         return Path(env).expanduser().resolve()

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+LANG_ORDER = ("en", "de", "es", "ar", "hi", "vi", "zh", "el", "ru", "th", "tr")  # trained first, then never-seen
 KINDS = ("zero-shot", "full", "adapters", "post-hoc")
 KIND_COLOURS = {"zero-shot": "#8c8c8c", "full": "#4c72b0", "adapters": "#55a868", "post-hoc": "#c44e52"}
 _SAMPLING_ORDER = {"X-X": 0, "X-Y": 1, "hybrid": 2}
@@ -68,3 +69,13 @@ def system_colours(results: pd.DataFrame, models: Sequence[str]) -> list[str]:
     """One colour per model, by its kind."""
     kind = dict(zip(results.model, results.training.map(system_kind)))
     return [KIND_COLOURS[kind[m]] for m in models]
+
+
+def mean_over_seeds(results: pd.DataFrame) -> pd.DataFrame:
+    """Tidy result rows averaged over each system's seeds, with the system as ``model`` (per-language
+    tables and figures; headline numbers and intervals come from :mod:`xlir_utils.seed_statistics`)."""
+    if "system" not in results.columns:
+        return results
+    keys = ["system", "training", "dataset", "setting", "query_lang", "cand_lang", "metric"]
+    out = results.groupby(keys, sort=False, dropna=False).value.mean().reset_index()
+    return out.assign(model=out.system)

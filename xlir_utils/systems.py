@@ -28,47 +28,67 @@ EncodeFn = Callable[[Sequence[str], Sequence[str], str], np.ndarray]  # (texts, 
 class System:
     """Something to evaluate: ``encode(texts, langs, kind)`` returns L2-normalised rows."""
 
-    label: str  # unique, e.g. "e5-small-offline", "full-hybrid", "adapters-per-side"
-    training: str  # "zero-shot", "X-X", "X-Y", "hybrid", "adapters: per-side", ...
+    label: str  # unique, e.g. "e5-small-offline", "full-hybrid-s13", "adapters-per-side-s13"
+    training: str  # "zero-shot", "X-X", "X-Y", "hybrid", "hybrid (alpha=0.25)", "adapters: per-side", ...
     model_name: str  # the base model
     fingerprint: str  # what produced the embeddings: model, precision, batch budget (keys the stored embeddings)
     encode: EncodeFn
+    group: str = ""  # the system a seeded run belongs to ("full-hybrid"); "" = the label itself
+    seed: int | None = None  # the run's training seed (None for a zero-shot encoder)
+
+    @property
+    def system(self) -> str:
+        """The name of the system this run is a seed of (the label for unseeded systems)."""
+        return self.group or self.label
 
 
-def encoder_system(label: str, training: str, model, model_name: str, batch_tokens: int) -> System:
-    """A system from a plain sentence-transformers model (no routing)."""
+def encoder_system(label: str, training: str, model, model_name: str, batch_tokens: int, *, group: str = "",
+                   seed: int | None = None, shared_layers: int = 0) -> System:
+    """A system from a plain sentence-transformers model (no routing). ``shared_layers``: the
+    frozen lower layers it shares with the profile's other models (computed once; same numbers)."""
     from .encoders.encode import embedding_signature, encode
 
     def run(texts, langs, kind):
-        return encode(model, list(texts), kind, batch_tokens=batch_tokens)
+        return encode(model, list(texts), kind, batch_tokens=batch_tokens, shared_layers=shared_layers)
 
-    return System(label, training, model_name, f"{embedding_signature(model)}|bt{batch_tokens}", run)
+    return System(label, training, model_name, f"{embedding_signature(model)}|bt{batch_tokens}", run, group, seed)
 
 
 def baseline_systems(profile) -> list[System]:
     """The profile's zero-shot baselines (notebook 04 §2; hub models fail fast offline, with the fix)."""
     from .encoders.registry import load_encoder
 
-    return [encoder_system(name, "zero-shot", load_encoder(name, profile), name, profile.encode_batch_tokens)
+    return [encoder_system(name, "zero-shot", load_encoder(name, profile), name, profile.encode_batch_tokens,
+                           shared_layers=profile.train.freeze_layers if name == profile.encoder else 0)
             for name in profile.baselines]
 
 
 def full_run_systems(profile) -> list[System]:
-    """Every finished full fine-tuning run (``runs/<profile>/full-*``; notebook 04 §2)."""
-    from .encoders.registry import load_encoder
-    from .training import finished_runs
+    """Every finished full fine-tuning run of the profile's recipe and seeds
+    (``runs/<profile>/full-*``; notebook 04 §2). Runs of another recipe or seed (an earlier
+    protocol, a wider ``XLIR_SEEDS``) stay on disk but are left out, with a note in the log."""
+    from dataclasses import asdict
 
+    from .encoders.registry import load_encoder
+    from .io_utils import json_digest
+    from .training import canonical_sampling, finished_runs, run_name
+
+    recipe = json_digest(asdict(profile.train))
     systems = []
     for run_dir in finished_runs(paths.runs_dir(profile.name)):
         if not run_dir.name.startswith("full-"):
             continue
-        record = json.loads((run_dir / "run.json").read_text())
-        sampling = record["spec"]["sampling"]
-        alpha = record["spec"]["alpha"]
-        training = sampling if run_dir.name == f"full-{sampling}" else f"{sampling} (alpha={alpha:g})"
+        spec = json.loads((run_dir / "run.json").read_text())["spec"]
+        if spec["seed"] not in profile.seeds or json_digest(spec["train"]) != recipe:
+            logger.info("left out %s: not the profile's recipe and seeds %s", run_dir.name, profile.seeds)
+            continue
+        sampling, alpha = canonical_sampling(spec["sampling"], spec["alpha"] if spec["sampling"] == "hybrid" else None,
+                                             profile.train.alpha)
+        training = sampling if alpha is None else f"{sampling} (alpha={alpha:g})"
         model = load_encoder(str(run_dir / "model"), profile)
-        systems.append(encoder_system(run_dir.name, training, model, record["spec"]["base_model"],
-                                      profile.encode_batch_tokens))
+        systems.append(encoder_system(run_dir.name, training, model, spec["base_model"], profile.encode_batch_tokens,
+                                      group=run_name(sampling, alpha), seed=spec["seed"],
+                                      shared_layers=spec["train"].get("freeze_layers", 0)))
     return systems
 
 
@@ -128,53 +148,63 @@ def evaluate_systems(profile, system_list: Sequence[System], rsets: dict, *,
                      skip: Callable[[System, str], bool] | None = None):
     """Encode and evaluate every system on every retrieval set (notebook 04 §3).
 
-    Returns (tidy table, per-query multilingual rows). ``skip(system, dataset)`` leaves a
-    pair out (e.g. MLQA-R for systems trained on it).
+    Returns (tidy table, per-query multilingual rows, per-query values of every run for the seed
+    statistics). ``skip(system, dataset)`` leaves a pair out (e.g. MLQA-R for systems trained on it).
     """
     import pandas as pd
 
     from .evaluation import evaluate
+    from .seed_statistics import run_values
 
-    tables, per_query = [], []
+    tables, per_query, values = [], [], []
     for system in system_list:
         for name, rset in rsets.items():
             if skip is not None and skip(system, name):
                 continue
             q, c = embed_retrieval_set(system, rset, profile.candidate_text, profile.name)
             ev = evaluate(rset, q, c, bootstrap=profile.bootstrap_samples, seed=profile.seed,
-                          model=system.label, training=system.training, candidate_text=profile.candidate_text)
+                          model=system.label, training=system.training, candidate_text=profile.candidate_text,
+                          system=system.system, run_seed=system.seed)
             tables.append(ev.table)
+            values.append(run_values(ev, model=system.label, system=system.system, training=system.training,
+                                     seed=system.seed, dataset=name))
             multi = ev.per_query[ev.per_query.setting == "multi"]
             per_query.append(pd.DataFrame({
-                "model": system.label, "training": system.training, "dataset": name, "query_id": multi.query_id,
-                "query_lang": multi.query_lang,
+                "model": system.label, "system": system.system, "seed": system.seed, "training": system.training,
+                "dataset": name, "query_id": multi.query_id, "query_lang": multi.query_lang,
                 "n_relevant": multi.n_rel, "ap": multi["map"], "rank_distance": multi.rank_distance}))
-    return pd.concat(tables, ignore_index=True), pd.concat(per_query, ignore_index=True)
+    return pd.concat(tables, ignore_index=True), pd.concat(per_query, ignore_index=True), values
 
 
 def adapter_run_systems(profile) -> list[System]:
     """Every finished adapter variant of notebook 03 (``runs/<profile>/adapters-*``; notebook 04 §2).
 
-    The per-side variant appears twice: never-seen languages through their own language
-    adapter (``adapters-per-side``) and through the English one (``…/unseen-en``).
+    A per-side variant appears three times: languages never seen in training through their own
+    language adapter, through the English one (``…-unseen-en``) and through none
+    (``…-unseen-none``); the other variants once. Every seed of a variant is a run of one system.
     """
     from . import language_adapters as la
     from .encoders.encode import embedding_signature
 
     systems = []
     for run_dir in la.variant_run_dirs(profile.name):
-        model, routing = la.load_variant(run_dir, profile=profile)
+        if json.loads((run_dir / "model" / la.MANIFEST).read_text()).get("seed") not in profile.seeds:
+            logger.info("left out %s: not one of the profile's seeds %s", run_dir.name, profile.seeds)
+            continue
+        model, routing, manifest = la.load_variant(run_dir, profile=profile)
         signature = embedding_signature(model)  # the routings below share the model
-        routings = [routing] + ([routing.with_unseen("en")] if routing.variant == "per-side" else [])
-        for r in routings:
-            label = "adapters-" + r.label.replace("/", "-")
+        options = la.UNSEEN_OPTIONS if routing.variant in la.PER_SIDE else ("own",)
+        seed = manifest.get("seed")
+        for r in [routing.with_unseen(u) for u in options]:
+            group = "adapters-" + r.label.replace("/", "-")
+            label = group if seed is None else f"{group}-s{seed}"
 
-            def run(texts, langs, kind, r=r, model=model):
+            def run(texts, langs, kind, r=r, model=model, shared=manifest.get("freeze_layers", 0)):
                 return la.encode_routed(model, list(texts), list(langs), kind, r,
-                                        batch_tokens=profile.encode_batch_tokens)
+                                        batch_tokens=profile.encode_batch_tokens, shared_layers=shared)
 
             systems.append(System(label, f"adapters: {r.label} (hybrid)", profile.encoder,
-                                  f"{signature}|{r.key}|bt{profile.encode_batch_tokens}", run))
+                                  f"{signature}|{r.key}|bt{profile.encode_batch_tokens}", run, group, seed))
     return systems
 
 
@@ -206,3 +236,20 @@ def paired_against(profile, system_list: Sequence[System], rsets: dict, *, refer
     columns = ["system", "training", "reference", "dataset"]
     out = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns)
     return out[columns + [c for c in out.columns if c not in columns]]
+
+
+def evaluate_tatoeba_systems(profile, system_list: Sequence[System], pairs_by_lang: dict):
+    """Tatoeba for every system (notebook 04 §3, §8): tidy rows and per-query values, as
+    :func:`evaluate_systems` returns them for LAReQA. Sentences go through the kit's cached encode."""
+    import pandas as pd
+
+    from .bitext import evaluate_tatoeba
+
+    tables, values = [], []
+    for s in system_list:
+        table, vals = evaluate_tatoeba(s.encode, pairs_by_lang, bootstrap=profile.bootstrap_samples,
+                                       seed=profile.seed, model=s.label, system=s.system, training=s.training,
+                                       run_seed=s.seed, candidate_text=profile.candidate_text)
+        tables.append(table)
+        values += vals
+    return pd.concat(tables, ignore_index=True), values

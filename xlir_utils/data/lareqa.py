@@ -128,23 +128,66 @@ def parse_language(data: dict, lang: str, keep_ids: set[str] | None = None):
     return questions, candidates, answer_pos
 
 
-def _first_articles_ids(data: dict, n_articles: int) -> set[str]:
-    return {qa["id"] for article in data["data"][:n_articles]
+@dataclass(frozen=True)
+class Split:
+    """A held-out part of a LAReQA set, by English article (every language of a question id
+    goes with its article): ``part`` "dev" holds a seeded share ``fraction`` of the articles
+    (at least one), "train" the rest. The dev part of MLQA-R is the kit's development set."""
+
+    part: str  # "train" | "dev"
+    fraction: float
+    seed: int
+
+    def __post_init__(self):
+        if self.part not in ("train", "dev"):
+            raise ValueError(f"split part must be 'train' or 'dev', got {self.part!r}")
+        if not 0 < self.fraction < 1:
+            raise ValueError(f"split fraction must be in (0, 1), got {self.fraction!r}")
+
+    def dev_articles(self, n_articles: int) -> set[int]:
+        """The article positions (in the English file) held out as dev."""
+        if n_articles < 2:
+            raise ValueError(f"a dev split needs at least 2 articles, got {n_articles}")
+        n_dev = min(n_articles - 1, max(1, round(self.fraction * n_articles)))
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0xDE5]))
+        return set(rng.permutation(n_articles)[:n_dev].tolist())
+
+
+def _article_ids(data: dict, articles) -> set[str]:
+    return {qa["id"] for a_idx, article in enumerate(data["data"]) if a_idx in articles
             for para in article["paragraphs"] for qa in para["qas"]}
 
 
-def load_retrieval_set(name: str, languages=None, articles: int | None = None) -> RetrievalSet:
+def kept_question_ids(anchor: dict, articles: int | None, split: Split | None) -> set[str] | None:
+    """The question ids of the first ``articles`` English articles (all if None), restricted to
+    one part of ``split``; None when nothing is restricted."""
+    if articles is None and split is None:
+        return None
+    n = len(anchor["data"]) if articles is None else min(articles, len(anchor["data"]))
+    chosen = set(range(n))
+    if split is not None:
+        dev = split.dev_articles(n)
+        chosen = dev if split.part == "dev" else chosen - dev
+    return _article_ids(anchor, chosen)
+
+
+def set_name(name: str, split: Split | None) -> str:
+    """The name of a (split of a) dataset: ``mlqa-r``, ``mlqa-r-dev``, ``mlqa-r-train``."""
+    return name if split is None else f"{name}-{split.part}"
+
+
+def load_retrieval_set(name: str, languages=None, articles: int | None = None,
+                       split: Split | None = None) -> RetrievalSet:
     """Parse a LAReQA dataset (``xquad-r`` or ``mlqa-r``) into a :class:`RetrievalSet`.
 
     ``articles``: keep only the question ids of the first N English articles (in every
-    language, with the paragraphs that hold them); None keeps everything.
+    language, with the paragraphs that hold them); None keeps everything. ``split``: keep one
+    part of a held-out split of those articles (the set is then named ``<name>-<part>``).
     """
     languages = check_languages(name, languages)
     raw = {lang: _read_json(fetch(lareqa_file(name, lang))) for lang in languages}
-    keep = None
-    if articles is not None:
-        anchor = raw["en"] if "en" in raw else _read_json(fetch(lareqa_file(name, "en")))
-        keep = _first_articles_ids(anchor, articles)
+    anchor = raw["en"] if "en" in raw else _read_json(fetch(lareqa_file(name, "en")))
+    keep = kept_question_ids(anchor, articles, split)
     queries, candidates, answer_of = [], [], {}
     for lang in languages:
         q_rows, c_rows, answers = parse_language(raw[lang], lang, keep)
@@ -156,8 +199,8 @@ def load_retrieval_set(name: str, languages=None, articles: int | None = None) -
     qdf = pd.DataFrame(queries, columns=["query_id", "question_id", "lang", "text"])
     cdf = pd.DataFrame(candidates)
     relevant = [np.array(sorted(answer_of[qid]), dtype=np.int64) for qid in qdf.question_id]
-    rset = RetrievalSet(name, languages, qdf, cdf, relevant)
-    if articles is None and languages == check_languages(name, None):
+    rset = RetrievalSet(set_name(name, split), languages, qdf, cdf, relevant)
+    if articles is None and split is None and languages == check_languages(name, None):
         _check_counts(rset)
     return rset
 

@@ -17,20 +17,17 @@ pair, and reads only the needed ids from each language's files in one streaming 
 memory stays small. Queries missing or empty in any language are dropped (parallel data
 only). :func:`mmarco_pairs` expands the result into the pairs table the samplers read.
 
-Where files come from, in order: a copy this loader downloaded and verified before
-(``data/raw/mmarco/<path>``); the offline directory (``XLIR_DATA_DIR/mmarco/<path>``,
-verified against the ``SHA256SUMS`` file there; without one the files are used unverified,
-with a warning); else the hub (``hf_hub_download``, unless ``XLIR_OFFLINE=1``), every file
-from one commit, verified against the digest the hub publishes (its Git LFS sha256). The
-revision is ``main`` resolved once per process: the commit used is recorded beside each
-download and in the sample's manifest.
+Where files come from (:class:`xlir_utils.data.hub_files.HubDataset`): a copy this loader
+downloaded and verified before (``data/raw/mmarco/<path>``); the offline directory
+(``XLIR_DATA_DIR/mmarco/<path>``, verified against the ``SHA256SUMS`` file there; without one
+the files are used unverified, with a warning); else the hub, every file from one commit,
+verified against the digest the hub publishes (its Git LFS sha256). The revision is ``main``
+resolved once per process: the commit used is recorded beside each download and in the
+sample's manifest.
 """
 from __future__ import annotations
 
-import errno
-import hashlib
 import logging
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,8 +38,8 @@ import pandas as pd
 from .. import paths
 from ..config import PAPER_TRAIN_LANGS
 from ..io_utils import atomic_write_json, atomic_write_parquet, json_digest
-from .fetch import (ChecksumMismatch, DataError, DataUnavailable, file_digest, offline_dir_or_none, offline_only,
-                    sha256_of)
+from .fetch import DataError
+from .hub_files import HubDataset, git_blob_sha1, read_sha256sums  # noqa: F401 - part of this module's API
 from .pairs import PAIR_COLUMNS
 from .registry import language_tuple
 
@@ -79,130 +76,17 @@ def _name(lang: str) -> str:
 
 
 # ----------------------------------------------------------------------------- locating files
-def read_sha256sums(root: Path) -> dict[str, str] | None:
-    """``root/SHA256SUMS`` (``sha256sum`` format) as {relative path: sha256}; None if there is none."""
-    sums = root / "SHA256SUMS"
-    if not sums.is_file():
-        return None
-    out = {}
-    for n, line in enumerate(sums.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split(maxsplit=1)
-        if len(parts) != 2 or not re.fullmatch(r"[0-9a-fA-F]{64}", parts[0]):
-            raise DataError(f"{sums}:{n}: expected '<sha256>  <path>' (the format of sha256sum), got {line[:80]!r}")
-        name = parts[1].strip().lstrip("*")
-        out[name[2:] if name.startswith("./") else name] = parts[0].lower()
-    return out
-
-
-def git_blob_sha1(path: Path) -> str:
-    """The git object id of a file (what the hub publishes for files not stored in LFS)."""
-    return file_digest(path, hashlib.sha1(f"blob {path.stat().st_size}\0".encode()))
-
-
-def _check(path: Path, kind: str, expected: str, origin: str, *, delete: bool = False) -> Path:
-    actual = sha256_of(path) if kind == "sha256" else git_blob_sha1(path)
-    if actual != expected:
-        if delete:
-            path.unlink(missing_ok=True)
-        raise ChecksumMismatch(
-            f"{path} has {kind} {actual}, expected {expected} ({origin}). The copy is corrupt or a "
-            f"different version{' and was deleted; run again to download it anew' if delete else ''}: "
-            f"replace it with the file from the hub dataset {MMARCO_REPO}."
-        )
-    return path
-
-
-_HUB_COMMIT: str | None = None
-
-
-def hub_commit() -> str:
-    """The commit ``MMARCO_REVISION`` points to, resolved once per process (all files from one commit)."""
-    global _HUB_COMMIT
-    if _HUB_COMMIT is None:
-        from huggingface_hub import HfApi
-
-        _HUB_COMMIT = HfApi().dataset_info(MMARCO_REPO, revision=MMARCO_REVISION, files_metadata=False).sha
-    return _HUB_COMMIT
-
-
-def _hub_digest(relpath: str, commit: str) -> tuple[str, str]:
-    """(kind, value) the hub publishes for a file: its LFS sha256, else its git blob sha1."""
-    from huggingface_hub import HfApi
-
-    entries = HfApi().get_paths_info(MMARCO_REPO, [relpath], repo_type="dataset", revision=commit)
-    if not entries:
-        raise FileNotFoundError(f"{relpath} is not in {MMARCO_REPO}@{commit}")
-    lfs = getattr(entries[0], "lfs", None)
-    return ("sha256", lfs.sha256) if lfs is not None else ("git-sha1", entries[0].blob_id)
-
-
-def _hub_download(relpath: str, commit: str) -> Path:
-    from huggingface_hub import hf_hub_download
-
-    return Path(hf_hub_download(MMARCO_REPO, relpath, repo_type="dataset", revision=commit,
-                                local_dir=paths.raw_dir() / "mmarco"))
+MMARCO = HubDataset(MMARCO_REPO, "mmarco", "mMARCO is needed only by the paper profile", MMARCO_REVISION)
 
 
 def mmarco_file(relpath: str) -> Path:
     """A local, verified path for one mMARCO file (``relpath`` as in the hub repository)."""
-    local = paths.raw_dir() / "mmarco" / relpath
-    marker = local.with_name(local.name + ".verified.json")
-    if local.is_file() and marker.is_file():
-        return local  # downloaded and verified here before
-    offline = offline_dir_or_none()
-    if offline is not None and (offline / "mmarco" / relpath).is_file():
-        root = offline / "mmarco"
-        sums = read_sha256sums(root)
-        if sums is None:
-            logger.warning("%s: no SHA256SUMS in %s, so the file is used unverified", relpath, root)
-            return root / relpath
-        if relpath not in sums:
-            raise DataError(
-                f"{root / 'SHA256SUMS'} has no entry for {relpath}: add one (`sha256sum {relpath} >> "
-                "SHA256SUMS` in that folder) or remove SHA256SUMS to use the files unverified."
-            )
-        return _check(root / relpath, "sha256", sums[relpath], str(root / "SHA256SUMS"))
-    if offline_only():
-        raise DataUnavailable(
-            f"mMARCO file {relpath} is not available offline: looked in "
-            f"{(offline / 'mmarco' / relpath) if offline else 'XLIR_DATA_DIR (not set)'} and {local} "
-            f"(a download by this kit). mMARCO is needed only by the paper profile: run it with internet "
-            f"(hub dataset {MMARCO_REPO}), or put the files under XLIR_DATA_DIR/mmarco/ in the hub "
-            "repository's layout."
-        )
-    try:
-        commit = hub_commit()
-        kind, expected = _hub_digest(relpath, commit)
-        got = _hub_download(relpath, commit)
-    except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EACCES, errno.EROFS):
-            raise  # a local disk problem, not the network's
-        raise DataUnavailable(_hub_failure(relpath, exc)) from exc
-    except Exception as exc:  # the hub client's own errors (offline mode, HTTP errors)
-        raise DataUnavailable(_hub_failure(relpath, exc)) from exc
-    _check(got, kind, expected, f"the hub's {kind} for {MMARCO_REPO}@{commit}", delete=True)
-    atomic_write_json({"repo": MMARCO_REPO, "commit": commit, kind: expected}, marker)
-    return got
-
-
-def _hub_failure(relpath: str, exc: BaseException) -> str:
-    return (
-        f"Could not download {relpath} from the hub dataset {MMARCO_REPO} ({type(exc).__name__}: {exc}). "
-        "Offline? mMARCO is needed only by the paper profile; run it with internet, or put the files "
-        "under XLIR_DATA_DIR/mmarco/ in the hub repository's layout."
-    )
+    return MMARCO.file(relpath)
 
 
 def source_id() -> str:
     """Where mMARCO is read from, for cache keys: the offline folder (and its checksums) or the hub."""
-    offline = paths.offline_data_dir()
-    if offline is not None and (offline / "mmarco").is_dir():
-        sums = offline / "mmarco" / "SHA256SUMS"
-        tag = hashlib.sha256(sums.read_bytes()).hexdigest()[:12] if sums.is_file() else "unverified"
-        return f"offline:{offline / 'mmarco'}:{tag}"
-    return f"hub:{MMARCO_REPO}@{MMARCO_REVISION}"
+    return MMARCO.source_id()
 
 
 # ----------------------------------------------------------------------------- reading
@@ -318,7 +202,7 @@ def load_mmarco(languages: Sequence[str] = PAPER_LANGUAGES, n_queries: int = 20_
     if cache:
         atomic_write_parquet(table, target)
         atomic_write_json({**asdict(sample), "queries_kept": int(len(triples)), "queries_dropped": dropped,
-                           "hub_commit": _HUB_COMMIT},
+                           "hub_commit": MMARCO.resolved_commit},
                           target.with_suffix(".json"))
     return table
 

@@ -48,9 +48,11 @@ def normalise_text(text: str) -> str:
     return re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip().casefold()
 
 
-def check_no_leakage(pairs: pd.DataFrame, eval_sets: list[RetrievalSet], *, max_examples: int = 5) -> dict:
+def check_no_leakage(pairs: pd.DataFrame, eval_sets: list[RetrievalSet], *, other_texts: dict | None = None,
+                     max_examples: int = 5) -> dict:
     """Refuse to train on evaluation data: no shared question id, query or sentence text
-    (hard negatives included, where the pairs have a ``negative`` column). Notebook 01 §5 shows
+    (hard negatives included, where the pairs have a ``negative`` column); ``other_texts``:
+    {name: texts} of evaluation sets that are not retrieval sets (Tatoeba). Notebook 01 §5 shows
     it; :func:`xlir_utils.data.training_pairs` runs it before every training run (notebooks 02-03).
 
     Returns a summary dict when clean; raises :class:`LeakageError` naming what overlaps.
@@ -66,21 +68,28 @@ def check_no_leakage(pairs: pd.DataFrame, eval_sets: list[RetrievalSet], *, max_
             problems.append(f"{len(ids)} question id(s) shared with {rset.name}, e.g. {sorted(ids)[:max_examples]}")
         if texts:
             problems.append(f"{len(texts)} text(s) shared with {rset.name}, e.g. {sorted(texts)[:max_examples]}")
+    for name, texts in (other_texts or {}).items():
+        shared = train_texts & {normalise_text(t) for t in texts}
+        shared.discard("")
+        if shared:
+            problems.append(f"{len(shared)} text(s) shared with {name}, e.g. {sorted(shared)[:max_examples]}")
     if problems:
         raise LeakageError(
             "Training data overlaps the evaluation data: " + "; ".join(problems)
             + ". Train on a different dataset (quick: MLQA-R -> evaluate XQuAD-R) or drop the overlap."
         )
     return {"train_question_ids": len(train_ids), "train_texts": len(train_texts),
-            "eval_sets": [r.name for r in eval_sets], "shared": 0}
+            "eval_sets": [r.name for r in eval_sets] + list(other_texts or {}), "shared": 0}
 
 
-def drop_overlap(pairs: pd.DataFrame, eval_sets: list[RetrievalSet]) -> pd.DataFrame:
+def drop_overlap(pairs: pd.DataFrame, eval_sets: list[RetrievalSet], other_texts: dict | None = None) -> pd.DataFrame:
     """Remove training rows whose id or texts occur in an evaluation set (reverse fold; mMARCO)."""
     ids, texts = set(), set()
     for rset in eval_sets:
         ids |= set(rset.queries.question_id)
         texts |= _eval_texts(rset)
+    for other in (other_texts or {}).values():
+        texts |= {normalise_text(t) for t in other}
     hit = {t: normalise_text(t) in texts for t in _distinct_texts(pairs)}  # each distinct text once
     keep = ~pairs.question_id.isin(ids)
     for col in _text_columns(pairs):

@@ -1,11 +1,12 @@
-"""Monolingual text for language adapters: NTREX-128 (11-way parallel news) and Tatoeba.
+"""Monolingual text for language adapters: NTREX-128 (11-way parallel news, notebook 03 §2).
 
-Neither is derived from XQuAD-R or MLQA-R (their provenance notes record the check).
+It is not derived from XQuAD-R or MLQA-R (its provenance note records the check). Tatoeba, once
+MLM text too, is an evaluation set of the kit (:mod:`xlir_utils.data.tatoeba`).
 """
 from __future__ import annotations
 
 from .fetch import fetch
-from .registry import NTREX_CODES, TATOEBA_CODES, check_languages
+from .registry import NTREX_CODES, check_languages
 
 
 def _lines(path) -> list[str]:
@@ -20,23 +21,10 @@ def ntrex_sentences(lang: str) -> list[str]:
     return _lines(fetch(f"ntrex128/{name}"))
 
 
-def tatoeba_sentences(lang: str) -> list[str]:
-    """Tatoeba sentences in ``lang`` (for English: the English sides of every pair, deduplicated)."""
-    check_languages("xquad-r", [lang])
-    if lang != "en":
-        code = TATOEBA_CODES[lang]
-        return _lines(fetch(f"tatoeba-laser/tatoeba.{code}-eng.{code}"))
-    seen: dict[str, None] = {}
-    for code in TATOEBA_CODES.values():
-        for line in _lines(fetch(f"tatoeba-laser/tatoeba.{code}-eng.eng")):
-            seen.setdefault(line)
-    return list(seen)
-
-
-def monolingual_text(lang: str, sources: tuple[str, ...] = ("ntrex128", "tatoeba"),
+def monolingual_text(lang: str, sources: tuple[str, ...] = ("ntrex128",),
                      extra: list[str] | None = None, limit: int | None = None) -> list[str]:
-    """Sentences of one language for masked-language modelling, in a fixed order."""
-    readers = {"ntrex128": ntrex_sentences, "tatoeba": tatoeba_sentences}
+    """Sentences of one language for masked-language modelling, in a fixed order (notebook 03 §2)."""
+    readers = {"ntrex128": ntrex_sentences}
     unknown = set(sources) - set(readers)
     if unknown:
         raise ValueError(f"Unknown text source(s) {sorted(unknown)}; choose from {sorted(readers)}.")

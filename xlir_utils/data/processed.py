@@ -18,7 +18,7 @@ import pandas as pd
 from .. import paths
 from ..io_utils import atomic_replace_dir, atomic_write_json, atomic_write_parquet, recover_dir
 from .fetch import sha256_of
-from .lareqa import RetrievalSet, load_retrieval_set
+from .lareqa import RetrievalSet, Split, load_retrieval_set, set_name
 from .registry import check_languages, lareqa_file
 
 logger = logging.getLogger(__name__)
@@ -27,10 +27,13 @@ PARSER_VERSION = 1
 TABLES = ("queries", "candidates", "qrels")
 
 
-def _manifest(name: str, languages: tuple[str, ...], articles: int | None) -> dict:
-    return {"dataset": name, "languages": list(languages), "articles": articles,
-            "parser_version": PARSER_VERSION,
-            "raw_sha256": {lang: lareqa_file(name, lang).sha256 for lang in languages}}
+def _manifest(name: str, languages: tuple[str, ...], articles: int | None, split: Split | None = None) -> dict:
+    manifest = {"dataset": name, "languages": list(languages), "articles": articles,
+                "parser_version": PARSER_VERSION,
+                "raw_sha256": {lang: lareqa_file(name, lang).sha256 for lang in languages}}
+    if split is not None:  # (absent for an unsplit set: older manifests stay valid)
+        manifest["split"] = {"part": split.part, "fraction": split.fraction, "seed": split.seed}
+    return manifest
 
 
 def processed_path(name: str, profile: str) -> Path:
@@ -38,7 +41,8 @@ def processed_path(name: str, profile: str) -> Path:
     return paths.processed_dir(profile) / name
 
 
-def write_processed(rset: RetrievalSet, profile: str, articles: int | None) -> Path:
+def write_processed(rset: RetrievalSet, profile: str, articles: int | None, split: Split | None = None,
+                    base_name: str | None = None) -> Path:
     """Write queries, candidates, qrels and the manifest as one unit (notebook 01 §2)."""
     frames = {"queries": rset.queries, "candidates": rset.candidates, "qrels": rset.qrels()}
 
@@ -48,8 +52,8 @@ def write_processed(rset: RetrievalSet, profile: str, articles: int | None) -> P
         for table, df in frames.items():
             atomic_write_parquet(df, tmp / f"{table}.parquet")
             digests[table] = sha256_of(tmp / f"{table}.parquet")
-        atomic_write_json({**_manifest(rset.name, rset.languages, articles), "tables_sha256": digests},
-                          tmp / "manifest.json")
+        manifest = _manifest(base_name or rset.name, rset.languages, articles, split)
+        atomic_write_json({**manifest, "tables_sha256": digests}, tmp / "manifest.json")
 
     paths.ensure(paths.processed_dir(profile))
     return atomic_replace_dir(processed_path(rset.name, profile), write)
@@ -73,19 +77,20 @@ def _read_set(folder: Path, expected: dict) -> dict[str, pd.DataFrame] | None:
         return None
 
 
-def read_processed(name: str, profile: str, languages=None, articles: int | None = None) -> RetrievalSet:
+def read_processed(name: str, profile: str, languages=None, articles: int | None = None,
+                   split: Split | None = None) -> RetrievalSet:
     """Load the processed tables, rebuilding them from raw data if absent, stale or damaged
-    (notebooks 01 §2, 02-05 §1)."""
+    (notebooks 01 §2, 02-05 §1). ``split``: one part of a held-out split (``mlqa-r-dev``)."""
     languages = check_languages(name, languages)
-    folder = recover_dir(processed_path(name, profile))
-    tables = _read_set(folder, _manifest(name, languages, articles))
+    folder = recover_dir(processed_path(set_name(name, split), profile))
+    tables = _read_set(folder, _manifest(name, languages, articles, split))
     if tables is None:
-        rset = load_retrieval_set(name, languages, articles)
-        write_processed(rset, profile, articles)
+        rset = load_retrieval_set(name, languages, articles, split)
+        write_processed(rset, profile, articles, split, base_name=name)
         return rset
     queries, candidates, qrels = tables["queries"], tables["candidates"], tables["qrels"]
     pos = pd.Series(np.arange(len(candidates)), index=candidates.candidate_id)
     grouped = qrels.assign(pos=pos.loc[qrels.candidate_id].to_numpy()).groupby("query_id")["pos"]
     rel = {qid: np.sort(v.to_numpy().astype(np.int64)) for qid, v in grouped}
     relevant = [rel[qid] for qid in queries.query_id]
-    return RetrievalSet(name, languages, queries, candidates, relevant)
+    return RetrievalSet(set_name(name, split), languages, queries, candidates, relevant)

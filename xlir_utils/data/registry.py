@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import MLQA_R_LANGS, XQUAD_R_LANGS
+from .tatoeba_files import TATOEBA_XQUAD_R, TATOEBA_XTREME_R
 
 LAREQA_RAW = "https://raw.githubusercontent.com/google-research-datasets/lareqa"
 XQUAD_R_COMMIT = "5405d2a77e83d5ccb47623a3f9e5604c3f103193"
@@ -21,10 +22,7 @@ NTREX_CODES = {
     "ar": "arb", "de": "deu", "el": "ell", "en": "eng", "es": "spa", "hi": "hin",
     "ru": "rus", "th": "tha", "tr": "tur", "vi": "vie", "zh": "zho-CN",
 }
-TATOEBA_CODES = {
-    "ar": "ara", "de": "deu", "el": "ell", "es": "spa", "hi": "hin",
-    "ru": "rus", "th": "tha", "tr": "tur", "vi": "vie", "zh": "cmn",
-}
+TATOEBA_CODES = {lang: TATOEBA_XTREME_R[lang][0] for lang in TATOEBA_XQUAD_R}  # ar -> ara, zh -> cmn, ...
 
 XQUAD_R_SHA256 = {
     "ar": "c52922d3b8ac1ae03ed5ac38647ad59870dca3dda2beefe18ecdc30729acb69d",
@@ -62,28 +60,6 @@ NTREX_SHA256 = {
     "newstest2019-ref.zho-CN.txt": "8bcd6f0868d33f26c8da12f55a82f66088a7b60a5f7b0b1a99dcec51daa8054a",
     "newstest2019-src.eng.txt": "389e8f5796c66db4f646dfad33e1ec622d74767af5ef112b42a1f2cd814df3cc",
 }
-TATOEBA_SHA256 = {
-    "tatoeba.ara-eng.ara": "e67a0ae072b79cd9e8eb09f166c3bc0b23488d39f5720f2ee0a8350ae17b719f",
-    "tatoeba.ara-eng.eng": "3c11838c963f598a52dcf2f452b666353538257001db5c59c3a5f54a999b336b",
-    "tatoeba.cmn-eng.cmn": "965d033966fcd186c89741ad49ab4b0a0b2bbd33e02666635ff3b2be23c1ac1f",
-    "tatoeba.cmn-eng.eng": "29ba36232488f5806aceccac57c59c5e750ddd08edb40eef417e3ada9ff9a239",
-    "tatoeba.deu-eng.deu": "edfa6f75a42554df388f45891735d5e4214158a99def4b73b5908af4a3054551",
-    "tatoeba.deu-eng.eng": "eb9cc83a42f2c4b22f310d05311207e41abb56c2a084666cac3ee0f84d2d0b84",
-    "tatoeba.ell-eng.ell": "4fb3d3d30bdafd15100dfad5c4680f8f2ed5ca87ed0a6122e2fe2aa21fee65e8",
-    "tatoeba.ell-eng.eng": "1f630710e718e2f85a4e757d3c7f3d6e78ded0b25c99653b4c552138318d9ffe",
-    "tatoeba.hin-eng.eng": "adfce2269a55dbac69b25c0f4f6eb89e0f9383165485925a2e042e61b9480562",
-    "tatoeba.hin-eng.hin": "15e4fb0a394be4438319f1d6955d1aea226e2a8c5ad38798b23b76ae43d742ed",
-    "tatoeba.rus-eng.eng": "7b26f52d6085b7c4944d6f5f6f5b6e1932085b42112f1444db515ce59e878fb8",
-    "tatoeba.rus-eng.rus": "446ff2cae66053c2277d9735b2c2df6b786cae258385f7ade7bed68d8835c6a0",
-    "tatoeba.spa-eng.eng": "89e4470f4572040b1ca94b3edad97dcd8bd2f0141f072e12933b8659dadf917d",
-    "tatoeba.spa-eng.spa": "f9628cea40481e8251f0999718bd893cff0f261752f5e526b3bc20284e2ca018",
-    "tatoeba.tha-eng.eng": "2881c82d2c5fa59cf0a68bc9e012f5e0b0a716f7357cbecf77c247efc2fd7294",
-    "tatoeba.tha-eng.tha": "65c7b3c01a56a1ac8971e72e0ea8e74a027718dc84044d8802c0ab36395a3156",
-    "tatoeba.tur-eng.eng": "a768df7dd3d1344f872a458b32c3a65e24f8381826ccb16ba6677426176c8121",
-    "tatoeba.tur-eng.tur": "1ffa0acc006018b3105abda41a4d4ca42f3c122964a49b71793546367b079a86",
-    "tatoeba.vie-eng.eng": "a1f60bd8ae6c42224a4c050d2aa1ff4242d14827d64d7831e96ecf2b2c367f5f",
-    "tatoeba.vie-eng.vie": "6dbb02d778b0bfc8678cd85f87db76de55dd7e409a26fe32ad42d50e0f1fff77",
-}
 
 
 @dataclass(frozen=True)
@@ -120,15 +96,24 @@ def _lareqa_files() -> list[RemoteFile]:
     return files
 
 
+def tatoeba_file(lang: str, side: str) -> str:
+    """The LASER file name of one side (``lang`` or ``"en"``) of a Tatoeba language: ``tatoeba.deu-eng.deu``."""
+    if lang not in TATOEBA_XTREME_R:
+        raise ValueError(f"Tatoeba has no XTREME-R language {lang!r}; it has {', '.join(sorted(TATOEBA_XTREME_R))}.")
+    code = TATOEBA_XTREME_R[lang][0]
+    return f"tatoeba.{code}-eng.{'eng' if side == 'en' else code}"
+
+
 def _parallel_files() -> list[RemoteFile]:
     files = []
     for name, sha in NTREX_SHA256.items():
         upstream = name if name.endswith(".tsv") else f"NTREX-128/{name}"
         files.append(RemoteFile("ntrex128", f"ntrex128/{name}", f"{NTREX_RAW}/{upstream}", sha,
                                 LICENCES["ntrex128"]))
-    for name, sha in TATOEBA_SHA256.items():
-        files.append(RemoteFile("tatoeba", f"tatoeba-laser/{name}",
-                                f"{LASER_RAW}/data/tatoeba/v1/{name}", sha, LICENCES["tatoeba"]))
+    for lang, (code, sha_xx, sha_en, _) in TATOEBA_XTREME_R.items():
+        for name, sha in ((tatoeba_file(lang, lang), sha_xx), (tatoeba_file(lang, "en"), sha_en)):
+            files.append(RemoteFile("tatoeba", f"tatoeba-laser/{name}",
+                                    f"{LASER_RAW}/data/tatoeba/v1/{name}", sha, LICENCES["tatoeba"]))
     return files
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .datasets import retrieval_set, training_set
 from .lareqa import RetrievalSet
 from .mmarco import load_mmarco, mmarco_pairs
 from .pairs import build_pairs, check_no_leakage, drop_overlap
-from .processed import read_processed
 
 TRAIN_DATASETS = ("mlqa-r", "xquad-r", "mmarco")
 
@@ -20,9 +20,8 @@ TRAIN_DATASETS = ("mlqa-r", "xquad-r", "mmarco")
 def evaluation_sets(profile) -> list[RetrievalSet]:
     """The profile's evaluation sets that the leakage check guards training against: every
     ``eval_datasets`` entry except the training dataset itself (the reverse fold trains on
-    XQuAD-R; notebooks 02 §1, 03 §1)."""
-    return [read_processed(name, profile.name, articles=profile.eval_articles)
-            for name in profile.eval_datasets if name != profile.train_dataset]
+    XQuAD-R), the development set included (notebooks 02 §1, 03 §1)."""
+    return [retrieval_set(profile, name) for name in profile.eval_datasets if name != profile.train_dataset]
 
 
 def training_pairs(profile, eval_sets: list[RetrievalSet]) -> tuple[pd.DataFrame, dict]:
@@ -35,19 +34,21 @@ def training_pairs(profile, eval_sets: list[RetrievalSet]) -> tuple[pd.DataFrame
     With ``profile.hard_negatives`` and a source that has them (mMARCO's BM25 negatives),
     the pairs carry a ``negative`` column that training adds to the in-batch negatives.
     """
+    from .tatoeba import tatoeba_texts
+
     name = profile.train_dataset
+    other = {"tatoeba": tatoeba_texts(profile.tatoeba_languages)} if profile.tatoeba_languages else {}
     if name in ("mlqa-r", "xquad-r"):
-        rset = read_processed(name, profile.name, articles=profile.train_articles)
-        pairs = build_pairs(rset, profile.candidate_text)
+        pairs = build_pairs(training_set(profile), profile.candidate_text)
     elif name == "mmarco":
         parallel = load_mmarco(profile.train_languages, n_queries=profile.train_queries, seed=profile.seed)
         pairs = mmarco_pairs(parallel, hard_negatives=profile.hard_negatives)
-        # mMARCO is not derived from LAReQA: a shared text is a coincidence (a short, generic
-        # sentence), so such rows are dropped and counted rather than stopping the run.
+        # mMARCO is not derived from LAReQA or Tatoeba: a shared text is a coincidence (a short,
+        # generic sentence), so such rows are dropped and counted rather than stopping the run.
         n_rows = len(pairs)
-        pairs = drop_overlap(pairs, eval_sets)
-        report = check_no_leakage(pairs, eval_sets)
+        pairs = drop_overlap(pairs, eval_sets, other)
+        report = check_no_leakage(pairs, eval_sets, other_texts=other)
         return pairs, {**report, "dropped_overlap_rows": n_rows - len(pairs)}
     else:
         raise ValueError(f"Unknown training dataset {name!r}; choose one of {', '.join(TRAIN_DATASETS)}.")
-    return pairs, check_no_leakage(pairs, eval_sets)
+    return pairs, check_no_leakage(pairs, eval_sets, other_texts=other)

@@ -10,7 +10,6 @@ the maximum length, the precision and ``cache_key_extra``; a cache file is verif
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
 import json
 import logging
@@ -21,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xlir_utils import paths
+from xlir_utils import environment, paths
 from xlir_utils.environment import apply_threads
+from xlir_utils.encoders import prefix as prefix_mod
 from xlir_utils.io_utils import atomic_write_npz
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,8 @@ _CACHE_VERSION = 1
 
 
 # ------------------------------------------------------------------------- fingerprint
-def _tensor_bytes(t: torch.Tensor) -> memoryview:
+def tensor_bytes(t: torch.Tensor) -> memoryview:
+    """The raw bytes of a tensor (bf16/fp16/bool as integers), the one way the kit hashes weights."""
     t = t.detach().to("cpu").contiguous()
     if t.dtype in (torch.bfloat16, torch.float16):
         t = t.view(torch.int16)
@@ -116,7 +117,7 @@ def model_fingerprint(model) -> str:
         if t is None:
             continue
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(_tensor_bytes(t))
+        h.update(tensor_bytes(t))
     return h.hexdigest()
 
 
@@ -187,27 +188,15 @@ def _write_cache(path: Path, key: str, emb: np.ndarray) -> None:
 
 
 # ------------------------------------------------------------------------------ encode
-@functools.lru_cache(maxsize=None)
-def _cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
 def resolve_precision(precision: str, device: torch.device | str = "cpu") -> str:
     """The concrete precision ("fp32", "bf16" or "bf16-autocast") that ``precision`` means on ``device``."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
         return precision
-    device = torch.device(device)
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu":
-        return "bf16-autocast" if _cpu_has_native_bf16() else "fp32"
-    return "fp32"
+    if not environment.native_bf16(device):
+        return "fp32"
+    return "bf16" if torch.device(device).type == "cuda" else "bf16-autocast"
 
 
 _BF16_COPIES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -256,6 +245,17 @@ def token_batches(lengths: Sequence[int], batch_tokens: int) -> list[np.ndarray]
     return batches
 
 
+def _features(enc, lengths, idx, pad_id, device) -> dict[str, torch.Tensor]:
+    """The padded input ids and attention mask of one batch."""
+    width = int(lengths[idx].max())
+    ids = np.full((len(idx), width), pad_id, np.int64)
+    mask = np.zeros((len(idx), width), np.int64)
+    for r, j in enumerate(idx):
+        ids[r, : lengths[j]] = enc[j]
+        mask[r, : lengths[j]] = 1
+    return {"input_ids": torch.from_numpy(ids).to(device), "attention_mask": torch.from_numpy(mask).to(device)}
+
+
 def encode(
     model,
     texts: Sequence[str],
@@ -267,12 +267,16 @@ def encode(
     cache_key_extra: str = "",
     show_progress: bool = True,
     precision: str = DEFAULT_PRECISION,
+    shared_layers: int = 0,
 ) -> np.ndarray:
-    """Embed ``texts`` as ``kind`` ("query" or "passage"): float32, L2-normalised rows, in input order.
+    """Embed ``texts`` as ``kind`` ("query" or "passage"): float32, L2-normalised rows, in input order
+    (notebooks 02-05 through :mod:`xlir_utils.systems`).
 
     ``precision``: see :data:`PRECISIONS` ("fp32" is exact; "auto" picks bfloat16 where the hardware
     runs it natively: cosine to fp32 > 0.9999 on XQuAD-R). ``batch_tokens`` bounds the padded tokens
-    per forward pass (on CPU batches are further capped at ``CPU_BATCH_TOKENS``).
+    per forward pass (on CPU batches are further capped at ``CPU_BATCH_TOKENS``). ``shared_layers``
+    = k: compute the embedding block and the lowest k layers once for these texts and share them
+    with every model whose prefix has the same weights (:mod:`.prefix`; the same numbers).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -304,13 +308,15 @@ def encode(
     runner = model
     if precision == "bf16":
         runner = _bf16_copy(model, fingerprint or model_fingerprint(model))
-    emb = _encode_uncached(runner, texts, prefix, max_len, batch_tokens, precision, show_progress)
+    emb = _encode_uncached(runner, texts, prefix, max_len, batch_tokens, precision, show_progress,
+                           shared_layers if runner is model else 0)
     if cache:
         _write_cache(path, key, emb)
     return emb
 
 
-def _encode_uncached(model, texts, prefix, max_len, batch_tokens, precision, show_progress) -> np.ndarray:
+def _encode_uncached(model, texts, prefix, max_len, batch_tokens, precision, show_progress,
+                     shared_layers: int = 0) -> np.ndarray:
     from tqdm.auto import tqdm
 
     apply_threads()
@@ -326,22 +332,33 @@ def _encode_uncached(model, texts, prefix, max_len, batch_tokens, precision, sho
     model.eval()
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16,
                               enabled=precision == "bf16-autocast")
+    batches = token_batches(lengths, batch_tokens)
+    k = shared_layers if shared_layers and prefix_mod.shareable(model, shared_layers) else 0
+    states = None
+    if k:
+        store_key = (prefix_mod.prefix_fingerprint(model, k), _texts_digest(texts), prefix, max_len, precision,
+                     batch_tokens, str(device))
+        states = prefix_mod.cached_states(store_key)
     try:
         with torch.inference_mode(), autocast, tqdm(
             total=len(texts), desc=f"encoding {len(texts)} texts", unit="text", disable=not show_progress
         ) as bar:
-            for idx in token_batches(lengths, batch_tokens):
-                width = int(lengths[idx].max())
-                ids = np.full((len(idx), width), pad_id, np.int64)
-                mask = np.zeros((len(idx), width), np.int64)
-                for r, j in enumerate(idx):
-                    ids[r, : lengths[j]] = enc[j]
-                    mask[r, : lengths[j]] = 1
-                features = {"input_ids": torch.from_numpy(ids).to(device),
-                            "attention_mask": torch.from_numpy(mask).to(device)}
+            if k and states is None:  # the shared lower layers, once for these texts
+                states = []
+                with prefix_mod.lower_layers_only(model, k):
+                    for idx in batches:
+                        feats = _features(enc, lengths, idx, pad_id, device)
+                        states.append(model[0].auto_model(**feats).last_hidden_state)
+                prefix_mod.store_states(store_key, states)
+            for b, idx in enumerate(batches):
+                features = _features(enc, lengths, idx, pad_id, device)
                 if prompt_length is not None:
                     features["prompt_length"] = prompt_length
-                vec = model(features)["sentence_embedding"].float()
+                if k:
+                    with prefix_mod.upper_layers_from(model, k, states[b]):
+                        vec = model(features)["sentence_embedding"].float()
+                else:
+                    vec = model(features)["sentence_embedding"].float()
                 vec = torch.nn.functional.normalize(vec, p=2, dim=-1).cpu().numpy()
                 if out is None:
                     out = np.empty((len(texts), vec.shape[1]), np.float32)

@@ -218,6 +218,7 @@ def load_encoder(name: str | None = None, profile=None, device: str | None = Non
     ``name``: ``e5-small-offline``, a hub id or a local folder; default: the profile's
     ``encoder`` (``profile``: a :class:`~xlir_utils.config.Profile`, a profile name, or None
     for ``XLIR_PROFILE``). ``device``: e.g. "cpu" or "cuda" (default: sentence-transformers').
+    Used by every notebook that encodes (notebooks 02-05; notebook 03 §1 opens one to show MAD-X).
     """
     from sentence_transformers import SentenceTransformer
 

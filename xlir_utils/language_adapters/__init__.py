@@ -16,29 +16,34 @@ adapter to every row, and ``BatchSplit(Stack(..), Stack(..))`` gives wrong outpu
 Modules, in the order notebook 03 uses them:
 
 * :mod:`.plumbing` - adapter names and configurations, :func:`enable_adapters`;
-* :mod:`.corpus` - monolingual MLM text per language, evaluation text removed;
-* :mod:`.mlm` - the shared MLM head e5-small lacks, BERT masking, the MLM loss and loop;
-* :mod:`.lang_training` - the head and one language adapter per language (or AdapterHub's);
+* :mod:`.corpus` - monolingual MLM text per language (NTREX-128 + the training set), evaluation
+  text (LAReQA and Tatoeba) removed, a held-out share kept aside;
+* :mod:`.mlm` - the shared MLM head e5-small lacks (trained on cached states), BERT masking, the
+  MLM losses and loop;
+* :mod:`.lang_training` - the head and one language adapter per language (or AdapterHub's), with
+  held-out MLM loss before and after;
 * :mod:`.routing` - which set-up each language goes through, routed embedding and encoding;
-* :mod:`.variants` - the task adapter of each variant, trained with hybrid batches, saved and reloaded.
+* :mod:`.variants` - the variants (task-only, MLM per-side, joint per-side, a shared control,
+  English), trained with hybrid batches above the frozen prefix, saved and reloaded.
 
 Traps of adapters 1.3 / sentence-transformers 5 handled here: ``train_adapter("task")`` resets the active
 set-up, so it is called first and the routing is applied per forward pass;
 ``SentenceTransformer(folder)`` drops adapter weights, so adapters are saved and loaded
 with ``save_adapter``/``load_adapter`` only.
 """
-from .corpus import mlm_corpus, mlm_texts
+from .corpus import evaluation_texts, mlm_corpus, mlm_texts, split_heldout
 from .lang_training import (
     HEAD_DIR,
     adapter_recipe,
     head_recipe,
+    head_record,
     language_adapters_dir,
     load_hub_language_adapters,
     train_language_adapter,
     train_language_adapters,
     train_mlm_head,
 )
-from .mlm import MLMHead, mask_tokens, mlm_loss, mlm_training_loop, new_mlm_head
+from .mlm import MLMHead, heldout_mlm, mask_tokens, mlm_loss, mlm_training_loop, new_mlm_head
 from .plumbing import (
     FORMAT_VERSION,
     HUB_ADAPTERS,
@@ -46,14 +51,18 @@ from .plumbing import (
     MANIFEST,
     TASK,
     TASK_CONFIG,
+    adapter_parameters,
+    drop_invertible,
     enable_adapters,
     lang_adapter_name,
     trainable_names,
 )
-from .routing import Routing, encode_routed, group_by_setup, make_routing, routed_embed_fn
+from .routing import PER_SIDE, UNSEEN_OPTIONS, VARIANTS, Routing, encode_routed, group_by_setup, make_routing, routed_embed_fn
 from .variants import (
-    VARIANTS,
+    MLM_VARIANTS,
     adapter_languages,
+    control_reduction_factor,
+    joint_init,
     load_variant,
     prepare_variant,
     run_name,
@@ -61,14 +70,18 @@ from .variants import (
     train_variant,
     variant_languages,
     variant_run_dirs,
+    variants_summary,
 )
+from .diagnostics import hidden_shift
 
 __all__ = [
-    "FORMAT_VERSION", "HEAD_DIR", "HUB_ADAPTERS", "LANG_CONFIG", "MANIFEST", "TASK", "TASK_CONFIG", "VARIANTS",
-    "MLMHead", "Routing", "adapter_languages", "adapter_recipe", "enable_adapters", "encode_routed",
-    "group_by_setup", "head_recipe", "lang_adapter_name", "language_adapters_dir", "load_hub_language_adapters",
-    "load_variant", "make_routing", "mask_tokens", "mlm_corpus", "mlm_loss", "mlm_texts", "mlm_training_loop",
-    "new_mlm_head", "prepare_variant", "routed_embed_fn", "run_name", "save_variant", "train_language_adapter",
+    "FORMAT_VERSION", "HEAD_DIR", "HUB_ADAPTERS", "LANG_CONFIG", "MANIFEST", "MLM_VARIANTS", "PER_SIDE", "TASK",
+    "TASK_CONFIG", "UNSEEN_OPTIONS", "VARIANTS", "MLMHead", "Routing", "adapter_languages", "adapter_parameters",
+    "adapter_recipe", "control_reduction_factor", "drop_invertible", "enable_adapters", "encode_routed",
+    "evaluation_texts", "group_by_setup", "head_recipe", "head_record", "heldout_mlm", "joint_init",
+    "lang_adapter_name", "language_adapters_dir", "load_hub_language_adapters", "load_variant", "make_routing",
+    "mask_tokens", "mlm_corpus", "mlm_loss", "mlm_texts", "mlm_training_loop", "new_mlm_head", "prepare_variant",
+    "routed_embed_fn", "run_name", "save_variant", "split_heldout", "train_language_adapter",
     "train_language_adapters", "train_mlm_head", "train_variant", "trainable_names", "variant_languages",
-    "variant_run_dirs",
+    "variant_run_dirs", "variants_summary", "hidden_shift",
 ]

@@ -1,8 +1,10 @@
 """Monolingual text for masked-language modelling, one list per language (notebook 03 §2).
 
-NTREX-128 + Tatoeba (:func:`xlir_utils.data.monolingual_text`) plus the training set's own
-sentences of that language (MLQA-R candidates), minus any text that occurs in an evaluation
-set. Languages never trained on (el, ru, th, tr under ``quick``) still get their own text.
+NTREX-128 (news, 1,997 sentences per language, all 11 XQuAD-R languages) plus the training set's
+own sentences of that language (MLQA-R's training part, for its 7 languages), minus any text that
+occurs in an evaluation set. Tatoeba is an evaluation set of the kit (notebook 04), so none of its
+sentences is MLM text. A seeded share of each language's text is held out to measure MLM loss.
+Languages never trained on for retrieval (el, ru, th, tr under ``quick``) still get their own text.
 """
 from __future__ import annotations
 
@@ -15,18 +17,20 @@ from ..config import Profile
 from ..data.registry import language_tuple
 from ..seeding import derived_seed
 
+SOURCES = ("ntrex128",)  # Tatoeba left the MLM text when it became an evaluation set
+
 
 def mlm_texts(lang: str, profile: Profile, *, limit: int | None = None, eval_texts: set[str] | None = None,
               train_sentences: Sequence[str] = ()) -> list[str]:
-    """Monolingual text of ``lang`` for its adapter: NTREX-128 + Tatoeba + the training set's sentences.
+    """Monolingual text of ``lang`` for its adapter: NTREX-128 + the training set's sentences.
 
-    Texts that occur in an evaluation set (``eval_texts``, normalised) are dropped; the
-    rest is shuffled with a seed derived from the profile's seed and the language, and cut to ``limit``.
+    Texts that occur in an evaluation set (``eval_texts``, normalised) are dropped; the rest is
+    shuffled with a seed derived from the profile's seed and the language, and cut to ``limit``.
     """
     from ..data import monolingual_text
     from ..data.pairs import normalise_text
 
-    texts = monolingual_text(lang, extra=list(train_sentences))
+    texts = monolingual_text(lang, sources=SOURCES, extra=list(train_sentences))
     if eval_texts:
         texts = [t for t in texts if normalise_text(t) not in eval_texts]
     rng = np.random.default_rng(derived_seed(profile.seed, "mlm-texts", lang))
@@ -34,22 +38,30 @@ def mlm_texts(lang: str, profile: Profile, *, limit: int | None = None, eval_tex
     return texts[:limit] if limit else texts
 
 
+def evaluation_texts(profile: Profile) -> set[str]:
+    """Every normalised query and candidate sentence of the profile's evaluation sets (LAReQA and
+    Tatoeba): what no training text may be."""
+    from ..data import evaluation_sets
+    from ..data.pairs import normalise_text
+    from ..data.tatoeba import TATOEBA_XQUAD_R, tatoeba_texts
+
+    texts: set[str] = set()
+    for rset in evaluation_sets(profile):
+        texts |= {normalise_text(t) for t in pd.concat([rset.queries.text, rset.candidates.sentence])}
+    # every Tatoeba language the profile evaluates (paper: XTREME-R's 41), and always the offline ten
+    langs = list(TATOEBA_XQUAD_R) + [x for x in (profile.tatoeba_languages or ()) if x not in TATOEBA_XQUAD_R]
+    return texts | {normalise_text(t) for t in tatoeba_texts(langs)}
+
+
 def mlm_corpus(profile: Profile, languages: Sequence[str] | None = None) -> dict[str, list[str]]:
     """The MLM text of every adapter language, training-set sentences added and evaluation text
     removed (notebook 03 §2)."""
-    from ..data import read_processed
-    from ..data.pairs import normalise_text
+    from ..data import training_set
 
     a = profile.adapters
     languages = language_tuple(languages if languages is not None else a.languages, "adapter languages")
-    train = read_processed(profile.train_dataset, profile.name, articles=profile.train_articles) \
-        if profile.train_dataset in ("mlqa-r", "xquad-r") else None
-    eval_texts: set[str] = set()
-    for name in profile.eval_datasets:
-        if name == profile.train_dataset:
-            continue
-        rset = read_processed(name, profile.name, articles=profile.eval_articles)
-        eval_texts |= {normalise_text(t) for t in pd.concat([rset.queries.text, rset.candidates.sentence])}
+    train = training_set(profile) if profile.train_dataset in ("mlqa-r", "xquad-r") else None
+    eval_texts = evaluation_texts(profile)
     corpus = {}
     for lang in languages:
         extra = []
@@ -58,3 +70,13 @@ def mlm_corpus(profile: Profile, languages: Sequence[str] | None = None) -> dict
         corpus[lang] = mlm_texts(lang, profile, limit=a.max_texts_per_language, eval_texts=eval_texts,
                                  train_sentences=extra)
     return corpus
+
+
+def split_heldout(corpus: dict[str, list[str]], fraction: float) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """(training text, held-out text) per language: the last ``fraction`` of each (already shuffled) list
+    (notebook 03 §2)."""
+    train, held = {}, {}
+    for lang, texts in corpus.items():
+        n_held = max(1, round(fraction * len(texts)))
+        train[lang], held[lang] = texts[:-n_held], texts[-n_held:]
+    return train, held

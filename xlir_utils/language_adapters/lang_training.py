@@ -1,15 +1,18 @@
 """The shared MLM head, then one MAD-X language adapter per language (notebook 03 §3).
 
-In MAD-X the MLM head is part of the pre-trained model and stays frozen; e5-small has none, so
-a **shared head is trained first** (:func:`train_mlm_head`), on mixed-language text with the
-base model frozen and no adapter active, and then **frozen** while each language adapter is
-trained (:func:`train_language_adapter`): a language adapter is the only thing its MLM phase
-changes. With ``use_hub_adapters`` (``paper``, ``xlm-roberta-base``) AdapterHub's pretrained
-adapters are loaded instead. Everything is saved under ``runs/<profile>/language-adapters/``
-and reused when its recipe digest matches.
+In MAD-X the MLM head is part of the pre-trained model and stays frozen; e5-small has none, so a
+**shared head is trained first** on cached states of the frozen encoder (:func:`train_mlm_head`,
+:mod:`.mlm`) and used only if its held-out loss is at most ``adapters.head_max_loss`` nats. Then
+each language adapter is trained against the frozen head (:func:`train_language_adapter`): a
+language adapter is the only thing its MLM phase changes. Its held-out MLM loss is measured
+before (the base model), after with its invertible adapter, and after without it. With
+``use_hub_adapters`` (``paper``, ``xlm-roberta-base``) AdapterHub's pretrained adapters are
+loaded instead. Everything is saved under ``runs/<profile>/language-adapters/`` and reused when
+its recipe digest matches.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,11 +25,12 @@ from ..config import Profile
 from ..encoders import load_encoder
 from ..io_utils import atomic_replace_dir, atomic_write_csv, atomic_write_json, atomic_write_torch, json_digest
 from ..seeding import derived_seed
-from ..training import finished_record
-from .corpus import mlm_corpus
-from .mlm import MLMHead, mlm_training_loop, new_mlm_head, text_batches
-from .plumbing import (FORMAT_VERSION, HUB_ADAPTERS, LANG_CONFIG, enable_adapters, lang_adapter_config,
-                       lang_adapter_name, no_adapters)
+from ..training import finished_record, resolve_train_precision
+from .corpus import mlm_corpus, split_heldout
+from .mlm import (MLMHead, corpus_vocab, head_loss, heldout_mlm, masked_states, mlm_training_loop, new_mlm_head,
+                  text_batches, train_head)
+from .plumbing import (FORMAT_VERSION, HUB_ADAPTERS, LANG_CONFIG, drop_invertible, enable_adapters,
+                       lang_adapter_config, lang_adapter_name, no_adapters)
 
 HEAD_DIR = "_mlm_head"
 
@@ -36,120 +40,166 @@ def language_adapters_dir(profile: str) -> Path:
     return paths.runs_dir(profile) / "language-adapters"
 
 
-def _head_steps(profile: Profile) -> int:
-    return int(profile.adapters.mlm_head_steps or profile.adapters.mlm_steps)
-
-
 def head_recipe(profile: Profile, corpus: dict[str, list[str]]) -> dict:
     """What determines the shared MLM head (its digest keys reuse)."""
     a = profile.adapters
-    return {"format": FORMAT_VERSION, "encoder": profile.encoder, "steps": _head_steps(profile),
-            "lr": profile.adapters.mlm_head_lr, "batch": a.mlm_batch_size, "max_len": a.mlm_max_seq_length,
-            "seed": profile.seed, "texts": json_digest({k: v for k, v in sorted(corpus.items())})}
+    return {"format": FORMAT_VERSION, "encoder": profile.encoder, "lr": a.head_lr, "batch": a.head_batch,
+            "max_epochs": a.head_max_epochs, "patience": a.head_patience, "max_len": a.mlm_max_seq_length,
+            "max_positions": a.head_max_positions,
+            "heldout": a.heldout_fraction, "seed": profile.seed, "precision": profile.train.precision,
+            "texts": json_digest({k: v for k, v in sorted(corpus.items())})}
 
 
-def adapter_recipe(profile: Profile, lang: str, texts: Sequence[str], head_digest: str,
-                   steps: int | None = None) -> dict:
+def adapter_recipe(profile: Profile, lang: str, texts: Sequence[str], head_digest: str) -> dict:
     """What determines a language adapter (its digest keys reuse)."""
     a = profile.adapters
     return {"format": FORMAT_VERSION, "encoder": profile.encoder, "lang": lang, "config": LANG_CONFIG,
-            "reduction_factor": a.reduction_factor, "steps": a.mlm_steps if steps is None else steps,
+            "reduction_factor": a.reduction_factor, "leave_out": profile.train.freeze_layers, "steps": a.mlm_steps,
             "lr": a.mlm_lr, "batch": a.mlm_batch_size, "max_len": a.mlm_max_seq_length, "seed": profile.seed,
-            "texts": json_digest(list(texts)), "head": head_digest}
+            "precision": profile.train.precision, "texts": json_digest(list(texts)), "head": head_digest}
 
 
 def _finished(folder: Path, digest: str) -> bool:
     return finished_record(folder, digest) is not None
 
 
-def train_mlm_head(model, corpus: dict[str, list[str]], profile: Profile, folder: Path, *,
-                   show_progress: bool = True) -> tuple[MLMHead, pd.DataFrame]:
-    """Train (or reuse) the shared MLM head on mixed-language text; base frozen, no adapter active.
+def _load_head(model, folder: Path) -> MLMHead:
+    state = torch.load(folder / "head.pt", weights_only=True)
+    head = new_mlm_head(model, state["vocab"])
+    head.load_state_dict(state)
+    head.requires_grad_(False)
+    return head
 
-    Saved as ``folder/head.pt`` + ``mlm_log.csv`` + ``run.json``; reused when the recipe matches.
+
+def train_mlm_head(model, corpus: dict[str, list[str]], profile: Profile, folder: Path, *,
+                   show_progress: bool = True) -> tuple[MLMHead, pd.DataFrame, pd.DataFrame]:
+    """Train (or reuse) the shared MLM head on cached states of the frozen encoder (notebook 03 §3).
+
+    Returns (head, per-epoch log, held-out loss and accuracy per language). Saved as
+    ``folder/head.pt`` + ``head_log.csv`` + ``heldout.csv`` + ``run.json``.
     """
     a = profile.adapters
-    steps = _head_steps(profile)
     recipe = head_recipe(profile, corpus)
     digest = json_digest(recipe)
     if _finished(folder, digest):
-        head = new_mlm_head(model)
-        head.load_state_dict(torch.load(folder / "head.pt", weights_only=True))
-        head.requires_grad_(False)
+        head = _load_head(model, folder)
         head.digest = digest
-        return head, pd.read_csv(folder / "mlm_log.csv")
-    # every language in turn, each batch from one language (as MLM batches of a language adapter)
-    langs = sorted(corpus)
-    per_lang = {lang: text_batches(corpus[lang], a.mlm_batch_size, steps, derived_seed(profile.seed, "head", lang))
-                for lang in langs}
-    batches = [per_lang[langs[s % len(langs)]][s // len(langs)] for s in range(steps)]
+        return head, pd.read_csv(folder / "head_log.csv"), pd.read_csv(folder / "heldout.csv")
+    train_text, held_text = split_heldout(corpus, a.heldout_fraction)
     auto = enable_adapters(model)
     auto.requires_grad_(False)
+    precision = resolve_train_precision(profile.train.precision, next(auto.parameters()).device)
+    vocab = corpus_vocab(model.tokenizer, [t for texts in corpus.values() for t in texts], a.mlm_max_seq_length)
     torch.manual_seed(derived_seed(profile.seed, "head-init"))
-    head = new_mlm_head(model)
-    head.train()
-    auto.train()
+    head = new_mlm_head(model, vocab)
     with no_adapters(auto):
-        log = mlm_training_loop(model, head, list(head.parameters()), batches, a.mlm_head_lr, a.mlm_max_seq_length,
-                                derived_seed(profile.seed, "head-masks"), "MLM head", show_progress)
-    log["lang"] = [langs[s % len(langs)] for s in range(steps)]
-    auto.eval()
+        states = {lang: masked_states(model, head, texts, a.mlm_max_seq_length,
+                                      derived_seed(profile.seed, "head", lang), precision=precision)
+                  for lang, texts in train_text.items()}
+        held = {lang: masked_states(model, head, texts, a.mlm_max_seq_length,
+                                    derived_seed(profile.seed, "heldout", lang), precision=precision)
+                for lang, texts in held_text.items()}
+    train = (torch.cat([h for h, _ in states.values()]), torch.cat([t for _, t in states.values()]))
+    if a.head_max_positions and len(train[0]) > a.head_max_positions:  # a seeded subsample of the positions
+        keep = torch.randperm(len(train[0]), generator=torch.Generator().manual_seed(
+            derived_seed(profile.seed, "head-positions")))[: a.head_max_positions]
+        train = (train[0][keep], train[1][keep])
+    held_all = (torch.cat([h for h, _ in held.values()]), torch.cat([t for _, t in held.values()]))
+    log = train_head(head, train, held_all, lr=a.head_lr, batch=a.head_batch, max_epochs=a.head_max_epochs,
+                     patience=a.head_patience, seed=derived_seed(profile.seed, "head-epochs"), precision=precision,
+                     show_progress=show_progress)
     head.eval()
     head.requires_grad_(False)
+    per_lang = []
+    for lang, (h, t) in held.items():
+        loss, acc = head_loss(head, h, t, precision=precision)
+        per_lang.append({"lang": lang, "heldout_texts": len(held_text[lang]), "masked_tokens": len(t),
+                         "head_loss": loss, "head_accuracy": acc})
+    per_lang = pd.DataFrame(per_lang)
+    best = log.loc[log.heldout_loss.idxmin()]
+    record = {"digest": digest, "recipe": recipe, "finished": True, "vocab": int(len(vocab)),
+              "train_positions": int(len(train[0])), "heldout_positions": int(len(held_all[0])),
+              "epochs": int(len(log)), "best_epoch": int(best.epoch), "heldout_loss": float(best.heldout_loss),
+              "heldout_accuracy": float(best.heldout_accuracy), "usable": bool(best.heldout_loss <= a.head_max_loss)}
+    folder.mkdir(parents=True, exist_ok=True)
     atomic_write_torch(head.state_dict(), folder / "head.pt")
-    atomic_write_csv(log, folder / "mlm_log.csv")
-    atomic_write_json({"digest": digest, "recipe": recipe, "finished": True}, folder / "run.json")
+    atomic_write_csv(log, folder / "head_log.csv")
+    atomic_write_csv(per_lang, folder / "heldout.csv")
+    atomic_write_json(record, folder / "run.json")
     head.digest = digest
-    return head, log
+    return head, log, per_lang
 
 
-def train_language_adapter(model, head: MLMHead, lang: str, texts: Sequence[str], profile: Profile,
-                           folder: Path | None = None, *, steps: int | None = None,
-                           show_progress: bool = True) -> pd.DataFrame:
-    """Add ``la_<lang>`` (``seq_bn_inv``) to ``model`` and train it with MLM; only its weights change.
+def head_record(profile: Profile) -> dict | None:
+    """The trained head's record (held-out loss, ``usable``), or None before training (notebook 03 §3)."""
+    import json
 
-    With ``folder``: reuse a finished adapter there with the same recipe (it is loaded with
-    ``load_adapter``), else train and save it (``save_adapter`` + ``mlm_log.csv`` + ``run.json``).
-    Initialisation, batches and masks come from seeds derived from the profile's seed and the
-    language. Returns the per-step log (step, loss, seconds, lang).
+    path = language_adapters_dir(profile.name) / HEAD_DIR / "run.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def train_language_adapter(model, head: MLMHead, lang: str, texts: Sequence[str], heldout: Sequence[str],
+                           profile: Profile, folder: Path | None = None, *, show_progress: bool = True
+                           ) -> tuple[pd.DataFrame, dict]:
+    """Add ``la_<lang>`` (``seq_bn_inv``, in the layers above the frozen prefix) to ``model`` and
+    train it with MLM against the frozen head; only its weights change (notebook 03 §3).
+
+    Returns (per-step log, held-out record: loss and accuracy before, after with the invertible
+    adapter, after without it). With ``folder``, a finished adapter with the same recipe is reused
+    (``load_adapter``), else it is trained and saved (``save_adapter`` + ``mlm_log.csv`` + ``run.json``).
     """
+    import json
+
     a = profile.adapters
-    steps = a.mlm_steps if steps is None else steps
     name = lang_adapter_name(lang)
     auto = enable_adapters(model)
-    recipe = adapter_recipe(profile, lang, texts, head.digest, steps)
+    device = next(auto.parameters()).device
+    recipe = adapter_recipe(profile, lang, texts, head.digest)
     digest = json_digest(recipe)
     if folder is not None and _finished(folder, digest):
         if name in auto.adapters_config:
             auto.delete_adapter(name)
         auto.load_adapter(str(folder / "adapter"), load_as=name)
-        auto.adapter_to(name, next(auto.parameters()).device)
-        return pd.read_csv(folder / "mlm_log.csv")
+        auto.adapter_to(name, device)
+        record = json.loads((folder / "run.json").read_text())
+        return pd.read_csv(folder / "mlm_log.csv"), record["heldout"]
+    precision = resolve_train_precision(profile.train.precision, device)
+    held_seed = derived_seed(profile.seed, "heldout-eval", lang)
+    with no_adapters(auto):
+        before = heldout_mlm(model, head, heldout, a.mlm_max_seq_length, held_seed, invertible=False)
     if name in auto.adapters_config:
         auto.delete_adapter(name)
     torch.manual_seed(derived_seed(profile.seed, "adapter-init", lang))
-    auto.add_adapter(name, config=lang_adapter_config(a.reduction_factor))
+    auto.add_adapter(name, config=lang_adapter_config(a.reduction_factor, range(profile.train.freeze_layers)))
+    auto.adapter_to(name, device)
     auto.train_adapter(name)  # freezes everything else; activates `name`
     head.requires_grad_(False)
     params = [p for p in auto.parameters() if p.requires_grad]
-    batches = text_batches(list(texts), a.mlm_batch_size, steps, derived_seed(profile.seed, "adapter-batches", lang))
+    batches = text_batches(list(texts), a.mlm_batch_size, a.mlm_steps,
+                           derived_seed(profile.seed, "adapter-batches", lang))
     log = mlm_training_loop(model, head, params, batches, a.mlm_lr, a.mlm_max_seq_length,
-                            derived_seed(profile.seed, "adapter-masks", lang), f"MLM {lang}", show_progress)
+                            derived_seed(profile.seed, "adapter-masks", lang), f"MLM {lang}", show_progress, precision)
     log["lang"] = lang
-    auto.eval()
     auto.requires_grad_(False)
+    with_inv = heldout_mlm(model, head, heldout, a.mlm_max_seq_length, held_seed, invertible=True)
+    probe = copy.deepcopy(model)  # the same adapter with its invertible part dropped, as retrieval uses it
+    drop_invertible(enable_adapters(probe), name)
+    without_inv = heldout_mlm(probe, head, heldout, a.mlm_max_seq_length, held_seed, invertible=False)
+    del probe
     auto.active_adapters = None
+    model.eval()
+    held = {"lang": lang, "heldout_texts": len(heldout), "loss_before": before[0], "accuracy_before": before[1],
+            "loss_after": with_inv[0], "accuracy_after": with_inv[1],
+            "loss_after_without_invertible": without_inv[0], "accuracy_after_without_invertible": without_inv[1]}
     if folder is not None:
         def write(tmp: Path) -> None:
             (tmp / "adapter").mkdir(parents=True)
             auto.save_adapter(str(tmp / "adapter"), name)
             atomic_write_csv(log, tmp / "mlm_log.csv")
-            atomic_write_json({"digest": digest, "recipe": recipe, "finished": True,
-                               "first_loss": float(log.loss.iloc[0]), "last_loss": float(log.loss.iloc[-1])},
-                              tmp / "run.json")
+            atomic_write_json({"digest": digest, "recipe": recipe, "finished": True, "heldout": held}, tmp / "run.json")
 
         atomic_replace_dir(folder, write)
-    return log
+    return log, held
 
 
 def load_hub_language_adapters(model, languages: Sequence[str]) -> dict[str, str]:
@@ -177,12 +227,15 @@ def load_hub_language_adapters(model, languages: Sequence[str]) -> dict[str, str
 
 
 def train_language_adapters(profile: Profile, *, languages: Sequence[str] | None = None, model=None,
-                            corpus: dict[str, list[str]] | None = None, show_progress: bool = True) -> pd.DataFrame:
+                            corpus: dict[str, list[str]] | None = None, show_progress: bool = True
+                            ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Train (or reuse) the shared MLM head and every language adapter of the profile (notebook 03 §3).
 
-    Writes ``runs/<profile>/language-adapters/{_mlm_head,<lang>}/``; returns the MLM log of
-    all languages (columns step, loss, seconds, lang, phase). With ``use_hub_adapters`` the
-    pretrained AdapterHub adapters are loaded instead (online only) and the log is empty.
+    Writes ``runs/<profile>/language-adapters/{_mlm_head,<lang>}/``; returns (the MLM log: head
+    epochs and adapter steps, column ``phase``; the held-out table: one row per language, the
+    head's loss and each adapter's before and after). Language adapters are trained only when the
+    head is usable (held-out loss at most ``adapters.head_max_loss``). With ``use_hub_adapters``
+    AdapterHub's pretrained adapters are loaded instead (online only) and both tables are empty.
     """
     from ..data.registry import language_tuple
 
@@ -198,20 +251,21 @@ def train_language_adapters(profile: Profile, *, languages: Sequence[str] | None
             auto.save_adapter(str(root / lang / "adapter"), name)
             atomic_write_json({"digest": "hub", "source": HUB_ADAPTERS.format(lang=lang), "finished": True},
                               root / lang / "run.json")
-        return pd.DataFrame(columns=["step", "loss", "seconds", "lang", "phase"])
+        return pd.DataFrame(columns=["phase", "step", "loss", "lang"]), pd.DataFrame(columns=["lang"])
     corpus = corpus if corpus is not None else mlm_corpus(profile, languages)
     corpus = {lang: corpus[lang] for lang in languages}
-    head_digest = json_digest(head_recipe(profile, corpus))
-    if _finished(root / HEAD_DIR, head_digest) and all(
-            _finished(root / lang, json_digest(adapter_recipe(profile, lang, corpus[lang], head_digest)))
-            for lang in languages):  # everything reusable: no need to load the model
-        logs = [pd.read_csv(root / HEAD_DIR / "mlm_log.csv").assign(phase="head")]
-        logs += [pd.read_csv(root / lang / "mlm_log.csv").assign(phase="adapter") for lang in languages]
-        return pd.concat(logs, ignore_index=True)
     model = model if model is not None else load_encoder(profile.encoder, profile)
-    head, head_log = train_mlm_head(model, corpus, profile, root / HEAD_DIR, show_progress=show_progress)
-    logs = [head_log.assign(phase="head")]
-    for lang in tqdm(languages, desc="language adapters", disable=not show_progress):
-        logs.append(train_language_adapter(model, head, lang, corpus[lang], profile, root / lang,
-                                           show_progress=show_progress).assign(phase="adapter"))
-    return pd.concat(logs, ignore_index=True)
+    head, head_log, head_held = train_mlm_head(model, corpus, profile, root / HEAD_DIR, show_progress=show_progress)
+    logs = [head_log.rename(columns={"epoch": "step", "heldout_loss": "loss"})[["step", "loss"]]
+            .assign(lang="all", phase="head")]
+    held_rows = []
+    train_text, held_text = split_heldout(corpus, a.heldout_fraction)
+    if head_record(profile)["usable"]:
+        for lang in tqdm(languages, desc="language adapters", disable=not show_progress):
+            log, held = train_language_adapter(model, head, lang, train_text[lang], held_text[lang], profile,
+                                               root / lang, show_progress=show_progress)
+            logs.append(log[["step", "loss", "lang"]].assign(phase="adapter"))
+            held_rows.append(held)
+    heldout = head_held.merge(pd.DataFrame(held_rows), on=["lang", "heldout_texts"], how="left") \
+        if held_rows else head_held
+    return pd.concat(logs, ignore_index=True), heldout

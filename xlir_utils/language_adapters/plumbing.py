@@ -1,10 +1,20 @@
-"""Adapter names, configurations and the AdapterHub hook-up (notebook 03 §1)."""
+"""Adapter names, configurations and the AdapterHub hook-up (notebook 03 §1).
+
+Every adapter of a profile lives in the transformer layers at and above
+``profile.train.freeze_layers`` (``leave_out`` the lower ones): below that, every model of the
+profile is the frozen base encoder, so its states are computed once (``encoders.prefix``) and
+the variants train on top of them (``training.frozen_prefix``). A MAD-X language adapter also has
+an *invertible* adapter on the input embeddings; it is trained with MLM and dropped for retrieval
+(:func:`drop_invertible`), as Litschko et al. (2022) found best.
+"""
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 TASK = "task"
 LANG_CONFIG = "seq_bn_inv"  # MAD-X language adapter: Pfeiffer bottleneck + invertible adapter
 TASK_CONFIG = "seq_bn"
-FORMAT_VERSION = 2  # 2: per-language seeds from derived_seed (1 shared streams between languages)
+FORMAT_VERSION = 3  # 3: adapters above the frozen prefix, cached-state MLM head, invertible dropped for retrieval
 MANIFEST = "xlir_adapters.json"
 HUB_ADAPTERS = "{lang}/wiki@ukp"  # AdapterHub's MAD-X language adapters (xlm-roberta-base)
 
@@ -26,23 +36,39 @@ def enable_adapters(model):
     return auto
 
 
-def lang_adapter_config(reduction_factor: int):
-    """The MAD-X language adapter configuration (``seq_bn_inv``)."""
+def lang_adapter_config(reduction_factor: int, leave_out: Sequence[int] = ()):
+    """The MAD-X language adapter configuration (``seq_bn_inv``), absent from layers ``leave_out``."""
     from adapters import SeqBnInvConfig
 
-    return SeqBnInvConfig(reduction_factor=reduction_factor)
+    return SeqBnInvConfig(reduction_factor=reduction_factor, leave_out=list(leave_out))
 
 
-def task_adapter_config(reduction_factor: int):
-    """The task adapter configuration (``seq_bn``)."""
+def task_adapter_config(reduction_factor: float, leave_out: Sequence[int] = ()):
+    """A bottleneck adapter (``seq_bn``): the task adapter, or the shared control adapter."""
     from adapters import SeqBnConfig
 
-    return SeqBnConfig(reduction_factor=reduction_factor)
+    return SeqBnConfig(reduction_factor=reduction_factor, leave_out=list(leave_out))
+
+
+def drop_invertible(auto, name: str) -> bool:
+    """Remove ``name``'s invertible adapter (its bottlenecks stay): the embeddings are then those of
+    the base model. Returns whether there was one."""
+    invertible = getattr(auto, "invertible_adapters", None)
+    if invertible is not None and name in invertible:
+        del invertible[name]
+        return True
+    return False
 
 
 def trainable_names(model) -> set[str]:
     """Names of the parameters that require gradients (notebook 03 §1 shows what a phase trains)."""
     return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
+def adapter_parameters(auto, name: str) -> int:
+    """Parameters of one adapter (its bottlenecks and, if any, its invertible adapter;
+    notebook 03 §1)."""
+    return sum(p.numel() for n, p in auto.named_parameters() if f".{name}." in n or n.endswith(f".{name}"))
 
 
 class no_adapters:

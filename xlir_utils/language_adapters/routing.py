@@ -6,13 +6,19 @@ inside ``AdapterSetup(set-up)`` and the outputs go back to the original row orde
 :func:`routed_embed_fn` with gradients for training, :func:`encode_routed` (numpy, cached) for
 evaluation.
 
-============  ======================  ======================
-variant       query side              passage side
-============  ======================  ======================
-per-side      la_<lang(q)> + task     la_<lang(p)> + task
-task-only     task                    task
-english       la_en + task            la_en + task
-============  ======================  ======================
+================  ======================  ======================
+variant           query side              passage side
+================  ======================  ======================
+mlm-per-side      la_<lang(q)> + task     la_<lang(p)> + task
+joint-per-side    la_<lang(q)> + task     la_<lang(p)> + task
+task-only         task                    task
+shared-control    task (a larger one)     task (a larger one)
+english           la_en + task            la_en + task
+================  ======================  ======================
+
+For languages the task adapter never saw in training (``seen``), a per-side routing can also
+send the text through the English adapter (``unseen="en"``) or through no language adapter
+(``unseen="none"``): evaluation-time options, nothing is retrained.
 """
 from __future__ import annotations
 
@@ -25,18 +31,20 @@ import torch
 
 from .plumbing import TASK, lang_adapter_name
 
-VARIANTS = ("per-side", "task-only", "english")
+VARIANTS = ("task-only", "mlm-per-side", "joint-per-side", "shared-control", "english")
+PER_SIDE = ("mlm-per-side", "joint-per-side")  # each side through its own language's adapter
+UNSEEN_OPTIONS = ("own", "en", "none")
 
 
 @dataclass(frozen=True)
 class Routing:
     """Which adapter set-up each language goes through (the same rule on both sides of the bi-encoder).
 
-    ``variant``: per-side | task-only | english. ``own``: (language, adapter) pairs, each
-    language's own language adapter (per-side). ``default``: the language adapter of a
-    language without an own one (english: ``la_en``; None: no language adapter).
-    ``seen``: the languages the task adapter was trained on; ``unseen``: ``"own"``, or a
-    language code whose adapter replaces the own one for every language not in ``seen``.
+    ``variant``: one of :data:`VARIANTS`. ``own``: (language, adapter) pairs, each language's
+    own language adapter (per-side). ``default``: the language adapter of a language without an
+    own one (english: ``la_en``; None: no language adapter). ``seen``: the languages the task
+    adapter was trained on; ``unseen``: ``"own"``, ``"none"`` (no language adapter) or a language
+    code whose adapter replaces the own one for every language not in ``seen``.
     ``tag`` (the run digest) goes into the embedding-cache key.
     """
 
@@ -57,7 +65,7 @@ class Routing:
             raise KeyError(f"no language adapter for {lang!r} in this {self.variant} run "
                            f"(have {sorted(own)}): train one with train_language_adapters")
         if self.unseen != "own" and lang not in self.seen:
-            return lang_adapter_name(self.unseen)
+            return None if self.unseen == "none" else lang_adapter_name(self.unseen)
         return own[lang]
 
     def setup(self, lang: str):
@@ -74,24 +82,23 @@ class Routing:
         return "+".join(x for x in (self.adapter_for(lang), self.task) if x) or "base"
 
     def with_unseen(self, lang: str = "en") -> "Routing":
-        """Route languages the task adapter never saw through ``la_<lang>`` (``"own"``: their own).
-
-        An evaluation-time option: nothing is retrained. Only per-side routing changes.
-        """
-        if lang != "own" and self.own and lang not in dict(self.own):
+        """Route languages the task adapter never saw through ``la_<lang>`` (``"own"``: their own;
+        ``"none"``: no language adapter). An evaluation-time option: nothing is retrained. Only
+        per-side routing changes (notebooks 03 §5, 04 §2)."""
+        if lang not in ("own", "none") and self.own and lang not in dict(self.own):
             raise ValueError(f"no language adapter for {lang!r} in this run; have {sorted(dict(self.own))}")
         return dataclasses.replace(self, unseen=lang)
 
     @property
     def label(self) -> str:
-        """``per-side``, ``per-side/unseen-en``, ``task-only``, ``english``."""
+        """``mlm-per-side``, ``mlm-per-side/unseen-en``, ``joint-per-side/unseen-none``, ``task-only``, ..."""
         return self.variant if self.unseen == "own" or not self.own else f"{self.variant}/unseen-{self.unseen}"
 
     @property
     def adapters(self) -> list[str]:
         """Every adapter this routing may use."""
         names = set(dict(self.own).values()) | {self.default, self.task}
-        if self.unseen != "own" and self.own:
+        if self.unseen not in ("own", "none") and self.own:
             names.add(lang_adapter_name(self.unseen))
         return sorted(n for n in names if n)
 
@@ -110,7 +117,7 @@ def make_routing(variant: str, languages: Sequence[str] = (), train_languages: S
     if variant not in VARIANTS:
         raise ValueError(f"Unknown adapter variant {variant!r}; choose one of {VARIANTS}.")
     seen = tuple(sorted(train_languages))
-    if variant == "per-side":
+    if variant in PER_SIDE:
         own = tuple((lang, lang_adapter_name(lang)) for lang in sorted(languages))
         return Routing(variant, TASK, own, None, seen, "own", tag)
     if variant == "english":
@@ -126,11 +133,14 @@ def group_by_setup(langs: Sequence[str], routing: Routing) -> dict[str, list[int
     return groups
 
 
-def routed_embed_fn(routing: Routing):
-    """An ``embed_fn`` for :func:`xlir_utils.training.train_run` that routes rows per language.
+def routed_embed_fn(routing: Routing, prefix_cache=None):
+    """An ``embed_fn`` for :func:`xlir_utils.training.train_run` that routes rows per language
+    (notebook 03 §1).
 
     The rows of one side are grouped by their adapter set-up; each group is embedded
     (with gradients) inside ``AdapterSetup(set-up)``; rows come back in their original order.
+    With ``prefix_cache`` (:class:`xlir_utils.training.frozen_prefix.PrefixCache`) only the
+    layers above the frozen prefix run.
     """
     from adapters import AdapterSetup
 
@@ -140,8 +150,12 @@ def routed_embed_fn(routing: Routing):
         groups = group_by_setup(langs, routing)
         outs, order = [], []
         for idx in groups.values():
+            group = [texts[i] for i in idx]
             with AdapterSetup(routing.setup(langs[idx[0]])):
-                outs.append(embed_with_grad(model, [texts[i] for i in idx], [langs[i] for i in idx], kind))
+                if prefix_cache is not None:
+                    outs.append(prefix_cache.embed(model, group, kind))
+                else:
+                    outs.append(embed_with_grad(model, group, [langs[i] for i in idx], kind))
             order.extend(idx)
         if len(outs) == 1:
             return outs[0]

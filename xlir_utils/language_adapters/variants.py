@@ -1,8 +1,27 @@
-"""The adapter variants: a task adapter trained with hybrid batches on top of frozen language
-adapters, saved with ``save_adapter`` and reloaded with ``load_adapter`` (notebooks 03 §4-5, 04 §2).
+"""The adapter variants: adapters trained with hybrid batches for retrieval, saved with
+``save_adapter`` and reloaded with ``load_adapter`` (notebooks 03 §4-5, 04 §2).
 
-Same data, sampler (hybrid batches), seed and step budget for every variant; run folders
-``runs/<profile>/adapters-<variant>``. The reference, full fine-tuning with hybrid batches, is
+Every variant has the same data, sampler (hybrid batches), recipe and step budget as full
+fine-tuning (notebook 02), the adapters' learning rate chosen on the development set, and runs
+with every seed of the profile; run folders ``runs/<profile>/adapters-<variant>-s<seed>``.
+
+================  ==============================================  ==========================================
+variant           what each side goes through                     what is trained
+================  ==============================================  ==========================================
+task-only         a task adapter                                  the task adapter
+mlm-per-side      its language's MLM adapter (frozen) + task      the task adapter
+joint-per-side    its language's adapter + task                   task adapter *and* language adapters,
+                                                                  initialised from MLM (from scratch if the
+                                                                  MLM head did not learn)
+shared-control    one shared adapter as large as LA + task        that adapter (the parameter-matched control)
+english           the English MLM adapter (frozen) + task         the task adapter
+================  ==============================================  ==========================================
+
+X-Y batches route the two sides of a pair through *different* language adapters, so the joint
+variant's loss pulls the language adapters into one space (Huang et al. 2024; X-MOD). The
+invertible part of a MAD-X adapter is dropped for retrieval (Litschko et al. 2022), so every
+variant shares the frozen prefix below ``train.freeze_layers`` and trains on top of it
+(:mod:`xlir_utils.training.frozen_prefix`). The reference, full fine-tuning with hybrid batches, is
 notebook 02's ``full-hybrid``.
 """
 from __future__ import annotations
@@ -18,53 +37,105 @@ import torch
 from .. import paths
 from ..config import Profile
 from ..encoders import load_encoder
-from ..io_utils import atomic_replace_dir, atomic_write_json
-from .lang_training import language_adapters_dir
-from .plumbing import FORMAT_VERSION, MANIFEST, TASK, TASK_CONFIG, enable_adapters, lang_adapter_name, task_adapter_config
-from .routing import VARIANTS, Routing, make_routing, routed_embed_fn
+from ..io_utils import atomic_replace_dir, atomic_write_json, recover_dir
+from ..seeding import derived_seed
+from .lang_training import head_record, language_adapters_dir
+from .plumbing import (FORMAT_VERSION, MANIFEST, TASK, TASK_CONFIG, drop_invertible, enable_adapters,
+                       lang_adapter_config, lang_adapter_name, task_adapter_config)
+from .routing import PER_SIDE, VARIANTS, Routing, make_routing, routed_embed_fn
+
+MLM_VARIANTS = ("mlm-per-side", "english")  # need MLM language adapters (a usable head)
+_PREFIX_CACHES: dict = {}
 
 
-def run_name(variant: str) -> str:
-    """Run folder name of a variant: ``adapters-per-side``, ``adapters-task-only``, ``adapters-english``
-    (notebook 03 §4)."""
+def run_name(variant: str, seed: int | None = None) -> str:
+    """Run folder name of a variant: ``adapters-task-only-s13`` (notebook 03 §4)."""
     if variant not in VARIANTS:
         raise ValueError(f"Unknown adapter variant {variant!r}; choose one of {VARIANTS}.")
-    return f"adapters-{variant}"
+    return f"adapters-{variant}" + ("" if seed is None else f"-s{seed}")
 
 
 def variant_run_dirs(profile: str) -> list[Path]:
     """The finished adapter runs of a profile (``runs/<profile>/adapters-*`` with a manifest;
-    notebooks 03 §5, 04 §2)."""
-    from ..io_utils import recover_dir
-
+    notebooks 03 §5, 04 §2), in variant order then by name."""
     root = paths.runs_dir(profile)
-    return [root / run_name(v) for v in VARIANTS
-            if (recover_dir(root / run_name(v) / "model") / MANIFEST).is_file()]
+    found = [d for d in sorted(root.glob("adapters-*")) if d.is_dir() and not d.name.endswith((".old", ".tmp"))
+             and (recover_dir(d / "model") / MANIFEST).is_file()]
+    rank = {v: i for i, v in enumerate(VARIANTS)}
+    return sorted(found, key=lambda d: (rank.get(json.loads((d / "model" / MANIFEST).read_text())["variant"], 99),
+                                        d.name))
 
 
-def prepare_variant(model, variant: str, lang_adapter_dirs: dict[str, Path], task_reduction_factor: int,
-                    seed: int, train_languages: Sequence[str] = ()) -> Routing:
-    """Load the (frozen) language adapters a variant needs, add the task adapter, make only it trainable.
+def control_reduction_factor(hidden: int, lang_rf: float, task_rf: float) -> float:
+    """The reduction factor of one shared adapter whose bottleneck equals a language adapter's plus
+    the task adapter's (the capacity each input goes through in a per-side variant)."""
+    bottleneck = int(hidden / lang_rf) + int(hidden / task_rf)
+    return hidden / bottleneck
 
-    ``train_adapter("task")`` is called first (it resets the active set-up); the routing is
-    applied per forward pass by :func:`routed_embed_fn`.
+
+def variant_languages(variant: str, languages) -> list[str]:
+    """The languages whose adapters a variant uses (per-side: all of ``languages``)."""
+    if variant in PER_SIDE:
+        return sorted(languages)
+    return ["en"] if variant == "english" else []
+
+
+def adapter_languages(profile: Profile, pairs: pd.DataFrame | None = None) -> tuple[str, ...]:
+    """The languages that get an adapter: the profile's, plus any training language they miss
+    (notebook 03 §1)."""
+    langs = list(profile.adapters.languages)
+    if pairs is not None:
+        langs += sorted((set(pairs.query_lang) | set(pairs.passage_lang)) - set(langs))
+    return tuple(langs)
+
+
+def joint_init(profile: Profile) -> str:
+    """Where the joint variant's language adapters start: ``mlm`` when the head learned, else ``scratch``
+    (notebook 03 §4)."""
+    record = head_record(profile)
+    return "mlm" if record is not None and record.get("usable") and profile.adapters.joint_from_mlm else "scratch"
+
+
+def prepare_variant(model, variant: str, lang_adapter_dirs: dict[str, Path], profile: Profile, seed: int,
+                    train_languages: Sequence[str] = (), languages: Sequence[str] = ()) -> Routing:
+    """Load the language adapters a variant needs (their invertible parts dropped), add its task
+    adapter above the frozen prefix, and make trainable what the variant trains (notebook 03 §4).
+
+    ``train_adapter("task")`` is called first (it resets the active set-up); the routing is applied
+    per forward pass by :func:`routed_embed_fn`.
     """
+    a = profile.adapters
     auto = enable_adapters(model)
     device = next(auto.parameters()).device
-    needed = variant_languages(variant, lang_adapter_dirs)
+    hidden = auto.config.hidden_size
+    leave_out = range(profile.train.freeze_layers)
+    needed = variant_languages(variant, languages or lang_adapter_dirs)
+    scratch = variant == "joint-per-side" and joint_init(profile) == "scratch"
     for lang in needed:
-        if lang not in lang_adapter_dirs:
-            raise FileNotFoundError(f"no language adapter for {lang!r}: run train_language_adapters first")
         name = lang_adapter_name(lang)
-        if name not in auto.adapters_config:
+        if name in auto.adapters_config:
+            auto.delete_adapter(name)
+        if scratch:
+            torch.manual_seed(derived_seed(seed, "joint-init", lang))
+            auto.add_adapter(name, config=lang_adapter_config(a.reduction_factor, leave_out))
+        else:
+            if lang not in lang_adapter_dirs:
+                raise FileNotFoundError(f"no language adapter for {lang!r}: run train_language_adapters first")
             auto.load_adapter(str(Path(lang_adapter_dirs[lang]) / "adapter"), load_as=name)
-            auto.adapter_to(name, device)
+        drop_invertible(auto, name)
+        auto.adapter_to(name, device)
     if TASK in auto.adapters_config:
         auto.delete_adapter(TASK)
+    rf = control_reduction_factor(hidden, a.reduction_factor, a.task_reduction_factor) \
+        if variant == "shared-control" else a.task_reduction_factor
     torch.manual_seed(seed)
-    auto.add_adapter(TASK, config=task_adapter_config(task_reduction_factor))
+    auto.add_adapter(TASK, config=task_adapter_config(rf, leave_out))
     auto.adapter_to(TASK, device)
     auto.train_adapter(TASK)  # freezes the base and every language adapter; active = task
+    if variant == "joint-per-side":
+        for n, p in auto.named_parameters():
+            if any(f".{lang_adapter_name(lang)}." in n for lang in needed):
+                p.requires_grad_(True)
     return make_routing(variant, needed, train_languages)
 
 
@@ -85,62 +156,70 @@ def save_variant(model, folder: Path, routing: Routing, meta: dict) -> None:
     atomic_replace_dir(folder, write)
 
 
-def variant_languages(variant: str, languages) -> list[str]:
-    """The languages whose adapters a variant uses (per-side: all of ``languages``)."""
-    return {"per-side": sorted(languages), "english": ["en"], "task-only": []}[variant]
+def _prefix_cache(model, profile: Profile, pairs: pd.DataFrame, max_seq_length: int):
+    """The frozen prefix of the training texts, computed once per process (every variant and seed shares it)."""
+    from ..encoders.prefix import prefix_fingerprint
+    from ..training import pairs_digest
+    from ..training.frozen_prefix import PrefixCache
+
+    k = profile.train.freeze_layers
+    key = (prefix_fingerprint(model, k), pairs_digest(pairs), max_seq_length, profile.train.precision)
+    if key not in _PREFIX_CACHES:
+        _PREFIX_CACHES.clear()  # one training set at a time
+        texts = {"query": pairs["query"].tolist(), "passage": pairs["passage"].tolist()}
+        if "negative" in pairs.columns:
+            texts["passage"] += pairs["negative"].tolist()
+        _PREFIX_CACHES[key] = PrefixCache(model, k, texts, max_seq_length=max_seq_length,
+                                          precision=profile.train.precision)
+    return _PREFIX_CACHES[key]
 
 
-def adapter_languages(profile: Profile, pairs: pd.DataFrame | None = None) -> tuple[str, ...]:
-    """The languages that get an adapter: the profile's, plus any training language they miss
-    (notebook 03 §1).
-
-    Per-side routing needs an adapter for every language a training pair uses (smoke's tiny
-    MLQA-R slice has ar/es/hi besides en).
-    """
-    langs = list(profile.adapters.languages)
-    if pairs is not None:
-        langs += sorted((set(pairs.query_lang) | set(pairs.passage_lang)) - set(langs))
-    return tuple(langs)
-
-
-def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, model=None,
+def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, seed: int | None = None, model=None,
                   lang_dir: Path | None = None, run_dir: Path | None = None, stop_after: int | None = None,
                   languages: Sequence[str] | None = None, show_progress: bool = True) -> dict:
-    """Train the task adapter of one variant with hybrid batches (:func:`training.train_run`;
-    notebook 03 §4).
+    """Train one variant with hybrid batches (:func:`training.train_run`; notebook 03 §4).
 
-    Same sampler, seed and step budget for every variant: ``profile.train`` with
-    ``steps=adapters.task_steps`` and ``lr=adapters.task_lr``. Writes
-    ``runs/<profile>/adapters-<variant>/`` (``model/`` holds the adapters + manifest).
+    The recipe and step budget of full fine-tuning (``profile.train``), the adapters' learning rate
+    ``adapters.task_lr``. Writes ``runs/<profile>/adapters-<variant>-s<seed>/`` (``model/`` holds
+    the adapters + manifest). With a frozen prefix, only the layers above it run.
     """
     from .. import training
 
     a = profile.adapters
+    seed = profile.seed if seed is None else int(seed)
+    if variant in MLM_VARIANTS and not (head_record(profile) or {}).get("usable"):
+        raise RuntimeError(f"variant {variant!r} needs MLM language adapters, but the MLM head did not reach "
+                           f"{a.head_max_loss} nats held-out: see notebook 03 §3")
     lang_dir = lang_dir or language_adapters_dir(profile.name)
-    run_dir = run_dir or paths.runs_dir(profile.name) / run_name(variant)
+    run_dir = run_dir or paths.runs_dir(profile.name) / run_name(variant, seed)
     languages = tuple(languages or adapter_languages(profile, pairs))
     lang_dirs = {p.name: p for p in sorted(lang_dir.iterdir())
                  if (p / "run.json").is_file() and (p / "adapter").is_dir()} if lang_dir.is_dir() else {}
+    init = joint_init(profile) if variant == "joint-per-side" else "mlm"
     used = variant_languages(variant, languages)
-    missing = [lang for lang in used if lang not in lang_dirs]
-    if missing:
-        raise FileNotFoundError(f"language adapters missing under {lang_dir}: {missing}. "
-                                "Run language_adapters.train_language_adapters(cfg, languages=...) first.")
-    lang_dirs = {k: v for k, v in lang_dirs.items() if k in languages}
-    la_digests = {lang: json.loads((lang_dirs[lang] / "run.json").read_text())["digest"] for lang in used}
-    cfg = dataclasses.replace(profile.train, steps=a.task_steps, lr=a.task_lr)
+    if init == "mlm":
+        missing = [lang for lang in used if lang not in lang_dirs]
+        if missing:
+            raise FileNotFoundError(f"language adapters missing under {lang_dir}: {missing}. "
+                                    "Run language_adapters.train_language_adapters(cfg, languages=...) first.")
+    la_digests = {lang: json.loads((lang_dirs[lang] / "run.json").read_text())["digest"]
+                  for lang in used if init == "mlm"}
+    cfg = dataclasses.replace(profile.train, lr=a.task_lr)
     extra = json.dumps({"variant": variant, "task_config": TASK_CONFIG, "task_rf": a.task_reduction_factor,
-                        "lang_adapters": la_digests, "format": FORMAT_VERSION}, sort_keys=True)
-    spec = training.make_spec(run_name(variant), profile.encoder, "hybrid", cfg, profile.seed, pairs, extra=extra)
+                        "lang_rf": a.reduction_factor, "init": init, "lang_adapters": la_digests,
+                        "format": FORMAT_VERSION}, sort_keys=True)
+    spec = training.make_spec(run_name(variant, seed), profile.encoder, "hybrid", cfg, seed, pairs, extra=extra)
     if (record := training.finished_record(run_dir, spec.digest())) is not None \
             and (run_dir / "model" / MANIFEST).is_file():
         return record  # reuse without loading the model
     model = model if model is not None else load_encoder(profile.encoder, profile)
     train_languages = sorted(set(pairs.query_lang) | set(pairs.passage_lang))
-    routing = prepare_variant(model, variant, lang_dirs, a.task_reduction_factor, profile.seed, train_languages)
+    routing = prepare_variant(model, variant, {k: v for k, v in lang_dirs.items() if k in languages}, profile, seed,
+                              train_languages, languages)
     routing = dataclasses.replace(routing, tag=spec.digest())
-    meta = {"base_encoder": profile.encoder, "profile": profile.name, "digest": spec.digest(),
-            "lang_adapter_digests": la_digests}
+    meta = {"base_encoder": profile.encoder, "profile": profile.name, "digest": spec.digest(), "seed": seed,
+            "init": init, "lang_adapter_digests": la_digests, "freeze_layers": profile.train.freeze_layers}
+    cache = _prefix_cache(model, profile, pairs, cfg.max_seq_length) if profile.train.freeze_layers else None
 
     def save_fn(m, folder):
         save_variant(m, folder, routing, meta)
@@ -148,7 +227,7 @@ def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, model=
     saved_len = model.max_seq_length
     model.max_seq_length = cfg.max_seq_length  # training truncates as notebook 02 does
     try:
-        return training.train_run(model, pairs, spec, run_dir, embed_fn=routed_embed_fn(routing),
+        return training.train_run(model, pairs, spec, run_dir, embed_fn=routed_embed_fn(routing, cache),
                                   save_fn=save_fn, stop_after=stop_after, show_progress=show_progress)
     finally:
         model.max_seq_length = saved_len
@@ -158,8 +237,9 @@ def load_variant(run_dir: Path, *, unseen: str = "own", profile: Profile | None 
     """Rebuild a trained variant: ``(model, routing)`` (notebooks 03 §5, 04 §2).
 
     The base encoder is loaded with ``load_encoder`` and the adapters with ``load_adapter``
-    (never through ``SentenceTransformer(folder)``, which drops them). ``unseen="en"``
-    routes languages that the task adapter never saw through the English adapter.
+    (never through ``SentenceTransformer(folder)``, which drops them); invertible adapters are
+    dropped, as in training. ``unseen="en"`` (or ``"none"``) routes languages that the task adapter
+    never saw through the English adapter (or no language adapter).
     """
     run_dir = Path(run_dir)
     folder = run_dir / "model" if (run_dir / "model" / MANIFEST).is_file() else run_dir
@@ -174,6 +254,7 @@ def load_variant(run_dir: Path, *, unseen: str = "own", profile: Profile | None 
         if name in auto.adapters_config:
             auto.delete_adapter(name)
         auto.load_adapter(str(folder / "adapters" / name), load_as=name)
+        drop_invertible(auto, name)
         auto.adapter_to(name, device)
     auto.requires_grad_(False)
     auto.active_adapters = None
@@ -182,4 +263,17 @@ def load_variant(run_dir: Path, *, unseen: str = "own", profile: Profile | None 
                       manifest["default"], tuple(manifest["train_languages"]), "own", manifest["digest"])
     if unseen != "own":
         routing = routing.with_unseen(unseen)
-    return model, routing
+    return model, routing, manifest
+
+
+def variants_summary(records: Sequence[dict]) -> pd.DataFrame:
+    """One row per finished variant run: variant, seed, how its language adapters started, trainable
+    parameters' budget, realised X-X share, minutes, final loss (notebook 03 §4)."""
+    rows = []
+    for r in records:
+        extra = json.loads(r["spec"]["extra"])
+        rows.append({"run": r["spec"]["name"], "variant": extra["variant"], "seed": r["spec"]["seed"],
+                     "init": extra["init"] if extra["variant"] == "joint-per-side" else "",
+                     "steps": r["steps"], "lr": r["spec"]["train"]["lr"], "mono_share": r["mono_share"],
+                     "train_minutes": r["train_seconds"] / 60, "loss_last10": r["final_loss_mean_last10"]})
+    return pd.DataFrame(rows)

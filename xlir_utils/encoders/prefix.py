@@ -1,0 +1,114 @@
+"""A frozen prefix computed once: the hidden states after the embeddings and the lowest k layers.
+
+When training freezes the embedding block and the lowest k transformer layers
+(``TrainConfig.freeze_layers``), every trained model and the zero-shot encoder compute exactly
+the same hidden states up to layer k. :func:`encode` (``shared_layers=k``) then computes them
+once per text list, keeps them in memory, and runs only the upper layers for each model: about
+half the encoding time at k = 6 of 12 (notebooks 02 §6 and 04 §3 evaluate many models on the
+same texts). Sharing is keyed by a fingerprint of the prefix's weights, so a model whose lower
+layers differ (or that applies an invertible adapter to its embeddings) never reuses another's
+states; the batches are the same token-budget batches as a full pass, so the embeddings are the
+same numbers as :func:`encode` without sharing (tested).
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+MAX_BYTES = 6 << 30  # states kept in memory at most (least recently used dropped first)
+_STORE: "OrderedDict[tuple, list[torch.Tensor]]" = OrderedDict()
+
+
+def _auto(model):
+    return model[0].auto_model
+
+
+def shareable(model, k: int) -> bool:
+    """Whether ``model``'s lowest ``k`` layers can be computed apart: a BERT-style encoder whose
+    embedding output is not changed by an (invertible) adapter."""
+    auto = _auto(model)
+    layers = getattr(getattr(auto, "encoder", None), "layer", None)
+    if k <= 0 or layers is None or k > len(layers) or not hasattr(auto, "embeddings"):
+        return False
+    return len(getattr(auto, "invertible_adapters", None) or {}) == 0
+
+
+def prefix_fingerprint(model, k: int) -> str:
+    """SHA-256 over the embedding block and the lowest ``k`` layers (parameters and buffers,
+    adapter weights inside them included)."""
+    from .encode import tensor_bytes  # one definition of how a tensor is hashed
+
+    auto = _auto(model)
+    h = hashlib.sha256(f"{type(auto).__qualname__}|{k}".encode())
+    for prefix, module in [("embeddings", auto.embeddings)] + [(f"layer{i}", auto.encoder.layer[i]) for i in range(k)]:
+        for name, t in sorted(module.state_dict(keep_vars=True).items()):
+            h.update(f"{prefix}.{name}:{t.dtype}:{tuple(t.shape)};".encode())
+            h.update(tensor_bytes(t))
+    return h.hexdigest()
+
+
+class _Injected(nn.Module):
+    """Stands in for the embedding block: returns the hidden states it was given."""
+
+    def __init__(self, hidden: torch.Tensor):
+        super().__init__()
+        self.hidden = hidden
+
+    def forward(self, *args, **kwargs) -> torch.Tensor:
+        return self.hidden
+
+
+@contextmanager
+def lower_layers_only(model, k: int):
+    """Within the block, the model's transformer stops after layer ``k`` (its output is the prefix)."""
+    encoder = _auto(model).encoder
+    layers = encoder.layer
+    encoder.layer = nn.ModuleList(list(layers)[:k])
+    try:
+        yield
+    finally:
+        encoder.layer = layers
+
+
+@contextmanager
+def upper_layers_from(model, k: int, hidden: torch.Tensor):
+    """Within the block, the model starts at layer ``k`` from ``hidden`` (the embedding block and the
+    lowest ``k`` layers are skipped); adapters and pooling run as usual."""
+    auto = _auto(model)
+    embeddings, layers = auto.embeddings, auto.encoder.layer
+    auto.embeddings = _Injected(hidden)
+    auto.encoder.layer = nn.ModuleList(list(layers)[k:])
+    try:
+        yield
+    finally:
+        auto.embeddings = embeddings
+        auto.encoder.layer = layers
+
+
+def _nbytes(states: list[torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in states)
+
+
+def cached_states(key: tuple) -> list[torch.Tensor] | None:
+    """The stored prefix states of ``key`` (one tensor per batch), marked most recently used."""
+    hit = _STORE.get(key)
+    if hit is not None:
+        _STORE.move_to_end(key)
+    return hit
+
+
+def store_states(key: tuple, states: list[torch.Tensor]) -> None:
+    """Keep ``states`` for ``key``, dropping the least recently used beyond :data:`MAX_BYTES`."""
+    _STORE[key] = states
+    _STORE.move_to_end(key)
+    while len(_STORE) > 1 and sum(_nbytes(v) for v in _STORE.values()) > MAX_BYTES:
+        _STORE.popitem(last=False)
+
+
+def clear() -> None:
+    """Forget every stored prefix (tests; memory)."""
+    _STORE.clear()

@@ -1,0 +1,49 @@
+"""Contrastive fine-tuning with X-X / X-Y / hybrid batches (notebook 02), resumable.
+
+A plain loop, so that every step is visible: the sampler picks rows of the pairs table, each
+side is embedded (queries with the ``query`` prompt, passages with ``passage``), and the
+in-batch InfoNCE loss scores each query against every passage of the batch.
+
+* :mod:`.loss` - the InfoNCE loss (a stated deviation from the paper's printed loss);
+* :mod:`.step` - what a step computes: trainable parameters (frozen embeddings and lowest
+  layers), precision (bf16 autocast with fp32 master weights, or exact fp32), learning-rate
+  schedules, embedding one side with gradients;
+* :mod:`.loop` - :func:`train_run`: the loop, checkpoints, resume, the run record;
+* :mod:`.runs` - run specs and digests, run names (sampling, alpha, seed), reuse, notebook 02's
+  :func:`train_full`.
+
+Runs live in ``runs/<profile>/<name>/``: ``model/`` (a sentence-transformers folder),
+``run.json`` (what produced it), ``train_log.csv`` (loss and batch kind per step) and, while
+training, ``checkpoint.pt`` (trainable weights, optimiser, scheduler, RNG), written
+atomically. A finished run with the same recipe is reused; an interrupted one resumes.
+"""
+from .loop import train_run
+from .loss import info_nce
+from .runs import (
+    SAMPLINGS,
+    RunSpec,
+    canonical_sampling,
+    finished_record,
+    finished_runs,
+    make_spec,
+    pairs_digest,
+    read_train_logs,
+    run_name,
+    run_summary,
+    train_full,
+)
+from .step import (
+    EmbedFn,
+    embed_with_grad,
+    linear_warmup_decay,
+    lr_schedule,
+    resolve_train_precision,
+    set_trainable,
+    warmup_constant,
+)
+
+__all__ = [
+    "SAMPLINGS", "EmbedFn", "RunSpec", "canonical_sampling", "embed_with_grad", "finished_record", "finished_runs",
+    "info_nce", "linear_warmup_decay", "lr_schedule", "make_spec", "pairs_digest", "read_train_logs",
+    "resolve_train_precision", "run_name", "run_summary", "set_trainable", "train_full", "train_run", "warmup_constant",
+]

@@ -1,0 +1,94 @@
+"""What one training step computes (notebook 02 §3): trainable parameters, precision, the
+learning-rate schedule, and one side of a batch embedded with gradients.
+
+**Faster on a CPU, same learning.** ``precision="auto"`` runs the forward and backward passes
+under bfloat16 autocast where the hardware has native bf16 (AVX512-BF16/AMX, or a bf16 GPU):
+weights, optimiser state, similarities and the loss stay fp32. ``"fp32"`` is exact.
+``benchmarks/train_step.py`` measures both against plain sentence-transformers. Freezing the
+embeddings and the lowest ``freeze_layers`` transformer layers removes their backward pass;
+that *does* change what is learned, so it is a recipe choice, made on the development set.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+from .. import environment
+
+EmbedFn = Callable[[object, Sequence[str], Sequence[str], str], torch.Tensor]
+TRAIN_PRECISIONS = ("auto", "fp32", "bf16-autocast")
+SCHEDULES = ("linear", "constant")
+
+
+def resolve_train_precision(precision: str, device: torch.device | str = "cpu") -> str:
+    """The concrete precision of training on ``device``: "bf16-autocast" or "fp32"."""
+    if precision not in TRAIN_PRECISIONS:
+        raise ValueError(f"training precision must be one of {TRAIN_PRECISIONS}, got {precision!r}")
+    if precision != "auto":
+        return precision
+    return "bf16-autocast" if environment.native_bf16(device) else "fp32"
+
+
+def autocast_for(precision: str, device: torch.device) -> torch.autocast:
+    """The autocast context of a concrete precision (disabled for fp32)."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16-autocast")
+
+
+def set_trainable(model, freeze_word_embeddings: bool = True, freeze_layers: int = 0) -> int:
+    """Full fine-tuning of a sentence-transformers model, with frozen word embeddings and, with
+    ``freeze_layers`` = k > 0, the whole embedding block and the lowest k transformer layers
+    frozen (notebook 02 §4); returns the number of trainable parameters."""
+    auto = model[0].auto_model
+    layers = auto.encoder.layer
+    if not 0 <= freeze_layers <= len(layers):
+        raise ValueError(f"freeze_layers must be in [0, {len(layers)}], got {freeze_layers}")
+    for param in model.parameters():
+        param.requires_grad_(True)
+    if freeze_word_embeddings:
+        auto.get_input_embeddings().weight.requires_grad_(False)
+    if freeze_layers:
+        auto.embeddings.requires_grad_(False)
+        for layer in layers[:freeze_layers]:
+            layer.requires_grad_(False)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def linear_warmup_decay(warmup: int, total: int) -> Callable[[int], float]:
+    """The learning-rate factor of step ``step``: linear warm-up over ``warmup`` steps, then linear
+    decay to 0 at ``total`` (for ``LambdaLR``; the MLM loops of notebook 03 use it too)."""
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return f
+
+
+def warmup_constant(warmup: int) -> Callable[[int], float]:
+    """Linear warm-up over ``warmup`` steps, then constant: the model after step s does not depend
+    on the total budget, so a run stopped at s (early stopping) equals a run of s steps."""
+    def f(step: int) -> float:
+        return (step + 1) / warmup if step < warmup else 1.0
+    return f
+
+
+def lr_schedule(cfg) -> Callable[[int], float]:
+    """The schedule a :class:`~xlir_utils.config.TrainConfig` names (``cfg.schedule``)."""
+    if cfg.schedule == "linear":
+        return linear_warmup_decay(math.ceil(cfg.warmup_ratio * cfg.steps), cfg.steps)
+    if cfg.schedule == "constant":
+        return warmup_constant(cfg.warmup_steps)
+    raise ValueError(f"unknown schedule {cfg.schedule!r}; choose one of {SCHEDULES}")
+
+
+def embed_with_grad(model, texts: Sequence[str], langs: Sequence[str], kind: str) -> torch.Tensor:
+    """Embed one side of a training batch *with gradients*: a torch tensor, not normalised (the
+    loss normalises). The prompt of ``kind`` is prepended; ``langs`` is unused here (adapter
+    routing uses it). For evaluation use :func:`xlir_utils.encoders.encode` (numpy, normalised,
+    cached)."""
+    prefix = (getattr(model, "prompts", None) or {}).get(kind, "")
+    features = model.tokenize([prefix + t for t in texts])
+    device = next(model.parameters()).device
+    features = {k: v.to(device) if torch.is_tensor(v) else v for k, v in features.items()}
+    return model(features)["sentence_embedding"]

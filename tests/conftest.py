@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,3 +40,12 @@ def isolated_project(tmp_path: Path, monkeypatch, offline_dir: Path | None, *, o
         monkeypatch.setenv("XLIR_OFFLINE", "1")
     else:
         monkeypatch.delenv("XLIR_OFFLINE", raising=False)
+
+
+def random_unit_embeddings(rset, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(queries, candidates) of ``rset`` as seeded random unit vectors: content-free embeddings
+    with no score ties, for checks that depend only on relevance and ranking."""
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((len(rset.queries), dim)).astype(np.float32)
+    c = rng.standard_normal((len(rset.candidates), dim)).astype(np.float32)
+    return q / np.linalg.norm(q, axis=1, keepdims=True), c / np.linalg.norm(c, axis=1, keepdims=True)

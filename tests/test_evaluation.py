@@ -6,6 +6,7 @@ import ir_measures
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import random_unit_embeddings
 from ir_measures import AP, R, nDCG
 
 from xlir_utils import evaluation as E
@@ -183,11 +184,7 @@ def test_real_xquad_r_structure_and_ir_measures(shared_data):
     from xlir_utils.data import load_retrieval_set
 
     rset = load_retrieval_set("xquad-r", articles=1)
-    rng = np.random.default_rng(0)
-    q = rng.standard_normal((len(rset.queries), 32)).astype(np.float32)
-    c = rng.standard_normal((len(rset.candidates), 32)).astype(np.float32)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    q, c = random_unit_embeddings(rset, 32, seed=0)
     ev = E.evaluate(rset, q, c, bootstrap=0)
     t = ev.table
     n_lang = len(rset.languages)

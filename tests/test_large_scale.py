@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import isolated_project
+from conftest import isolated_project, random_unit_embeddings
 
 from xlir_utils import large_scale as L
 from xlir_utils.data import DataUnavailable, load_retrieval_set
@@ -133,11 +133,7 @@ def test_faiss_flat_ranks_equal_the_exact_engine_on_xquad_r(shared_data):
     """On real XQuAD-R relevance (random embeddings: no ties), IndexFlatIP's ranking gives every
     relevant candidate the rank the exact engine gives it."""
     rset = load_retrieval_set("xquad-r", articles=2)
-    rng = np.random.default_rng(1)
-    q = rng.standard_normal((len(rset.queries), 32)).astype(np.float32)
-    c = rng.standard_normal((len(rset.candidates), 32)).astype(np.float32)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    q, c = random_unit_embeddings(rset, 32, seed=1)
     index = L.build_index(c)
     _, top = L.search(index, q, len(c))
     faiss_ranks = L.ranks_of_relevant(top, rset.relevant)

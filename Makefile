@@ -20,13 +20,14 @@ export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: help setup reproduce test unit-tests notebook-tests check-stripped strip figures benchmarks recipe-study clean-smoke
+.PHONY: help setup reproduce test unit-tests notebook-tests check-stripped strip figures benchmarks recipe-study clean-smoke explorer-screenshot
 
 help:
-	@echo "make reproduce   run notebooks 01-05 in the quick profile (writes results/ and figures/)"
+	@echo "make reproduce   run notebooks 01-06 in the quick profile (writes results/ and figures/)"
 	@echo "make test        unit tests, then every notebook in the smoke profile, then a stripped-notebook check"
 	@echo "make figures     rebuild every figure and table from results/ (no training, no encoding)"
 	@echo "make benchmarks  run benchmarks/*.py (JSON on stdout)"
+	@echo "make explorer-screenshot  notebook 06 (quick) as HTML, rendered in headless Chromium: figures/06_explorer.png"
 	@echo "make recipe-study  the quick profile's recipe grid on mlqa-r-dev (hours; resumes; writes results/recipe_*)"
 
 $(STAMP): requirements.txt pyproject.toml
@@ -76,3 +77,17 @@ benchmarks: $(STAMP)
 
 clean-smoke:
 	rm -rf runs/smoke results/smoke figures/smoke data/processed/smoke
+
+# Notebook 06 as a reader sees it: executed, exported to HTML without the code, rendered in headless
+# Chromium (Debian's chromium; fonts-noto-core and fonts-noto-cjk for every script of XQuAD-R).
+CHROMIUM ?= chromium
+explorer-screenshot: $(STAMP)
+	@command -v $(CHROMIUM) > /dev/null || { echo "needs Chromium: apt-get install chromium fonts-noto-core fonts-noto-cjk (or CHROMIUM=/path/to/chromium)"; exit 1; }
+	@profile=$${XLIR_PROFILE:-quick}; out=figures; [ "$$profile" = quick ] || out=figures/$$profile; \
+	mkdir -p build/notebooks $$out && \
+	XLIR_PROFILE=$$profile $(VENV)/bin/jupyter nbconvert --to html --execute --no-input \
+	  --ExecutePreprocessor.kernel_name=$(KERNEL) --output-dir build/notebooks notebooks/06_retrieval_explorer.ipynb && \
+	$(CHROMIUM) --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
+	  --disable-component-update --disable-sync --hide-scrollbars --user-data-dir=$$(mktemp -d) \
+	  --window-size=1280,2000 --screenshot=$(CURDIR)/$$out/06_explorer.png \
+	  file://$(CURDIR)/build/notebooks/06_retrieval_explorer.html 2> /dev/null && echo "wrote $$out/06_explorer.png"

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .system_labels import LANG_ORDER, mean_over_seeds, system_colours, system_order, training_alpha
+from .system_labels import LANG_ORDER, lang_colour, mean_over_seeds, system_colours, system_order, training_alpha
 
 STYLE = {
     "figure.dpi": 110,
@@ -264,13 +264,12 @@ def plot_projection(proj: pd.DataFrame):
     use_style()
     models = list(dict.fromkeys(proj.model))
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 4), squeeze=False)
-    cmap = plt.get_cmap("tab20")
     langs = _langs_in(proj.lang)
     for ax, m in zip(axes[0], models):
         sub = proj[proj.model == m]
-        for i, lang in enumerate(langs):
+        for lang in langs:
             s = sub[sub.lang == lang]
-            ax.scatter(s.x, s.y, s=6, color=cmap(i), label=lang, alpha=0.8)
+            ax.scatter(s.x, s.y, s=6, color=lang_colour(lang), label=lang, alpha=0.8)
         ax.set_title(m)
         ax.set_xticks([])
         ax.set_yticks([])

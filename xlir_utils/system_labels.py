@@ -14,6 +14,9 @@ from collections.abc import Sequence
 import pandas as pd
 
 LANG_ORDER = ("en", "de", "es", "ar", "hi", "vi", "zh", "el", "ru", "th", "tr")  # trained first, then never-seen
+# One colour per language in every figure and in the explorer (matplotlib's tab20, in LANG_ORDER).
+LANG_COLOURS = dict(zip(LANG_ORDER, ("#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78", "#2ca02c", "#98df8a", "#d62728",
+                                     "#ff9896", "#9467bd", "#c5b0d5", "#8c564b")))
 KINDS = ("zero-shot", "full", "adapters", "post-hoc")
 KIND_COLOURS = {"zero-shot": "#8c8c8c", "full": "#4c72b0", "adapters": "#55a868", "post-hoc": "#c44e52"}
 _SAMPLING_ORDER = {"X-X": 0, "X-Y": 1, "hybrid": 2}
@@ -79,3 +82,8 @@ def mean_over_seeds(results: pd.DataFrame) -> pd.DataFrame:
     keys = ["system", "training", "dataset", "setting", "query_lang", "cand_lang", "metric"]
     out = results.groupby(keys, sort=False, dropna=False).value.mean().reset_index()
     return out.assign(model=out.system)
+
+
+def lang_colour(lang: str) -> str:
+    """The kit's colour of a language (grey for one outside :data:`LANG_ORDER`)."""
+    return LANG_COLOURS.get(lang, "#7f7f7f")

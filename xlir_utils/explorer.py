@@ -1,0 +1,284 @@
+"""The retrieval explorer of notebook 06: one question, two systems, their top-k side by side.
+
+:class:`Explorer` holds each system's stored evaluation embeddings of one retrieval set
+(notebook 04's store; candidates are never encoded again) and a way to encode a typed question
+on the fly. :meth:`Explorer.explore` ranks the candidate pool (optionally restricted to some
+languages) for a question and returns a tidy table; when the question is one of the set's own
+queries its relevant parallel answers are marked and :meth:`Explorer.parallel_answer_ranks`
+gives their ranks in each system. :func:`load_explorer` builds the explorer from a profile's
+runs; :mod:`xlir_utils.explorer_view` draws the comparison and the widget.
+
+Ranks are 1 + the number of pool candidates with a strictly higher cosine score (ties share
+the better rank).
+"""
+from __future__ import annotations
+
+import logging
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Explorer", "ExplorerSystem", "Question", "guess_language", "load_explorer"]
+
+RESULT_COLUMNS = ["system", "rank", "lang", "text", "score", "relevant", "candidate_id"]
+
+# Scripts that name one of the kit's languages (Latin-script text is read as English unless told).
+_SCRIPT_LANG = (("ARABIC", "ar"), ("DEVANAGARI", "hi"), ("GREEK", "el"), ("CYRILLIC", "ru"), ("THAI", "th"),
+                ("CJK", "zh"), ("HIRAGANA", "zh"), ("KATAKANA", "zh"))
+
+
+def guess_language(text: str, default: str = "en") -> str:
+    """The language a typed question's script points to (ar, hi, el, ru, th, zh), else ``default``.
+
+    A script guess only: German, Spanish, Turkish and Vietnamese share the Latin script, so pass
+    ``query_lang`` for them (it matters for LIR and per-language adapters, not for plain encoders).
+    """
+    counts: dict[str, int] = {}
+    for ch in text:
+        if not ch.isalpha():
+            continue
+        name = unicodedata.name(ch, "")
+        for script, lang in _SCRIPT_LANG:
+            if name.startswith(script):
+                counts[lang] = counts.get(lang, 0) + 1
+                break
+    return max(counts, key=counts.get) if counts else default
+
+
+@dataclass(frozen=True)
+class ExplorerSystem:
+    """One system as the explorer sees it: its stored embeddings and a typed-question encoder."""
+
+    label: str
+    training: str
+    queries: np.ndarray  # (n_queries, dim), L2-normalised, in the retrieval set's query order
+    candidates: np.ndarray  # (n_candidates, dim), L2-normalised
+    encode_query: Callable[[str, str], np.ndarray]  # (text, lang) -> (dim,) L2-normalised
+
+
+@dataclass(frozen=True)
+class Question:
+    """A resolved question: its text and language, and its position among the set's queries
+    (``None`` for a typed question that is not one of them)."""
+
+    text: str
+    lang: str
+    index: int | None = None
+    query_id: str | None = None
+
+
+class Explorer:
+    """Explore one retrieval set's rankings under several systems (notebook 06)."""
+
+    def __init__(self, rset, systems: Sequence[ExplorerSystem]):
+        if not systems:
+            raise ValueError("the explorer needs at least one system: run notebook 04 first, which evaluates "
+                             "and stores every system's embeddings")
+        for s in systems:
+            if s.queries.shape[0] != len(rset.queries) or s.candidates.shape[0] != len(rset.candidates):
+                raise ValueError(f"system {s.label!r}: embeddings of {s.queries.shape[0]} queries and "
+                                 f"{s.candidates.shape[0]} candidates do not match {rset.name} "
+                                 f"({len(rset.queries)} and {len(rset.candidates)}); rerun notebook 04")
+        self.rset = rset
+        self.systems = {s.label: s for s in systems}
+        if len(self.systems) != len(systems):
+            raise ValueError("system labels must be unique")
+        self._ids = {qid: i for i, qid in enumerate(rset.queries.query_id)}
+        self._texts: dict[tuple[str, str], int] = {}
+        for i, (text, lang) in enumerate(zip(rset.queries.text, rset.queries.lang)):
+            self._texts.setdefault((text.strip(), lang), i)
+
+    @property
+    def labels(self) -> list[str]:
+        """The systems' labels, in the order given."""
+        return list(self.systems)
+
+    def label_of(self, training: str) -> str | None:
+        """The first system trained as ``training`` ("zero-shot", "hybrid", "X-X", ...), or None."""
+        return next((s.label for s in self.systems.values() if s.training == training), None)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The candidate languages of the set."""
+        return tuple(self.rset.languages)
+
+    def question(self, query: str | int, query_lang: str | None = None) -> Question:
+        """Resolve a query: a position or ``query_id`` of the set, a typed text that is one of the
+        set's questions (then relevance is known), or any other text in any language."""
+        q = self.rset.queries
+        if isinstance(query, (int, np.integer)):
+            if not 0 <= int(query) < len(q):
+                raise IndexError(f"query position {query} is outside 0..{len(q) - 1} of {self.rset.name}")
+            i = int(query)
+            return Question(q.text.iat[i], q.lang.iat[i], i, q.query_id.iat[i])
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError("type a question (any language) or pass a query id or position of the set")
+        if query in self._ids:
+            return self.question(self._ids[query])
+        text = query.strip()
+        langs = [query_lang] if query_lang else [guess_language(text), *self.languages]
+        for lang in langs:
+            if (text, lang) in self._texts:
+                return self.question(self._texts[(text, lang)])
+        return Question(text, query_lang or guess_language(text))
+
+    def _pool(self, languages: Sequence[str] | None) -> np.ndarray:
+        if not languages:
+            return np.arange(len(self.rset.candidates))
+        unknown = sorted(set(languages) - set(self.languages))
+        if unknown:
+            raise ValueError(f"no candidates in {unknown} in {self.rset.name}; choose from {list(self.languages)}")
+        return np.flatnonzero(self.rset.candidates.lang.isin(list(languages)).to_numpy())
+
+    def _system(self, label: str) -> ExplorerSystem:
+        try:
+            return self.systems[label]
+        except KeyError:
+            raise KeyError(f"no system {label!r} in the explorer; choose from {self.labels}") from None
+
+    def _scores(self, system: ExplorerSystem, question: Question, pool: np.ndarray) -> np.ndarray:
+        if question.index is not None:
+            qv = system.queries[question.index]
+        else:
+            qv = np.asarray(system.encode_query(question.text, question.lang), dtype=np.float32).reshape(-1)
+        return system.candidates[pool] @ qv
+
+    def _relevant(self, question: Question) -> np.ndarray:
+        if question.index is None:
+            return np.array([], dtype=np.int64)
+        return np.asarray(self.rset.relevant[question.index], dtype=np.int64)
+
+    def explore(self, query: str | int, systems: Sequence[str], k: int = 10,
+                languages: Sequence[str] | None = None, query_lang: str | None = None) -> pd.DataFrame:
+        """The top ``k`` candidates of each system for one question (notebook 06 §2): columns
+        :data:`RESULT_COLUMNS`; ``relevant`` is NA for a question that is not one of the set's.
+        ``languages`` restricts the candidate pool (None: every language)."""
+        if k < 1:
+            raise ValueError(f"k must be at least 1 (got {k})")
+        question = self.question(query, query_lang)
+        pool = self._pool(languages)
+        rel = set(self._relevant(question).tolist())
+        cands = self.rset.candidates
+        frames = []
+        for label in systems:
+            scores = self._scores(self._system(label), question, pool)
+            top = np.argsort(-scores, kind="stable")[:k]
+            pos = pool[top]
+            ranks = 1 + (scores[None, :] > scores[top][:, None]).sum(axis=1)
+            frames.append(pd.DataFrame({
+                "system": label, "rank": ranks, "lang": cands.lang.to_numpy()[pos],
+                "text": cands.sentence.to_numpy()[pos], "score": scores[top].astype(float),
+                "relevant": pd.array([p in rel for p in pos] if question.index is not None else [pd.NA] * len(pos),
+                                     dtype="boolean"),
+                "candidate_id": cands.candidate_id.to_numpy()[pos]}))
+        out = pd.concat(frames, ignore_index=True)
+        out.attrs.update(question=question, k=k, languages=tuple(languages or ()))
+        return out
+
+    def parallel_answer_ranks(self, query: str | int, systems: Sequence[str],
+                              languages: Sequence[str] | None = None, query_lang: str | None = None) -> pd.DataFrame:
+        """Where each relevant parallel answer lands in each system's ranking of the pool (one row
+        per answer: its language and text, then a rank column per system; NA outside the pool).
+        Empty for a question that is not one of the set's."""
+        question = self.question(query, query_lang)
+        rel = self._relevant(question)
+        cands = self.rset.candidates
+        out = pd.DataFrame({"lang": cands.lang.to_numpy()[rel], "text": cands.sentence.to_numpy()[rel]})
+        pool = self._pool(languages)
+        in_pool = np.isin(rel, pool)
+        where = {int(p): j for j, p in enumerate(pool)}
+        for label in systems:
+            scores = self._scores(self._system(label), question, pool)
+            ranks = pd.array([pd.NA] * len(rel), dtype="Int64")
+            for r, (p, ok) in enumerate(zip(rel, in_pool)):
+                if ok:
+                    ranks[r] = int(1 + (scores > scores[where[int(p)]]).sum())
+            out[label] = ranks
+        return out
+
+    def language_mix(self, results: pd.DataFrame) -> pd.DataFrame:
+        """Per system, each language's share of the top k beside its share of the pool (notebook 06 §2)."""
+        pool = self._pool(results.attrs.get("languages") or None)
+        pool_share = self.rset.candidates.lang.iloc[pool].value_counts(normalize=True)
+        rows = []
+        for label, sub in results.groupby("system", sort=False):
+            top = sub.lang.value_counts(normalize=True)
+            for lang in [x for x in self.languages if x in pool_share.index]:
+                rows.append({"system": label, "lang": lang, "top_k_share": float(top.get(lang, 0.0)),
+                             "pool_share": float(pool_share[lang])})
+        return pd.DataFrame(rows)
+
+    def example_questions(self, languages: Sequence[str] = ("en", "el", "zh"), seed: int = 13) -> list[Question]:
+        """One question per language, of different questions, drawn with ``seed`` (notebook 06 §3)."""
+        q = self.rset.queries
+        rng = np.random.default_rng(seed)
+        used: set[str] = set()
+        out = []
+        for lang in languages:
+            rows = np.flatnonzero((q.lang == lang).to_numpy() & ~q.question_id.isin(used).to_numpy())
+            if rows.size == 0:
+                continue
+            i = int(rng.choice(rows))
+            used.add(q.question_id.iat[i])
+            out.append(self.question(i))
+        return out
+
+
+def _from_system(system, q: np.ndarray, c: np.ndarray) -> ExplorerSystem:
+    def encode_query(text: str, lang: str) -> np.ndarray:
+        return system.encode([text], [lang], "query")[0]
+
+    return ExplorerSystem(system.label, system.training, q, c, encode_query)
+
+
+def _with_lir(base: ExplorerSystem, rset, rank: int) -> ExplorerSystem:
+    from .lir import language_directions, remove_language_information
+    from .post_hoc import lir_label
+
+    langs = np.concatenate([rset.queries.lang.to_numpy(), rset.candidates.lang.to_numpy()])
+    dirs = language_directions(np.vstack([base.queries, base.candidates]), langs, rank)
+    q = remove_language_information(base.queries, rset.queries.lang.to_numpy(), dirs)
+    c = remove_language_information(base.candidates, rset.candidates.lang.to_numpy(), dirs)
+
+    def encode_query(text: str, lang: str) -> np.ndarray:
+        v = np.asarray(base.encode_query(text, lang), dtype=np.float32)[None, :]
+        if lang not in dirs:  # a language the set has no vectors of: nothing to project out
+            return v[0]
+        return remove_language_information(v, [lang], dirs)[0]
+
+    return ExplorerSystem(lir_label(base.label, rank), f"LIR r={rank} on {base.label}", q, c, encode_query)
+
+
+def load_explorer(profile, dataset: str = "xquad-r", *, seed: int | None = None, lir_rank: int | None = 1,
+                  kinds: Sequence[str] = ("zero-shot", "full", "adapters")) -> Explorer:
+    """An explorer over ``dataset`` with the profile's systems at one training seed (default the
+    profile's first seed; one model per system in memory), each also with LIR of ``lir_rank``
+    (None: none). Embeddings come from notebook 04's store (encoded and stored if absent)."""
+    from .data.datasets import retrieval_set
+    from .system_labels import system_kind
+    from .systems import adapter_run_systems, baseline_systems, embed_retrieval_set, full_run_systems
+
+    one_seed = profile.replace(seeds=(seed if seed is not None else profile.seeds[0],))
+    found = []
+    if "zero-shot" in kinds:
+        found += baseline_systems(profile)
+    if "full" in kinds:
+        found += full_run_systems(one_seed)
+    if "adapters" in kinds:
+        found += adapter_run_systems(one_seed)
+    rset = retrieval_set(profile, dataset)
+    systems = []
+    for s in found:
+        if system_kind(s.training) not in kinds:
+            continue
+        q, c = embed_retrieval_set(s, rset, profile.candidate_text, profile.name)
+        systems.append(_from_system(s, q, c))
+    if lir_rank:
+        systems += [_with_lir(s, rset, lir_rank) for s in list(systems)]
+    logger.info("explorer over %s: %d systems", dataset, len(systems))
+    return Explorer(rset, systems)

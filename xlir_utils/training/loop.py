@@ -11,13 +11,13 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from ..io_utils import atomic_replace_dir, atomic_write_csv, atomic_write_json, atomic_write_torch, sweep_stale_temps
 from ..sampling import HybridBatchSampler
+from . import distributed as D
 from .loss import info_nce
 from .runs import RunSpec, finished_record
 from .step import EmbedFn, autocast_for, embed_with_grad, lr_schedule, resolve_train_precision
@@ -101,12 +101,19 @@ def train_run(model, pairs: pd.DataFrame, spec: RunSpec, run_dir: Path, *,
     folder). ``on_step(done, model)`` is called after every optimiser step (the recipe study
     evaluates the development set there). ``stop_after`` interrupts after that many steps
     (tests use it to simulate a crash; the checkpoint is left for resuming).
+
+    Under ``torchrun`` / ``accelerate launch`` every process runs this with the same arguments:
+    each embeds its shard of every global batch, the embeddings are gathered across processes
+    and the model is wrapped in DDP (:mod:`.distributed`); rank 0 writes checkpoints, the model
+    and the record.
     """
     cfg = spec.train
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ctx = D.context()  # several processes under torchrun / accelerate launch (training.distributed)
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
     digest = spec.digest()
     record_path = run_dir / "run.json"
-    if (record := finished_record(run_dir, digest)) is not None:
+    if (record := D.main_first(lambda: finished_record(run_dir, digest), ctx)) is not None:
         return record
     torch.manual_seed(spec.seed)
     device = next(model.parameters()).device
@@ -116,27 +123,32 @@ def train_run(model, pairs: pd.DataFrame, spec: RunSpec, run_dir: Path, *,
     optimizer = _optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(cfg))
     ckpt_path = run_dir / "checkpoint.pt"
-    sweep_stale_temps(run_dir)
+    if ctx.is_main:
+        sweep_stale_temps(run_dir)
+    D.barrier(ctx)
     start, log = 0, []
     state = _load_checkpoint(ckpt_path)
     if state is not None and state["digest"] == digest:
         start, log = _resume(state, model, optimizer, scheduler)
     model.train()
+    sides = D.wrap(D.SidesForward(model, embed_fn), ctx)  # DDP for several processes
     q_col, p_col = pairs["query"].to_numpy(), pairs["passage"].to_numpy()
     ql_col, pl_col = pairs["query_lang"].to_numpy(), pairs["passage_lang"].to_numpy()
     n_col = pairs["negative"].to_numpy() if "negative" in pairs.columns else None
     bar = tqdm(total=cfg.steps, initial=start, desc=f"train {spec.name}", disable=not show_progress)
     for step in range(start, cfg.steps):
-        info = batches[step]
-        idx = np.asarray(info.indices)
+        info = batches[step]  # the same global batch on every process
+        idx = D.shard(info.indices, ctx)  # this process's rows of it
         t0 = time.perf_counter()
+        todo = [(list(q_col[idx]), list(ql_col[idx]), "query"), (list(p_col[idx]), list(pl_col[idx]), "passage")]
+        if n_col is not None:
+            todo.append((list(n_col[idx]), list(pl_col[idx]), "passage"))
         with autocast_for(precision, device):
-            q = embed_fn(model, list(q_col[idx]), list(ql_col[idx]), "query")
-            p = embed_fn(model, list(p_col[idx]), list(pl_col[idx]), "passage")
-            hard = embed_fn(model, list(n_col[idx]), list(pl_col[idx]), "passage") if n_col is not None else None
-        loss = info_nce(q, p, cfg.temperature, hard)  # fp32
+            embedded = [D.gather_rows(x, ctx) for x in sides(todo)]  # in-batch negatives span the global batch
+        q, p, hard = embedded[0], embedded[1], embedded[2] if n_col is not None else None
+        loss = info_nce(q, p, cfg.temperature, hard)  # fp32, the global batch's loss on every process
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * ctx.world).backward()  # DDP averages over processes: the global loss's exact gradient
         optimizer.step()
         scheduler.step()
         log.append({"step": step + 1, "epoch": info.epoch, "kind": info.kind, "lang": info.lang or "mixed",
@@ -147,13 +159,17 @@ def train_run(model, pairs: pd.DataFrame, spec: RunSpec, run_dir: Path, *,
         done = step + 1
         if on_step is not None:
             on_step(done, model)
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps or done == stop_after:
+        if (done % cfg.checkpoint_every == 0 or done == cfg.steps or done == stop_after) and ctx.is_main:
             _save_checkpoint(ckpt_path, model, optimizer, scheduler, done, log, digest)
         if stop_after is not None and done >= stop_after and done < cfg.steps:
             bar.close()
+            D.barrier(ctx)
             return {"finished": False, "step": done}
     bar.close()
     model.eval()
+    if not ctx.is_main:  # rank 0 writes the model and the record; the others read the record
+        D.barrier(ctx)
+        return json.loads(record_path.read_text())
     (save_fn or (lambda m, folder: atomic_replace_dir(folder, lambda tmp: m.save(str(tmp)))))(model, run_dir / "model")
     log_df = pd.DataFrame(log)
     atomic_write_csv(log_df, run_dir / "train_log.csv")
@@ -161,6 +177,8 @@ def train_run(model, pairs: pd.DataFrame, spec: RunSpec, run_dir: Path, *,
               "steps": cfg.steps, "mono_share": float((log_df.kind == "mono").mean()),
               "train_seconds": float(log_df.seconds.sum()),
               "final_loss_mean_last10": float(log_df.loss.tail(10).mean())}
+    record["world_size"] = ctx.world
     atomic_write_json(record, record_path)
     ckpt_path.unlink(missing_ok=True)
+    D.barrier(ctx)
     return json.loads(record_path.read_text())  # the same form a reused run returns

@@ -115,14 +115,15 @@ def read_train_logs(run_dirs: Sequence[Path]) -> pd.DataFrame:
 
 
 def train_full(profile, sampling: str, pairs: pd.DataFrame, *, alpha: float | None = None, seed: int | None = None,
-               runs_root: Path | None = None, show_progress: bool = True) -> dict:
+               runs_root: Path | None = None, show_progress: bool = True, stop_after: int | None = None) -> dict:
     """Full fine-tuning of the profile's base encoder with one sampling strategy and seed
     (notebook 02 §4-5; ``seed`` defaults to the profile's).
 
     Reuses a finished run with the same recipe; resumes an interrupted one. A hybrid ``alpha`` of
     1, 0 or the profile's alpha is the X-X, X-Y or hybrid run itself (:func:`canonical_sampling`).
     The saved model keeps the base encoder's maximum length: training truncates at
-    ``train.max_seq_length``, evaluation encodes like the zero-shot model.
+    ``train.max_seq_length``, evaluation encodes like the zero-shot model. ``stop_after``
+    interrupts the run after that many steps (a simulated crash; the next call resumes).
     """
     from .. import paths
     from ..encoders.registry import load_encoder
@@ -134,8 +135,10 @@ def train_full(profile, sampling: str, pairs: pd.DataFrame, *, alpha: float | No
     name = run_name(sampling, alpha, seed)
     run_dir = (runs_root or paths.runs_dir(profile.name)) / name
     spec = make_spec(name, profile.encoder, sampling, profile.train, seed, pairs, alpha, extra="format=2")
-    if (record := finished_record(run_dir, spec.digest())) is not None:
-        return record  # skip loading the model
+    from .distributed import main_first
+
+    if (record := main_first(lambda: finished_record(run_dir, spec.digest()))) is not None:
+        return record  # skip loading the model (rank 0 first repairs an interrupted model-folder swap)
     model = load_encoder(profile.encoder, profile)
     base_length = model.max_seq_length
     model.max_seq_length = profile.train.max_seq_length
@@ -145,7 +148,7 @@ def train_full(profile, sampling: str, pairs: pd.DataFrame, *, alpha: float | No
         m.max_seq_length = base_length
         atomic_replace_dir(folder, lambda tmp: m.save(str(tmp)))
 
-    return train_run(model, pairs, spec, run_dir, save_fn=save, show_progress=show_progress)
+    return train_run(model, pairs, spec, run_dir, save_fn=save, show_progress=show_progress, stop_after=stop_after)
 
 
 def run_summary(records: Sequence[dict]) -> pd.DataFrame:

@@ -100,3 +100,19 @@ def test_readme_block_and_make_figures(evaluated, tmp_path, monkeypatch, shared_
     block = reporting.results_markdown("smoke").splitlines()
     assert block[0].startswith("| system | training | seeds |") and len(block) == 2 + 3
     assert block[-1].startswith("| full-hybrid | hybrid | 2 |") and "[" in block[-1]
+
+
+def test_adapter_comparisons_are_found_from_the_training_column():
+    frame = pd.DataFrame({
+        "system": ["e5", "full-X-X", "full-hybrid", "adapters-task-only", "adapters-joint-per-side",
+                   "adapters-joint-per-side-unseen-en", "adapters-joint-per-side-unseen-none", "adapters-shared-control"],
+        "training": ["zero-shot", "X-X", "hybrid", "adapters: task-only (hybrid)", "adapters: joint-per-side (hybrid)",
+                     "adapters: joint-per-side/unseen-en (hybrid)", "adapters: joint-per-side/unseen-none (hybrid)",
+                     "adapters: shared-control (hybrid)"]})
+    pairs = reporting.adapter_comparisons(frame)
+    adapters = [s for s in frame.system if s.startswith("adapters-")]
+    assert [(a, "full-hybrid") for a in adapters] == pairs[:len(adapters)]
+    assert pairs[len(adapters):] == [("adapters-joint-per-side-unseen-en", "adapters-joint-per-side"),
+                                     ("adapters-joint-per-side-unseen-none", "adapters-joint-per-side")]
+    assert reporting.adapter_comparisons(frame[frame.training != "hybrid"])[:1] == [
+        ("adapters-joint-per-side-unseen-en", "adapters-joint-per-side")]  # no reference: only the routings

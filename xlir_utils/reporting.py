@@ -136,6 +136,24 @@ def systems_by_training(frame: pd.DataFrame) -> dict[str, str]:
     return dict(zip(first.training, first.system))
 
 
+def adapter_comparisons(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """The comparisons the kit's own question needs (notebooks 03 §6, 04 §7): every adapter variant
+    against full fine-tuning with hybrid batches, and every per-side variant's routing of never-seen
+    languages (through the English adapter, through none) against its own routing; from the data."""
+    from .system_labels import system_kind
+
+    first = frame.drop_duplicates("system")
+    by = dict(zip(first.training, first.system))
+    adapters = [(s, t) for s, t in zip(first.system, first.training) if system_kind(t) == "adapters"]
+    pairs = [(s, by["hybrid"]) for s, _ in adapters] if "hybrid" in by else []
+    for s, t in adapters:
+        for unseen in ("/unseen-en", "/unseen-none"):
+            own = t.replace(unseen, "")
+            if unseen in t and own in by:
+                pairs.append((s, by[own]))
+    return pairs
+
+
 def headline_comparisons(frame: pd.DataFrame) -> list[tuple[str, str]]:
     """The paired comparisons the paper's claim needs, found by training: hybrid - X-X and
     hybrid - X-Y (notebook 04 §7)."""

@@ -83,3 +83,15 @@ def test_rank_distance_boxes_per_system(evaluated):
     fig = figures.plot_rank_distance_distributions(per_query, baselines=("xlm-roberta-base",))
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["xlm-roberta-base", "full-X-X", "full-hybrid"]
+
+
+def test_mlm_figure_shows_the_head_per_language_when_no_adapter_was_trained():
+    log = pd.DataFrame({"phase": "head", "lang": "all", "step": [1, 2, 3], "loss": [7.6, 7.2, 7.1]})
+    held = pd.DataFrame({"lang": ["en", "de", "th"], "head_loss": [6.9, 7.0, 7.2]})
+    fig = figures.plot_mlm_loss(log, held, head_max_loss=4.0)
+    head_ax, lang_ax = fig.axes
+    assert [round(p.get_height(), 1) for p in lang_ax.patches] == [6.9, 7.0, 7.2]  # en, de, th in the kit's order
+    assert "no language adapter trained" in lang_ax.get_title()
+    assert any(line.get_ydata()[0] == 4.0 for line in head_ax.get_lines()[1:])  # the usable bar
+    far = figures.plot_mlm_loss(log, held, head_max_loss=100.0)  # the smoke profile's bar: off the scale, not drawn
+    assert len(far.axes[0].get_lines()) == 1

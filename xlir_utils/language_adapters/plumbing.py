@@ -9,6 +9,7 @@ an *invertible* adapter on the input embeddings; it is trained with MLM and drop
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 TASK = "task"
@@ -24,12 +25,23 @@ def lang_adapter_name(lang: str) -> str:
     return f"la_{lang}"
 
 
+class _NoIdleAdapterWarning(logging.Filter):
+    """Drops AdapterHub's "adapters available but none are activated" warning: the kit runs the
+    shared frozen layers and per-side routing groups with no adapter active on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "none are activated for the forward pass" not in record.getMessage()
+
+
 def enable_adapters(model):
     """Add AdapterHub support to the transformers model inside a SentenceTransformer (once, in
     place) and return that inner model, where adapters are added, trained and activated
     (notebook 03 §1)."""
     import adapters
 
+    mixin_logger = logging.getLogger("adapters.model_mixin")
+    if not any(isinstance(f, _NoIdleAdapterWarning) for f in mixin_logger.filters):
+        mixin_logger.addFilter(_NoIdleAdapterWarning())
     auto = model[0].auto_model
     if not hasattr(auto, "adapters_config"):
         adapters.init(auto)

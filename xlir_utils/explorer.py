@@ -148,6 +148,11 @@ class Explorer:
             qv = np.asarray(system.encode_query(question.text, question.lang), dtype=np.float32).reshape(-1)
         return system.candidates[pool] @ qv
 
+    @staticmethod
+    def _ranks(scores: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """1 + the number of pool scores strictly above each value (the module's rank rule)."""
+        return 1 + (scores[None, :] > np.asarray(values)[:, None]).sum(axis=1)
+
     def _relevant(self, question: Question) -> np.ndarray:
         if question.index is None:
             return np.array([], dtype=np.int64)
@@ -169,7 +174,7 @@ class Explorer:
             scores = self._scores(self._system(label), question, pool)
             top = np.argsort(-scores, kind="stable")[:k]
             pos = pool[top]
-            ranks = 1 + (scores[None, :] > scores[top][:, None]).sum(axis=1)
+            ranks = self._ranks(scores, scores[top])
             frames.append(pd.DataFrame({
                 "system": label, "rank": ranks, "lang": cands.lang.to_numpy()[pos],
                 "text": cands.sentence.to_numpy()[pos], "score": scores[top].astype(float),
@@ -190,14 +195,14 @@ class Explorer:
         cands = self.rset.candidates
         out = pd.DataFrame({"lang": cands.lang.to_numpy()[rel], "text": cands.sentence.to_numpy()[rel]})
         pool = self._pool(languages)
+        if not len(rel):  # a typed question: nothing to rank, nothing to encode
+            return out.assign(**{label: pd.array([], dtype="Int64") for label in systems})
         in_pool = np.isin(rel, pool)
-        where = {int(p): j for j, p in enumerate(pool)}
+        slot = np.searchsorted(pool, rel[in_pool])  # pool is sorted: each in-pool answer's place in it
         for label in systems:
             scores = self._scores(self._system(label), question, pool)
             ranks = pd.array([pd.NA] * len(rel), dtype="Int64")
-            for r, (p, ok) in enumerate(zip(rel, in_pool)):
-                if ok:
-                    ranks[r] = int(1 + (scores > scores[where[int(p)]]).sum())
+            ranks[in_pool] = self._ranks(scores, scores[slot])
             out[label] = ranks
         return out
 

@@ -52,7 +52,7 @@ def _read(profile: str, first: str, second: str | None) -> pd.DataFrame:
     folder = paths.results_dir(profile)
     if not (folder / first).is_file():
         raise FileNotFoundError(f"No {first} in {folder}: run notebook 04 in the {profile!r} profile first.")
-    frames = [pd.read_csv(folder / name) for name in (first, second) if name and (folder / name).is_file()]
+    frames = [outputs.read_table(name, profile) for name in (first, second) if name and (folder / name).is_file()]
     return pd.concat(frames, ignore_index=True)
 
 

@@ -142,9 +142,8 @@ def adapter_comparisons(frame: pd.DataFrame) -> list[tuple[str, str]]:
     languages (through the English adapter, through none) against its own routing; from the data."""
     from .system_labels import system_kind
 
-    first = frame.drop_duplicates("system")
-    by = dict(zip(first.training, first.system))
-    adapters = [(s, t) for s, t in zip(first.system, first.training) if system_kind(t) == "adapters"]
+    by = systems_by_training(frame)
+    adapters = [(s, t) for t, s in by.items() if system_kind(t) == "adapters"]
     pairs = [(s, by["hybrid"]) for s, _ in adapters] if "hybrid" in by else []
     for s, t in adapters:
         for unseen in ("/unseen-en", "/unseen-none"):

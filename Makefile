@@ -16,6 +16,16 @@ export XLIR_DATA_DIR
 else
 unexport XLIR_DATA_DIR
 endif
+# torch comes, by default, from the indexes pip is configured with, like every other requirement:
+# on Linux x86-64, PyPI's torch is the CUDA build (what a GPU machine needs; several GB with its
+# nvidia-* libraries); on macOS and Windows it is CPU-only. TORCH_INDEX names a PyTorch wheel
+# index to install torch from alone, before the rest: `make setup TORCH_INDEX=cpu` is the CPU-only
+# build for a laptop without a GPU (download.pytorch.org/whl/cpu); cu126 and the like, or a full
+# URL, pick another. It takes effect when .venv is set up (a fresh checkout, or after rm -rf .venv).
+TORCH_INDEX ?=
+TORCH_REQUIREMENT := $(shell grep -E '^torch[=<>~!]' requirements.txt)
+TORCH_INDEX_URL := $(if $(findstring ://,$(TORCH_INDEX)),$(TORCH_INDEX),https://download.pytorch.org/whl/$(strip $(TORCH_INDEX)))
+
 export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_DISABLE_TELEMETRY := 1
@@ -23,6 +33,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 .PHONY: help setup reproduce test unit-tests notebook-tests check-stripped strip figures benchmarks recipe-study clean-smoke explorer-screenshot
 
 help:
+	@echo "make setup       .venv with the pinned stack (TORCH_INDEX=cpu: torch's CPU-only build, for a laptop without a GPU)"
 	@echo "make reproduce   run notebooks 01-06 in the quick profile (writes results/ and figures/)"
 	@echo "make test        unit tests, then every notebook in the smoke profile, then a stripped-notebook check"
 	@echo "make figures     rebuild every figure and table from results/ (no training, no encoding)"
@@ -33,6 +44,9 @@ help:
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+ifneq ($(strip $(TORCH_INDEX)),)
+	$(PY) -m pip install --quiet --index-url $(TORCH_INDEX_URL) "$(TORCH_REQUIREMENT)"
+endif
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	$(PY) -m ipykernel install --prefix $(VENV) --name $(KERNEL) --display-name "xlir (.venv)" > /dev/null

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from xlir_utils.encoders.registry import load_encoder
+
 
 def no_dropout_copy(folder: Path) -> Path:
     """The offline encoder saved with dropout 0 (same weights)."""
-    from xlir_utils.encoders.registry import load_encoder
-
     model = load_encoder("e5-small-offline", device="cpu")
     cfg = model[0].auto_model.config
     cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.0
@@ -36,7 +36,7 @@ def launch(nproc: int, threads: int, model: Path, runs: Path, recipe: dict) -> p
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "XLIR_THREADS": str(threads), "XLIR_PROFILE": "smoke", "TOKENIZERS_PARALLELISM": "false"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "xlir_utils.train", "--profile", "smoke", "--sampling", "hybrid", "--seed", "13",
+           "-m", "xlir_utils.training", "--profile", "smoke", "--sampling", "hybrid", "--seed", "13",
            "--encoder", str(model), "--runs-root", str(runs), "--train", json.dumps(recipe),
            "--profile-overrides", json.dumps({"train_articles": 12})]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -12,6 +12,7 @@ minimum/mean cosine between each text's two embeddings.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import json
 import os
@@ -20,10 +21,12 @@ import statistics
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
 from xlir_utils import paths
 from xlir_utils.encoders import encode, load_encoder
@@ -123,11 +126,6 @@ def main(argv: list[str] | None = None) -> dict:
         """Dynamic int8 quantisation of every Linear (per-channel weights), on a copy: a lever
         that is measured here but not offered by ``encode`` (cosine falls below 0.999)."""
         if not hasattr(kit_int8, "model"):
-            import copy
-            import warnings
-
-            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 kit_int8.model = quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear: per_channel_dynamic_qconfig})

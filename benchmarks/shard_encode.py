@@ -25,10 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from xlir_utils import large_scale as L
+from xlir_utils.data import load_retrieval_set
+from xlir_utils.encoders.registry import load_encoder
+
 
 def texts(n: int) -> list[str]:
-    from xlir_utils.data import load_retrieval_set
-
     sents = load_retrieval_set("xquad-r").candidates.sentence
     step = max(1, len(sents) // n)
     return [s.replace("\n", " ") for s in sents.iloc[::step].head(n)]
@@ -48,8 +50,6 @@ def kit(nproc: int, threads: int, corpus: Path, out: Path, shard_size: int) -> d
 
 def st_pool(sentences: list[str]) -> tuple[float, np.ndarray]:
     os.environ["OMP_NUM_THREADS"] = "1"  # each worker one thread (inherited by the spawned workers)
-    from xlir_utils.encoders.registry import load_encoder
-
     model = load_encoder("e5-small-offline", device="cpu")
     pool = model.start_multi_process_pool(["cpu", "cpu"])
     try:
@@ -67,8 +67,6 @@ def main() -> None:
     ap.add_argument("--n-texts", type=int, default=4000)
     ap.add_argument("--shard-size", type=int, default=500)
     args = ap.parse_args()
-    from xlir_utils import large_scale as L
-
     sentences = texts(args.n_texts)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

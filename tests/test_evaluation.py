@@ -57,8 +57,7 @@ def toy():
         [0.2, 0.1, 0.3, 0.9, 0.8, 0.7],    # en:q1
         [0.1, 0.35, 0.3, 0.4, 0.5, 0.6],   # en:q2
     ], dtype=np.float32)
-    ev = E.evaluate(rset, scores, np.eye(6, dtype=np.float32), same_lang_k=2, bootstrap=200, seed=1,
-                    model="toy-model", training="none", candidate_text="sentence")
+    ev = E.evaluate(rset, scores, np.eye(6, dtype=np.float32), same_lang_k=2, bootstrap=200, seed=1)
     return rset, scores, ev
 
 
@@ -97,7 +96,7 @@ def test_toy_table_shape(toy):
     t = ev.table
     assert list(t.columns) == E.TABLE_COLUMNS
     assert set(t.setting) == {"mono", "cross", "multi", "pair"}
-    assert (t.model == "toy-model").all() and (t.dataset == "toy").all()
+    assert (t.dataset == "toy").all() and "model" not in t.columns  # the caller labels the rows
     assert not t[["value", "ci_low", "ci_high"]].isna().any().any()
     assert (t.ci_low <= t.value + 1e-12).all() and (t.value <= t.ci_high + 1e-12).all()
     assert set(t[t.setting == "pair"].metric) == {"map", "map@20_lareqa", "r@1", "r@10", "mrr", "ndcg@10"}

@@ -1,6 +1,7 @@
 """The retrieval explorer (notebook 06) on real XQuAD-R: its ranks agree with the evaluation
-engine's, relevance marks and the language filter are right, typed questions are encoded on the
-fly (LIR included), and the widget runs when its controls are set and its button clicked."""
+engine's (ties included), relevance marks and the language filter are right, typed questions are
+encoded on the fly (LIR included, as :mod:`xlir_utils.lir` projects the set), and the widget runs
+when its controls are set and its button clicked."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,6 +11,8 @@ from conftest import random_unit_embeddings
 from xlir_utils import evaluation as E
 from xlir_utils.explorer import Explorer, ExplorerSystem, _with_lir, guess_language
 from xlir_utils.explorer_view import ExplorerWidget, compare
+from xlir_utils.lir import project_out_language_directions
+from xlir_utils.systems import SystemSpec
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +33,7 @@ def _lookup_system(label, rset, seed):
         calls.append((text, lang))
         return q[index[(text, lang)]] if (text, lang) in index else q[0]
 
-    system = ExplorerSystem(label, "zero-shot", q, c, encode_query)
+    system = ExplorerSystem(label, SystemSpec("zero-shot", label), q, c, encode_query)
     return system, calls
 
 
@@ -59,6 +62,52 @@ def test_ranks_agree_with_the_evaluation_engine(explorer, rset):
         slot = int(np.flatnonzero(positions == j)[0])
         assert ev.ranks.group[i][slot] == lang_code[lang] and own == int(ev.ranks.group_rank[i][slot])
         assert within[within.lang != lang]["A"].isna().all()  # outside the filter
+
+
+def tied_unit_embeddings(rset, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors with four entries of +-1/2 in 8 dimensions: every score is a multiple of 1/4,
+    exact in float32, so equal scores (which abound) are equal bits in every computation."""
+    rng = np.random.default_rng(seed)
+
+    def draw(n):
+        x = np.zeros((n, 8), dtype=np.float32)
+        dims = np.argsort(rng.random((n, 8)), axis=1)[:, :4]
+        np.put_along_axis(x, dims, rng.choice([-0.5, 0.5], size=(n, 4)).astype(np.float32), axis=1)
+        return x
+
+    return draw(len(rset.queries)), draw(len(rset.candidates))
+
+
+def test_ranks_agree_with_the_evaluation_engine_under_ties(rset):
+    q, c = tied_unit_embeddings(rset, seed=5)
+    ex = Explorer(rset, [ExplorerSystem("T", SystemSpec("zero-shot", "T"), q, c, lambda text, lang: q[0])])
+    ev = E.evaluate(rset, q, c, bootstrap=0)
+    lang_code = {lang: i for i, lang in enumerate(rset.languages)}
+    scores = q @ c.T
+    tied = shared_better = 0
+    for i in range(0, len(rset.queries), 4):
+        rel = rset.relevant[i]
+        others = np.delete(scores[i], rel)
+        tied += bool(np.isin(scores[i, rel], others).any())
+        positions = ev.ranks.positions[i]
+        engine = dict(zip(positions[positions >= 0], ev.ranks.pool_rank[i][positions >= 0]))
+        got = [int(x) for x in ex.parallel_answer_ranks(i, ["T"])["T"]]
+        assert got == [int(engine[p]) for p in rel]
+        shared_better += sum(1 + int((scores[i] > scores[i, p]).sum()) < r for p, r in zip(rel, got))
+        # the top-k table ranks each relevant answer where parallel_answer_ranks puts it
+        table = ex.explore(i, ["T"], k=len(c))
+        marked = table[table.relevant]
+        assert dict(zip(marked.candidate_id, marked["rank"])) == {
+            rset.candidates.candidate_id.iat[p]: r for p, r in zip(rel, got)}
+        # within the question's own language, the engine's group rank
+        lang = rset.queries.lang.iat[i]
+        own = ex.parallel_answer_ranks(i, ["T"], languages=[lang])
+        j = [p for p in rel if rset.candidates.lang.iat[p] == lang][0]
+        slot = int(np.flatnonzero(positions == j)[0])
+        assert ev.ranks.group[i][slot] == lang_code[lang]
+        assert own[own.lang == lang]["T"].iat[0] == int(ev.ranks.group_rank[i][slot])
+    assert tied >= len(range(0, len(rset.queries), 4)) // 2  # most checked queries have a tied answer
+    assert shared_better > 0  # ties sharing the better rank would have given other ranks
 
 
 def test_explore_top_k_marks_and_filter(explorer, rset):
@@ -120,6 +169,17 @@ def test_lir_on_a_typed_question_matches_the_stored_projection(rset):
     assert not np.allclose(lir.candidates, a.candidates)
 
 
+@pytest.mark.parametrize("rank", [1, 3])
+def test_lir_of_the_set_is_the_projection_of_notebook_05(rset, rank):
+    a, _ = _lookup_system("A", rset, 1)
+    lir = _with_lir(a, rset, rank=rank)
+    q, c = project_out_language_directions(a.queries, rset.queries.lang, a.candidates, rset.candidates.lang,
+                                           rank=rank)
+    np.testing.assert_array_equal(lir.queries, q)
+    np.testing.assert_array_equal(lir.candidates, c)
+    assert lir.label == f"A + LIR r={rank}"
+
+
 def test_clear_errors(explorer, rset):
     with pytest.raises(KeyError, match="choose from"):
         explorer.explore(0, ["nope"])
@@ -132,7 +192,7 @@ def test_clear_errors(explorer, rset):
     with pytest.raises(IndexError, match="outside"):
         explorer.question(10**6)
     a, _ = _lookup_system("A", rset, 1)
-    short = ExplorerSystem("S", "zero-shot", a.queries[:5], a.candidates, a.encode_query)
+    short = ExplorerSystem("S", a.spec, a.queries[:5], a.candidates, a.encode_query)
     with pytest.raises(ValueError, match="rerun notebook 04"):
         Explorer(rset, [short])
     with pytest.raises(ValueError, match="notebook 04"):
@@ -180,8 +240,12 @@ def test_load_explorer_with_the_real_encoder(shared_data):
     from xlir_utils.explorer import load_explorer
 
     cfg = config.load("smoke")
-    ex = load_explorer(cfg, kinds=("zero-shot",))
+    ex = load_explorer(cfg, families=("zero-shot",))
     assert ex.labels == [cfg.encoder, f"{cfg.encoder} + LIR r=1"]
+    assert ex.label_of(family="zero-shot", post_hoc=None) == cfg.encoder  # picked by the spec, not the name
+    assert ex.label_of(post_hoc="LIR r=1") == f"{cfg.encoder} + LIR r=1" and ex.label_of(sampling="hybrid") is None
+    with pytest.raises(ValueError, match="no system column"):
+        ex.label_of(training="hybrid")
     q = ex.rset.queries
     for label in ex.labels:
         s = ex.systems[label]

@@ -7,6 +7,7 @@ from xlir_utils import figures, outputs
 from xlir_utils.data import load_retrieval_set
 from xlir_utils.evaluation import evaluate
 from xlir_utils.seed_statistics import run_values, seed_summary
+from xlir_utils.systems import SystemSpec, label_rows
 
 
 @pytest.fixture(scope="module")
@@ -15,8 +16,10 @@ def evaluated(shared_data):
     rset = load_retrieval_set("xquad-r", articles=1)
     rng = np.random.default_rng(0)
     tables, per_query, values = [], [], []
-    for name, training, noise in (("xlm-roberta-base", "zero-shot", 3.0), ("full-X-X", "X-X", 1.5),
-                                  ("full-hybrid", "hybrid", 1.0)):
+    for name, spec, noise in (("xlm-roberta-base", SystemSpec("zero-shot", "xlm-roberta-base"), 3.0),
+                              ("full-X-X", SystemSpec("full", "m", sampling="X-X", alpha=1), 1.5),
+                              ("full-hybrid", SystemSpec("full", "m", sampling="hybrid", alpha=0.5), 1.0)):
+        labels = {"model": name, "system": name, "seed": None, **spec.columns()}
         content = {qid: rng.normal(size=32) for qid in rset.queries.question_id.unique()}
         q = np.stack([content[qid] + noise * rng.normal(size=32) for qid in rset.queries.question_id])
         owner = {int(j): rset.queries.question_id.iat[i] for i, rel in enumerate(rset.relevant) for j in rel}
@@ -24,12 +27,12 @@ def evaluated(shared_data):
                       for j in range(len(rset.candidates))])
         q /= np.linalg.norm(q, axis=1, keepdims=True)
         c /= np.linalg.norm(c, axis=1, keepdims=True)
-        ev = evaluate(rset, q, c, bootstrap=50, model=name, training=training)
-        tables.append(ev.table)
-        values.append(run_values(ev, model=name, system=name, training=training, seed=None, dataset=rset.name))
+        ev = evaluate(rset, q, c, bootstrap=50)
+        tables.append(label_rows(ev.table, labels))
+        values.append(run_values(ev, labels=labels, dataset=rset.name))
         multi = ev.per_query[ev.per_query.setting == "multi"]
-        per_query.append(pd.DataFrame({"model": name, "training": training, "dataset": rset.name,
-                                       "n_relevant": multi.n_rel, "rank_distance": multi.rank_distance}))
+        per_query.append(label_rows(pd.DataFrame({"dataset": rset.name, "n_relevant": multi.n_rel.to_numpy(),
+                                                  "rank_distance": multi.rank_distance.to_numpy()}), labels))
     return pd.concat(tables, ignore_index=True), pd.concat(per_query, ignore_index=True), \
         seed_summary(values, n_boot=50)[0]
 
@@ -72,7 +75,8 @@ def test_heatmaps_of_a_paper_baseline_and_the_difference(results):
 
 def test_alpha_sweep_needs_three_alphas(seed_means):
     assert figures.plot_alpha_sweep(seed_means[seed_means.system != "full-X-X"]) is None
-    sweep = pd.concat([seed_means, seed_means[seed_means.system == "full-hybrid"].assign(system="a", training="X-Y")])
+    sweep = pd.concat([seed_means, seed_means[seed_means.system == "full-hybrid"].assign(system="a", sampling="X-Y",
+                                                                                          alpha=0.0)])
     fig = figures.plot_alpha_sweep(sweep)
     xs = sorted({round(float(x), 3) for x in fig.axes[0].lines[0].get_xdata()})
     assert xs == [0.0, 0.5, 1.0]

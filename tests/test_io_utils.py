@@ -1,7 +1,10 @@
-"""Atomic writes and crash recovery: interrupted writes, kills mid-write and mid-swap."""
+"""Atomic writes and crash recovery (interrupted writes, kills mid-write and mid-swap), the
+keyed array store (keys, checksums, damaged files) and the text digest."""
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -12,12 +15,18 @@ import numpy as np
 import pytest
 
 from xlir_utils import io_utils
+from xlir_utils.data.fetch import ChecksumMismatch, _download
+from xlir_utils.data.registry import RemoteFile
 from xlir_utils.io_utils import (
+    atomic_output,
     atomic_replace_dir,
     atomic_write_bytes,
     atomic_write_json,
+    read_keyed_arrays,
     recover_dir,
     sweep_stale_temps,
+    text_digest,
+    write_keyed_arrays,
 )
 
 
@@ -128,3 +137,170 @@ def test_temp_names_carry_the_writer_pid():
     assert io_utils.temp_prefix("x.npz") == f".x.npz.{os.getpid()}."
     assert io_utils._TEMP.match(f".x.npz.{os.getpid()}.ab_12.tmp")
     assert not io_utils._TEMP.match("x.npz")
+
+
+def test_every_temporary_name_is_swept_once_its_writer_is_gone(tmp_path):
+    """Temporary files and build folders of a process that died without cleaning up (as a kill
+    leaves them) are recognised and removed; the finished files beside them are kept."""
+    code = textwrap.dedent(f"""
+        import os
+        from pathlib import Path
+        from xlir_utils import io_utils
+        folder = Path({str(tmp_path)!r})
+        io_utils.new_temp_file(folder / "shard-000001.npz")
+        io_utils.new_temp_dir(folder / "e5-small-offline-0.3.0-abc")
+        cm = io_utils.atomic_output(folder / "index-flat.faiss")
+        cm.__enter__().write_bytes(b"half an index")
+        os._exit(0)  # no clean-up: what a kill leaves
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    (tmp_path / "kept.npz").write_bytes(b"a finished file")
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != "kept.npz")
+    assert len(left) == 3 and all(io_utils._TEMP.match(name) for name in left), left
+    assert len(sweep_stale_temps(tmp_path)) == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["kept.npz"]
+
+
+def test_atomic_output_installs_on_success_and_removes_on_error(tmp_path):
+    path = tmp_path / "index.faiss"
+    with atomic_output(path) as tmp:
+        assert io_utils._TEMP.match(tmp.name) and tmp.parent == tmp_path
+        tmp.write_bytes(b"first")
+    assert path.read_bytes() == b"first" and path.stat().st_mode & 0o777 == 0o644
+    with pytest.raises(RuntimeError), atomic_output(path) as tmp:
+        tmp.write_bytes(b"second, broken")
+        raise RuntimeError("the writer failed")
+    assert path.read_bytes() == b"first" and [p.name for p in tmp_path.iterdir()] == ["index.faiss"]
+
+
+def _remote(source, payload_sha):
+    return RemoteFile(dataset="test", path="test/file.bin", url=source.as_uri(), sha256=payload_sha, licence="none")
+
+
+def test_download_is_verified_fsynced_and_atomic(tmp_path, monkeypatch):
+    source = tmp_path / "upstream.bin"
+    source.write_bytes(b"payload " * 1000)
+    target = tmp_path / "raw" / "file.bin"
+    synced = []
+    real_fsync = io_utils.os.fsync
+    monkeypatch.setattr(io_utils.os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    _download(_remote(source, hashlib.sha256(source.read_bytes()).hexdigest()), target)
+    assert target.read_bytes() == source.read_bytes() and synced
+    assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
+    with pytest.raises(ChecksumMismatch):
+        _download(_remote(source, "0" * 64), target)
+    assert target.read_bytes() == source.read_bytes()  # the good file was not replaced
+    assert [p.name for p in target.parent.iterdir()] == ["file.bin"]  # and nothing was left
+
+
+# ------------------------------------------------------------------------ keyed array store
+def _arrays():
+    rng = np.random.default_rng(0)
+    return {"embeddings": rng.standard_normal((50, 8)).astype(np.float32), "ids": np.arange(50),
+            "label": np.array("Wer hat den Super Bowl 50 gewonnen?")}
+
+
+def test_keyed_arrays_round_trip(tmp_path):
+    path = tmp_path / "cache" / "a.npz"
+    arrays = _arrays()
+    assert write_keyed_arrays(path, "fp|texts", **arrays) == path
+    got = read_keyed_arrays(path, "fp|texts")
+    assert set(got) == set(arrays)
+    for name, a in arrays.items():
+        assert got[name].dtype == a.dtype and np.array_equal(got[name], a), name
+    assert read_keyed_arrays(path, None) is not None  # any key: intact contents only
+    assert [p.name for p in path.parent.iterdir()] == ["a.npz"]
+    assert read_keyed_arrays(tmp_path / "absent.npz", "fp|texts") is None
+
+
+def test_another_key_is_treated_as_missing_without_a_warning(tmp_path, caplog):
+    path = tmp_path / "a.npz"
+    write_keyed_arrays(path, "model-1|texts", **_arrays())
+    with caplog.at_level(logging.WARNING):
+        assert read_keyed_arrays(path, "model-2|texts") is None
+        assert read_keyed_arrays(path, "model-1|texts|") is None
+    assert not caplog.records
+
+
+def _flip_inside(path, array):
+    """Flip one byte in the middle of ``array``'s data inside the file."""
+    data = bytearray(path.read_bytes())
+    raw = np.ascontiguousarray(array).tobytes()
+    at = data.find(raw)
+    assert at >= 0 and data.find(raw, at + 1) < 0
+    data[at + len(raw) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_inside_an_array_is_caught(tmp_path, caplog):
+    path = tmp_path / "a.npz"
+    arrays = _arrays()
+    write_keyed_arrays(path, "k", **arrays)
+    _flip_inside(path, arrays["embeddings"])
+    with caplog.at_level(logging.WARNING):
+        assert read_keyed_arrays(path, "k") is None
+    assert "unreadable" in caplog.text and str(path) in caplog.text
+
+
+def test_altered_numbers_in_a_well_formed_file_fail_the_checksum(tmp_path, caplog):
+    """The zip container's own CRC is rewritten with the numbers: only the store's checksum sees it."""
+    path = tmp_path / "a.npz"
+    write_keyed_arrays(path, "k", **_arrays())
+    with np.load(path) as z:
+        members = {name: z[name].copy() for name in z.files}
+    members["embeddings"][3, 2] += 1e-3
+    with open(path, "wb") as handle:
+        np.savez(handle, **members)
+    with caplog.at_level(logging.WARNING):
+        assert read_keyed_arrays(path, "k") is None
+        assert read_keyed_arrays(path, None) is None
+    assert "checksum mismatch" in caplog.text and str(path) in caplog.text
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage", "plain npz", "array added"])
+def test_unreadable_files_are_treated_as_missing_with_a_warning(tmp_path, caplog, damage):
+    path = tmp_path / "a.npz"
+    arrays = _arrays()
+    write_keyed_arrays(path, "k", **arrays)
+    data = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "garbage":
+        path.write_bytes(os.urandom(len(data)))
+    elif damage == "plain npz":  # an older cache format: arrays and a key, no record
+        with open(path, "wb") as handle:
+            np.savez(handle, embeddings=arrays["embeddings"], key=np.array("k"))
+    else:
+        with np.load(path) as z:
+            members = {name: z[name] for name in z.files}
+        with open(path, "wb") as handle:
+            np.savez(handle, extra=np.zeros(3), **members)
+    with caplog.at_level(logging.WARNING):
+        assert read_keyed_arrays(path, "k") is None
+    assert "unreadable" in caplog.text and str(path) in caplog.text
+    write_keyed_arrays(path, "k", **arrays)  # the caller replaces it
+    assert read_keyed_arrays(path, "k") is not None
+
+
+def test_store_refuses_what_it_cannot_verify(tmp_path):
+    with pytest.raises(ValueError):
+        write_keyed_arrays(tmp_path / "a.npz", "k")
+    with pytest.raises(ValueError):
+        write_keyed_arrays(tmp_path / "a.npz", "k", __record__=np.zeros(2))
+    with pytest.raises(TypeError):
+        write_keyed_arrays(tmp_path / "a.npz", "k", texts=np.array(["a", None], dtype=object))
+    assert not list(tmp_path.iterdir())
+
+
+def test_text_digest_is_length_prefixed_utf8_sha256():
+    texts = ["Wer hat gewonnen?", "天空是蓝色的。", ""]
+    h = hashlib.sha256()
+    for t in texts:
+        b = t.encode("utf-8")
+        h.update(len(b).to_bytes(8, "little") + b)
+    assert text_digest(texts) == h.hexdigest() and text_digest(iter(texts), 16) == h.hexdigest()[:16]
+    assert text_digest(["ab", "c"]) != text_digest(["a", "bc"]) != text_digest(["abc"])
+    assert text_digest(["a", ""]) != text_digest(["a"])
+    assert text_digest(["\ud800"]) != text_digest(["\ud801"])  # lone surrogates hash, distinctly

@@ -1,9 +1,11 @@
 """Language adapters (MAD-X style) for the bi-encoder: the MLM head on cached states, language
 adapters above the frozen prefix, the variants, and the sanity checks that tell a collapse from a bug.
 
-Uses the real offline encoder (``e5-small-offline``) with tiny step counts and a few hand-written
-parallel sentences (no data files needed). Module-scoped fixtures share one trained head, two
-language adapters (en, de) and trained variants, so the file runs in a few minutes on 2 cores.
+Tiny step counts, a few hand-written parallel sentences and NTREX-128 text. The adapter plumbing,
+routing, saving and reuse do not depend on the encoder's weights: they run on a tiny random BERT
+with the offline model's tokenizer (``tiny_encoder`` in conftest.py), whose module-scoped head,
+language adapters (en, de) and trained variants the tests share. Only whether MLM learning works
+(the head, an adapter's falling loss) needs the real offline encoder (``e5_head``).
 """
 from __future__ import annotations
 
@@ -60,6 +62,10 @@ def changed(before: dict, model, head=None) -> set[str]:
     return {n for n in before if n in after and not torch.equal(before[n], after[n])}
 
 
+def trainable_names(model) -> set[str]:
+    return {n for n, p in model.named_parameters() if p.requires_grad}
+
+
 def toy_pairs() -> pd.DataFrame:
     rows = [(f"q{i}", ql, TEXTS[ql][i], pl, TEXTS[pl][(i + 1) % 10], "toy")
             for i in range(10) for ql in ("en", "de") for pl in ("en", "de")]
@@ -67,8 +73,8 @@ def toy_pairs() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def prof():
-    return tiny_profile()
+def prof(tiny_encoder_dir):
+    return tiny_profile().replace(encoder=str(tiny_encoder_dir()))
 
 
 @pytest.fixture(scope="module")
@@ -80,11 +86,23 @@ def corpus(shared_data):
 
 
 @pytest.fixture(scope="module")
-def trained(prof, corpus, tmp_path_factory):
-    """A model with the shared head (cached states) and two language adapters, saved to disk."""
+def e5_head(prof, corpus, tmp_path_factory):
+    """``e5-small-offline`` with the shared MLM head trained on its cached states. Whether a head
+    learns to predict masked tokens, and whether an adapter then lowers that loss within a few
+    steps, depends on states that carry meaning: a random encoder's hardly do."""
     from xlir_utils.encoders import load_encoder
 
     model = load_encoder("e5-small-offline")
+    root = tmp_path_factory.mktemp("e5-head")
+    _, held = la.split_heldout(corpus, prof.adapters.heldout_fraction)
+    head, head_log, _ = la.train_mlm_head(model, corpus, prof, root / la.HEAD_DIR, show_progress=False)
+    return {"model": model, "head": head, "head_log": head_log, "root": root, "held_text": held}
+
+
+@pytest.fixture(scope="module")
+def trained(prof, corpus, tmp_path_factory, tiny_encoder):
+    """The tiny encoder with the shared head (cached states) and two language adapters, saved to disk."""
+    model = tiny_encoder()
     root = tmp_path_factory.mktemp("lang")
     train, held = la.split_heldout(corpus, prof.adapters.heldout_fraction)
     head, head_log, head_held = la.train_mlm_head(model, corpus, prof, root / la.HEAD_DIR, show_progress=False)
@@ -121,46 +139,44 @@ def project(prof, trained, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def runs(prof, project):
+def runs(prof, project, tiny_encoder):
     """Every variant trained for 2 hybrid steps on parallel en/de pairs."""
-    from xlir_utils.encoders import load_encoder
-
     pairs = toy_pairs()
     captured, original = {}, variants.prepare_variant
     out = {}
     for variant in la.VARIANTS:
         def spy(*args, **kwargs):  # trainable names and weights right after set-up
             routing = original(*args, **kwargs)
-            captured[variant] = {"trainable": la.trainable_names(args[0]), "before": snapshot(args[0])}
+            captured[variant] = {"trainable": trainable_names(args[0]), "before": snapshot(args[0])}
             return routing
 
         variants.prepare_variant = spy
-        model = load_encoder("e5-small-offline")
+        model = tiny_encoder()
         try:
             record = la.train_variant(prof, variant, pairs, model=model, show_progress=False)
         finally:
             variants.prepare_variant = original
         out[variant] = {"model": model, "record": record, **captured[variant],
-                        "run_dir": project / "runs" / prof.name / la.run_name(variant, 13)}
+                        "run_dir": project / "runs" / prof.name / la.variant_run_name(variant, 13)}
     return out
 
 
 # ------------------------------------------------------------------ the MLM head and the language adapters
-def test_the_head_learns_on_cached_states(trained, prof):
+def test_the_head_learns_on_cached_states(e5_head, prof):
     """On held-out text the trained head predicts masked tokens far better than a fresh one."""
     from xlir_utils.language_adapters import mlm
 
-    model, head = trained["model"], trained["head"]
+    model, head = e5_head["model"], e5_head["head"]
     fresh = la.new_mlm_head(model, head.vocab)
-    held = [t for texts in trained["held_text"].values() for t in texts]
+    held = [t for texts in e5_head["held_text"].values() for t in texts]
     with plumbing.no_adapters(la.enable_adapters(model)):
         states = mlm.masked_states(model, head, held, prof.adapters.mlm_max_seq_length, seed=3)
     assert mlm.head_loss(head, *states)[0] < mlm.head_loss(fresh, *states)[0] - 0.5
-    record = json.loads((trained["root"] / la.HEAD_DIR / "run.json").read_text())
-    assert record["heldout_loss"] == pytest.approx(trained["head_log"].heldout_loss.min()) and record["usable"]
+    record = json.loads((e5_head["root"] / la.HEAD_DIR / "run.json").read_text())
+    assert record["heldout_loss"] == pytest.approx(e5_head["head_log"].heldout_loss.min()) and record["usable"]
     assert record["vocab"] < 10_000  # the softmax ranges over the ids of this text only
-    reloaded = lang_training._load_head(trained["model"], trained["root"] / la.HEAD_DIR)
-    assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), trained["head"].state_dict().values()))
+    reloaded = lang_training._load_head(e5_head["model"], e5_head["root"] / la.HEAD_DIR)
+    assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), e5_head["head"].state_dict().values()))
 
 
 def test_mlm_phase_changes_only_that_language_adapter_and_lowers_its_loss(trained):
@@ -176,9 +192,9 @@ def test_mlm_phase_changes_only_that_language_adapter_and_lowers_its_loss(traine
         assert held["loss_after"] != held["loss_before"] != held["loss_after_without_invertible"]
 
 
-def test_mlm_loss_of_a_language_adapter_falls(trained):
+def test_mlm_loss_of_a_language_adapter_falls(e5_head):
     """A fresh adapter on a fixed batch with fixed masks: its MLM loss must fall clearly."""
-    model, head = trained["model"], trained["head"]
+    model, head = e5_head["model"], e5_head["head"]
     auto = la.enable_adapters(model)
     name = "la_probe"
     torch.manual_seed(0)
@@ -201,7 +217,7 @@ def test_mlm_loss_of_a_language_adapter_falls(trained):
     assert losses[-1] < losses[0] - 0.5, losses
 
 
-def test_adapters_live_above_the_frozen_prefix(trained):
+def test_adapters_live_above_the_frozen_prefix(trained, prof):
     model = trained["model"]
     auto = la.enable_adapters(model)
     lower = [n for n, _ in auto.named_parameters() if "la_" in n and any(f"layer.{i}." in n for i in range(K))]
@@ -216,7 +232,7 @@ def test_adapters_live_above_the_frozen_prefix(trained):
     assert prefix.shareable(stripped, K)
     from xlir_utils.encoders import load_encoder
 
-    assert prefix.prefix_fingerprint(stripped, K) == prefix.prefix_fingerprint(load_encoder("e5-small-offline"), K)
+    assert prefix.prefix_fingerprint(stripped, K) == prefix.prefix_fingerprint(load_encoder(prof.encoder), K)
 
 
 # ------------------------------------------------------------------ the variants
@@ -303,7 +319,7 @@ def test_save_reload_is_bit_identical(runs):
 
 
 def test_finished_variant_is_reused_and_a_bad_head_stops_mlm_variants(prof, runs, monkeypatch):
-    monkeypatch.setattr("xlir_utils.encoders.registry.load_encoder", lambda *a, **k: pytest.fail("retrained"))
+    monkeypatch.setattr(variants, "load_encoder", lambda *a, **k: pytest.fail("retrained"))  # train_variant's
     record = la.train_variant(prof, "task-only", toy_pairs(), show_progress=False)
     assert record["digest"] == runs["task-only"]["record"]["digest"]
     monkeypatch.setattr(variants, "head_record", lambda p: {"usable": False})

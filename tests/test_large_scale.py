@@ -2,62 +2,26 @@
 sharded encoding, FAISS against the exact engine, and the large-corpus metrics."""
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
+import shutil
+import zlib
 
+import faiss
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import isolated_project, random_unit_embeddings
+from helpers import write_mewsli, write_miracl
 
+from xlir_utils import config
 from xlir_utils import large_scale as L
 from xlir_utils.data import DataUnavailable, load_retrieval_set
 from xlir_utils.data import mewsli_x, miracl
 from xlir_utils.metrics import rank_relevant_grouped
+from xlir_utils.systems.record import System, SystemSpec
 
 
 # ------------------------------------------------------------------ fixtures in the upstream formats
-def write_mewsli(root):
-    folder = root / "mewsli-x"
-    folder.mkdir(parents=True)
-    entities = [
-        {"entity_id": "Q90", "title": "Paris", "description": "Paris is the capital of France. It is on the Seine.",
-         "description_url": "https://en.wikipedia.org/wiki/Paris", "description_language": "en",
-         "sentence_spans": [{"start": 0, "end": 31}, {"start": 32, "end": 51}]},
-        {"entity_id": "Q64", "title": "Berlin", "description": "Berlin ist die Hauptstadt Deutschlands.",
-         "description_url": "https://de.wikipedia.org/wiki/Berlin", "description_language": "de",
-         "sentence_spans": [{"start": 0, "end": 38}]},
-    ]
-    (folder / "candidate_set_entities.jsonl").write_text("\n".join(json.dumps(e) for e in entities) + "\n")
-    text = "Gestern war ich in Paris. Es regnete {stark}."
-    article = {"context": {"document_id": "1", "document_url": "u", "document_title": "t", "section_title": "",
-                           "language": "de", "text": text, "sentence_spans": [{"start": 0, "end": 25},
-                                                                               {"start": 26, "end": 45}]},
-               "mentions": [{"example_id": "ex1", "entity_id": "Q90",
-                             "mention_span": {"start": 19, "end": 24, "text": "Paris"}}]}
-    fa = {"context": {"document_id": "2", "language": "xx", "text": "ignored", "sentence_spans": []}, "mentions": []}
-    (folder / "wikinews_mentions-dev.jsonl").write_text(json.dumps(article) + "\n" + json.dumps(fa) + "\n")
-    return folder
-
-
-def write_miracl(root, lang="sw"):
-    base = root / "miracl" / f"miracl-v1.0-{lang}"
-    (base / "topics").mkdir(parents=True)
-    (base / "qrels").mkdir(parents=True)
-    (base / "topics" / f"topics.miracl-v1.0-{lang}-dev.tsv").write_text("1\tmji mkuu wa kenya\n2\tmlima mrefu\n")
-    (base / "qrels" / f"qrels.miracl-v1.0-{lang}-dev.tsv").write_text(
-        "1\tQ0\t10#0\t1\n1\tQ0\t10#1\t0\n2\tQ0\t20#0\t1\n2\tQ0\t99#9\t1\n")
-    corpus = root / "miracl-corpus" / f"miracl-corpus-v1.0-{lang}"
-    corpus.mkdir(parents=True)
-    docs = [{"docid": "10#0", "title": "Nairobi", "text": "Nairobi ni mji mkuu wa Kenya."},
-            {"docid": "10#1", "title": "Nairobi", "text": "Ina watu wengi."},
-            {"docid": "20#0", "title": "Kilimanjaro", "text": "Mlima mrefu zaidi Afrika."}]
-    with gzip.open(corpus / "docs-0.jsonl.gz", "wt", encoding="utf-8") as handle:
-        handle.write("\n".join(json.dumps(d) for d in docs) + "\n")
-    return root
-
-
 def test_mewsli_x_queries_and_candidates_as_xtreme_r_builds_them(tmp_path, monkeypatch):
     isolated_project(tmp_path, monkeypatch, tmp_path / "offline")
     write_mewsli(tmp_path / "offline")
@@ -129,6 +93,45 @@ def test_sharded_encoding_resumes_and_matches_one_pass(tmp_path, caplog):
     assert len(calls) == 6 + 5
 
 
+def test_a_damaged_shard_is_named_on_load_and_encoded_again(tmp_path, caplog):
+    texts = [f"text {i}" for i in range(12)]
+    calls = []
+
+    def encode(chunk):
+        calls.append(len(chunk))
+        return np.stack([np.full(4, float(t.split()[1]), np.float32) for t in chunk])
+
+    folder = tmp_path / "s"
+    L.encode_shards(encode, texts, folder, fingerprint="fp", shard_size=5)
+    whole = L.load_shards(folder, 12, 5)
+    shard = L.shard_path(folder, 1)
+    with np.load(shard) as z:  # well-formed, but its numbers changed after writing
+        members = {name: z[name].copy() for name in z.files}
+    members["embeddings"][2, 1] = -1.0
+    with open(shard, "wb") as handle:
+        np.savez(handle, **members)
+    with caplog.at_level("WARNING"), pytest.raises(ValueError, match="shard-000001.npz is damaged"):
+        L.load_shards(folder, 12, 5)
+    assert "checksum mismatch" in caplog.text and str(shard) in caplog.text
+    L.encode_shards(encode, texts, folder, fingerprint="fp", shard_size=5)
+    assert calls == [5, 5, 2, 5]  # only the damaged shard again
+    np.testing.assert_array_equal(L.load_shards(folder, 12, 5), whole)
+    assert sorted(p.name for p in folder.iterdir()) == [f"shard-00000{i}.npz" for i in range(3)]
+
+
+def test_index_is_written_atomically(tmp_path):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((200, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    target = tmp_path / "index-flat.faiss"
+    L.write_index(L.build_index(x[:50]), target)
+    L.write_index(L.build_index(x), target)  # replaced
+    assert [p.name for p in tmp_path.iterdir()] == ["index-flat.faiss"]
+    back = faiss.read_index(str(target))
+    assert back.ntotal == 200
+    np.testing.assert_array_equal(L.search(back, x[:5], 3)[1], L.search(L.build_index(x), x[:5], 3)[1])
+
+
 def test_faiss_flat_ranks_equal_the_exact_engine_on_xquad_r(shared_data):
     """On real XQuAD-R relevance (random embeddings: no ties), IndexFlatIP's ranking gives every
     relevant candidate the rank the exact engine gives it."""
@@ -160,3 +163,29 @@ def test_mewsli_map20_and_miracl_ranks():
     assert out["all"] == pytest.approx((0.25 + 0.5) / 2)  # the mean over languages
     ranks = L.ranks_of_relevant(np.array([[4, 2, 9, 1]]), [[1, 7]])
     assert ranks[0, 0] == 4 and np.isinf(ranks[0, 1])
+
+
+def test_large_scale_suites_on_upstream_fixtures_reuse_their_shards(tmp_path, monkeypatch):
+    """Notebook 04 §9 on fixtures: both suites, labelled rows, and a rerun that encodes no passage."""
+    offline = tmp_path / "offline"
+    isolated_project(tmp_path, monkeypatch, offline)
+    mewsli = write_mewsli(offline)
+    shutil.copy(mewsli / "wikinews_mentions-dev.jsonl", mewsli / "wikinews_mentions-test.jsonl")
+    write_miracl(offline, "sw")
+    kinds = []
+
+    def encode(texts, langs, kind):
+        kinds.append(kind)
+        out = np.stack([np.random.default_rng(zlib.crc32(t.encode())).standard_normal(8) for t in texts])
+        return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+    profile = config.load("smoke").replace(large_scale=("mewsli-x", "miracl"), miracl_languages=("sw",))
+    system = System("toy-s13", SystemSpec("zero-shot", "toy"), "fp", encode, name="toy", seed=13)
+    out = L.run_large_scale(profile, [system])
+    assert set(out.dataset) == {"mewsli-x", "miracl"} and out.value.between(0, 1).all()
+    assert set(out.system) == {"toy"} and set(out.model) == {"toy-s13"} and set(out.seed) == {13}
+    assert set(out[out.dataset == "miracl"].lang) == {"sw", "mean", "median"}
+    assert kinds.count("passage") == 2
+    again = L.run_large_scale(profile, [system])
+    assert kinds.count("passage") == 2  # the shards were reused
+    pd.testing.assert_frame_equal(again, out)

@@ -1,7 +1,8 @@
-"""Language information removal on synthetic embeddings with a known language offset."""
+"""Language information removal on synthetic embeddings with a known language offset; its fit and
+apply steps (the explorer projects a typed question with the set's directions)."""
 import numpy as np
 
-from xlir_utils.lir import project_out_language_directions
+from xlir_utils.lir import fit_language_directions, project_out_language_directions, remove_language_information
 
 
 def test_lir_removes_a_language_offset():
@@ -29,3 +30,24 @@ def test_lir_removes_a_language_offset():
     assert before > n / 2  # with the offset, every same-language candidate comes first
     assert after <= 3  # without it, the twin sits right behind the same-language answer
     assert np.allclose(np.linalg.norm(c2, axis=1), 1, atol=1e-5)
+
+
+def test_fit_then_apply_is_the_projection_and_works_row_by_row():
+    rng = np.random.default_rng(1)
+    q = rng.normal(size=(30, 16)).astype(np.float32)
+    c = rng.normal(size=(50, 16)).astype(np.float32)
+    q_langs = np.array(["a", "b", "c"] * 10)
+    c_langs = np.array(["a", "b"] * 25)
+    q2, c2 = project_out_language_directions(q, q_langs, c, c_langs, rank=2)
+    dirs = fit_language_directions(q, q_langs, c, c_langs, rank=2)
+    assert sorted(dirs) == ["a", "b", "c"] and dirs["a"].shape == (2, 16)
+    np.testing.assert_array_equal(remove_language_information(q, q_langs, dirs), q2)
+    np.testing.assert_array_equal(remove_language_information(c, c_langs, dirs), c2)
+    # one vector at a time (a typed question) gets what it gets inside the set
+    for i in (0, 4, 29):
+        one = remove_language_information(q[i:i + 1], [q_langs[i]], dirs)[0]
+        np.testing.assert_allclose(one, q2[i], atol=1e-6)
+        np.testing.assert_allclose(dirs[q_langs[i]] @ one, 0, atol=1e-6)  # nothing left on its directions
+    # a language without directions is only re-normalised
+    other = remove_language_information(q[:1], ["zz"], dirs)[0]
+    np.testing.assert_allclose(other, q[0] / np.linalg.norm(q[0]), atol=1e-6)

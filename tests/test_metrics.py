@@ -1,13 +1,18 @@
 """Metrics: exact ranks (ties, chunking, candidate order), per-query metrics against
-hand arithmetic and ``ir_measures``, the LAReQA AP@k divisor, bootstrap and paired tests."""
+hand arithmetic and ``ir_measures``, the LAReQA AP@k divisor, the readable reference against the
+engine on XQuAD-R with ties, bootstrap and paired tests."""
 from __future__ import annotations
 
 import ir_measures
 import numpy as np
 import pytest
+from conftest import random_unit_embeddings
 from ir_measures import AP, R, RR, nDCG
 
 from xlir_utils import metrics as M
+from xlir_utils.data import load_retrieval_set
+from xlir_utils.metrics import reference
+from xlir_utils.metrics.ranking import pessimistic_order
 
 # --------------------------------------------------------------------------- helpers
 
@@ -200,6 +205,65 @@ def test_bad_inputs_fail_clearly():
         M.rank_relevant_grouped(q * np.nan, c, [np.array([0]), np.array([1])])
     with pytest.raises(ValueError, match="embedding sizes"):
         M.rank_relevant_grouped(q, c[:, :2], [np.array([0]), np.array([1])])
+
+
+def test_pessimistic_order_by_hand():
+    scores = np.array([0.5, 0.9, 0.5, 0.1, 0.5], dtype=np.float32)
+    # 0.9 first; among the three 0.5s the non-relevant ones (0, 4) in candidate order, then relevant 2
+    np.testing.assert_array_equal(pessimistic_order(scores, [2]), [1, 0, 4, 2, 3])
+    np.testing.assert_array_equal(pessimistic_order(scores, [0, 2]), [1, 4, 0, 2, 3])
+    np.testing.assert_array_equal(pessimistic_order(scores), [1, 0, 2, 4, 3])  # no relevance: candidate order
+    q = np.ones((1, 1), dtype=np.float32)
+    ranks = M.rank_relevant_grouped(q, scores[:, None], [np.array([0, 2])]).ranks_in_pool()[0]
+    np.testing.assert_array_equal(ranks, [3, 4])  # places 3 and 4 of the order above
+
+
+# --------------------------------------------------------------------------- the reference, on XQuAD-R
+
+
+@pytest.fixture(scope="module")
+def xquad(shared_data):
+    return load_retrieval_set("xquad-r", articles=1)
+
+
+def tied_embeddings(rset, how: str) -> tuple[np.ndarray, np.ndarray]:
+    """Random embeddings of ``rset`` on a grid, so every score is exact in float32 and equal
+    scores are equal bits: ``coarse`` (steps of 1/2) ties nearly everything; ``duplicated`` (steps
+    of 1/1024, where chance ties are rare) copies one relevant candidate of every third query onto
+    a random other candidate, as identical sentences do."""
+    q, c = random_unit_embeddings(rset, 8, seed=11)
+    step = 2 if how == "coarse" else 1024
+    q, c = np.round(q * step) / step, np.round(c * step) / step
+    if how == "duplicated":
+        rng = np.random.default_rng(0)
+        for rel in rset.relevant[::3]:
+            c[rng.choice(np.setdiff1d(np.arange(len(c)), rel))] = c[rel[0]]
+    return q, c
+
+
+def queries_with_relevant_ties(scores: np.ndarray, relevant: list[np.ndarray]) -> int:
+    """How many queries have a relevant candidate whose score a non-relevant candidate shares."""
+    return sum(bool(np.isin(s[rel], np.delete(s, rel)).any()) for s, rel in zip(scores, relevant))
+
+
+@pytest.mark.parametrize("how", ["coarse", "duplicated"])
+def test_reference_equals_the_engine_with_ties(xquad, how):
+    q, c = tied_embeddings(xquad, how)
+    scores = q @ c.T
+    n_tied = queries_with_relevant_ties(scores, xquad.relevant)
+    assert n_tied >= len(xquad.queries) // 10, n_tied  # ties are common, not incidental
+    engine = M.rank_relevant_grouped(q, c, xquad.relevant, chunk_size=64).ranks_in_pool()
+    engine_ap, engine_ap20 = M.average_precision(engine), M.ap_at_k_lareqa(engine, 20)
+    differs_in_candidate_order = 0
+    for i, rel in enumerate(xquad.relevant):
+        ranking = reference.ranked_candidates(scores[i], rel)
+        ranks = np.flatnonzero(np.isin(ranking, rel)) + 1.0
+        np.testing.assert_array_equal(ranks, engine[i][: len(rel)])
+        assert reference.average_precision_at_k(rel, ranking) == pytest.approx(engine_ap[i], abs=1e-12)
+        assert reference.average_precision_at_k(rel, ranking, k=20) == pytest.approx(engine_ap20[i], abs=1e-12)
+        plain = reference.ranked_candidates(scores[i])  # ties in candidate order: not the engine's rule
+        differs_in_candidate_order += reference.average_precision_at_k(rel, plain) != pytest.approx(engine_ap[i])
+    assert differs_in_candidate_order > 0
 
 
 # --------------------------------------------------------------------------- ir_measures

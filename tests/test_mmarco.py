@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 from conftest import isolated_project
+from helpers import LANGS, MISSING_IN_ZH, QIDS, passage, query, write_fixture
 from xlir_utils import config
 from xlir_utils.data import (
     ChecksumMismatch, DataError, DataUnavailable, LeakageError, check_no_leakage, drop_overlap, load_mmarco,
@@ -22,41 +22,6 @@ from xlir_utils.data import (
 from xlir_utils.data.mmarco import TRIPLES_FILE, collection_file, git_blob_sha1, queries_file, sample_triples
 from xlir_utils.sampling import HybridBatchSampler
 from xlir_utils.training import RunSpec, pairs_digest, train_run
-
-LANGS = ("en", "de", "zh")
-QIDS = [1185869, 1185868, 597651, 403613, 1183785, 312651, 80385, 645590, 645337, 186154]
-MISSING_IN_ZH = 80385  # a query whose Chinese translation is absent upstream: must be dropped
-
-
-def query(qid: int, lang: str) -> str:
-    return f"{lang} query {qid}: what is item {qid % 97}?"
-
-
-def passage(pid: int, lang: str) -> str:
-    return f"{lang} passage {pid} about item {pid % 89}."
-
-
-def write_fixture(root, qids=QIDS, langs=LANGS, extra_passages=()):
-    """Write a tiny mMARCO in the hub layout under ``root/mmarco``; return the triples."""
-    base = root / "mmarco"
-    rng = np.random.default_rng(0)
-    triples = []
-    for qid in qids:  # two triples per query, the first one is the one the kit keeps
-        triples += [(qid, qid * 10 + 1, qid * 10 + 7), (qid, qid * 10 + 2, qid * 10 + 8)]
-    triples = [triples[i] for i in rng.permutation(len(triples))]
-    (base / "data").mkdir(parents=True)
-    (base / TRIPLES_FILE).write_text("".join(f"{q}\t{p}\t{n}\n" for q, p, n in triples), encoding="utf-8")
-    pids = sorted({p for _, p, _ in triples} | {n for _, _, n in triples} | {5, 6, 7})
-    for lang in langs:
-        qpath, cpath = base / queries_file(lang), base / collection_file(lang)
-        qpath.parent.mkdir(parents=True, exist_ok=True)
-        cpath.parent.mkdir(parents=True, exist_ok=True)
-        keep = [q for q in sorted(qids) if not (lang == "zh" and q == MISSING_IN_ZH)]
-        qpath.write_text("".join(f"{q}\t{query(q, lang)}\n" for q in keep), encoding="utf-8")
-        texts = {p: passage(p, lang) for p in pids}
-        texts.update({p: t for p, t in extra_passages})
-        cpath.write_text("".join(f"{p}\t{t}\n" for p, t in texts.items()), encoding="utf-8")
-    return triples
 
 
 @pytest.fixture
@@ -293,7 +258,7 @@ def test_git_blob_sha1_is_gits(tmp_path):
 
 
 def test_pairs_digest_in_chunks_is_the_plain_digest(monkeypatch):
-    import xlir_utils.training.runs as training
+    import xlir_utils.training.spec as spec
 
     pairs = mmarco_pairs(pd.DataFrame({"qid": [1, 2, 3] * 2, "lang": ["en"] * 3 + ["de"] * 3,
                                        "query": list("abcdef"), "passage": list("ghijkl"),
@@ -301,7 +266,7 @@ def test_pairs_digest_in_chunks_is_the_plain_digest(monkeypatch):
     plain = hashlib.sha256()
     for col in ("question_id", "query_lang", "passage_lang", "query", "passage", "negative"):
         plain.update("\x1f".join(pairs[col].astype(str)).encode())
-    monkeypatch.setattr(training, "_DIGEST_CHUNK", 5)  # 12 rows: chunks of 5, 5, 2
+    monkeypatch.setattr(spec, "_DIGEST_CHUNK", 5)  # 12 rows: chunks of 5, 5, 2
     assert pairs_digest(pairs) == plain.hexdigest()[:16]
 
 

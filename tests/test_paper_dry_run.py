@@ -13,9 +13,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import isolated_project
-from test_large_scale import write_mewsli, write_miracl
-from test_mmarco import write_fixture
+from conftest import isolated_project, offline_tokenizer
+from helpers import write_fixture, write_mewsli, write_miracl
 
 pytestmark = pytest.mark.slow
 
@@ -30,9 +29,7 @@ def _fake_hub_model(hub, repo: str, tmp_path) -> None:
     """A tiny random XLM-R with the e5 (XLM-R) tokenizer, laid out as a cached hub snapshot of ``repo``."""
     from transformers import XLMRobertaConfig, XLMRobertaModel
 
-    from xlir_utils.encoders.registry import load_encoder
-
-    tokenizer = load_encoder("e5-small-offline", device="cpu").tokenizer
+    tokenizer = offline_tokenizer()
     src = tmp_path / "src"
     cfg = XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                            intermediate_size=64, max_position_embeddings=514)
@@ -52,7 +49,7 @@ def test_paper_profile_runs_end_to_end_offline(tmp_path, monkeypatch, shared_dat
     from xlir_utils.large_scale import run_large_scale
 
     hub = tmp_path / "hub"
-    _fake_hub_model(hub, "xlm-roberta-base", tmp_path)  # (reads the real e5 tokenizer before the redirect)
+    _fake_hub_model(hub, "xlm-roberta-base", tmp_path)
     offline = tmp_path / "offline"
     offline.mkdir()
     for name in ("lareqa", "tatoeba-laser"):
@@ -70,7 +67,7 @@ def test_paper_profile_runs_end_to_end_offline(tmp_path, monkeypatch, shared_dat
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "XLIR_THREADS": "1",
            "TOKENIZERS_PARALLELISM": "false"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-           "xlir_utils.train", "--profile", "paper", "--sampling", "hybrid", "--train", json.dumps(TRAIN),
+           "xlir_utils.training", "--profile", "paper", "--sampling", "hybrid", "--train", json.dumps(TRAIN),
            "--profile-overrides", json.dumps(OVERRIDES)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-4000:]
@@ -82,8 +79,8 @@ def test_paper_profile_runs_end_to_end_offline(tmp_path, monkeypatch, shared_dat
                                            train=TRAIN)
     assert profile.train_dataset == "mmarco" and profile.large_scale == ("mewsli-x", "miracl")
     system_list = systems.all_systems(profile)
-    assert [(s.label, s.training) for s in system_list] == [("xlm-roberta-base", "zero-shot"),
-                                                            ("full-hybrid-s13", "hybrid")]
+    assert [(s.label, s.spec.family, s.spec.sampling) for s in system_list] == [
+        ("xlm-roberta-base", "zero-shot", None), ("full-hybrid-s13", "full", "hybrid")]
     rsets = {name: data.retrieval_set(profile, name) for name in profile.eval_datasets}
     assert set(rsets) == {"xquad-r", "mlqa-r"}  # both zero-shot in paper: nothing is skipped
     table, per_query, values = systems.evaluate_systems(profile, system_list, rsets)
@@ -91,7 +88,7 @@ def test_paper_profile_runs_end_to_end_offline(tmp_path, monkeypatch, shared_dat
     tat_table, tat_values = systems.evaluate_tatoeba_systems(profile, system_list, tatoeba)
     table = pd.concat([table, tat_table], ignore_index=True)
     seed_means, _ = seed_statistics.seed_summary(values + tat_values, n_boot=profile.bootstrap_samples,
-                                                 seed=profile.seed, comparisons=reporting.headline_comparisons(table))
+                                                 seed=profile.seed, comparisons=reporting.headline_comparisons(table, profile.train.alpha))
     t1 = reporting.table1_with_intervals(seed_means, "mlqa-r", baselines=profile.baselines)
     assert len(t1) == 2
     xr = reporting.xtreme_r_table(seed_means, profile.baselines)

@@ -1,5 +1,5 @@
-"""The recipe study: the selection rule on a synthetic grid, one real smoke-sized grid point,
-and the quick profile's recipe being the committed choice."""
+"""The recipe study: the selection rule on a synthetic grid, one smoke-sized grid point (a tiny
+encoder on the real data), and the quick profile's recipe being the committed choice."""
 from __future__ import annotations
 
 import dataclasses
@@ -54,11 +54,13 @@ def test_incomplete_stage_a_is_refused():
 
 
 @pytest.mark.slow
-def test_a_grid_point_scores_dev_and_is_reused(tmp_path, monkeypatch, shared_data):
+def test_a_grid_point_scores_dev_and_is_reused(tmp_path, monkeypatch, shared_data, tiny_encoder_dir):
+    """On the real smoke data; the tiny encoder stands in for e5 (the scores' values do not matter here)."""
+    encoder = str(tiny_encoder_dir())
     monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
     from xlir_utils.data import evaluation_sets, retrieval_set, training_pairs
 
-    cfg = config.load("smoke")
+    cfg = config.load("smoke").replace(encoder=encoder)
     pairs, _ = training_pairs(cfg, evaluation_sets(cfg))
     dev = retrieval_set(cfg, "mlqa-r-dev")
     monkeypatch.setattr(rs, "EVAL_STEPS", (1, 2))

@@ -7,10 +7,15 @@ import pytest
 from xlir_utils import outputs, reporting
 from xlir_utils.data import load_retrieval_set
 from xlir_utils.evaluation import evaluate
+from xlir_utils.languages import LANG_ORDER
 from xlir_utils.seed_statistics import run_values, seed_summary
+from xlir_utils.systems import SystemSpec, label_rows
 
-SYSTEMS = (("e5-small-offline", "zero-shot", (None,), 3.0), ("full-X-X", "X-X", (13, 14), 1.5),
-           ("full-hybrid", "hybrid", (13, 14), 1.0))
+E5 = "e5-small-offline"
+SYSTEMS = ((E5, SystemSpec("zero-shot", E5), (None,), 3.0),
+           ("full-X-X", SystemSpec("full", E5, sampling="X-X", alpha=1), (13, 14), 1.5),
+           ("full-hybrid", SystemSpec("full", E5, sampling="hybrid", alpha=0.5), (13, 14), 1.0))
+HYBRID = ("full-hybrid", "hybrid α=0.5")
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +24,7 @@ def evaluated(shared_data):
     rng = np.random.default_rng(0)
     owner = {int(j): rset.queries.question_id.iat[i] for i, rel in enumerate(rset.relevant) for j in rel}
     tables, values = [], []
-    for system, training, seeds, noise in SYSTEMS:
+    for system, spec, seeds, noise in SYSTEMS:
         for seed in seeds:
             content = {qid: rng.normal(size=32) for qid in rset.queries.question_id.unique()}
             q = np.stack([content[qid] + noise * rng.normal(size=32) for qid in rset.queries.question_id])
@@ -28,11 +33,13 @@ def evaluated(shared_data):
             q /= np.linalg.norm(q, axis=1, keepdims=True)
             c /= np.linalg.norm(c, axis=1, keepdims=True)
             model = system if seed is None else f"{system}-s{seed}"
-            ev = evaluate(rset, q, c, bootstrap=50, model=model, training=training, system=system, run_seed=seed)
-            tables.append(ev.table)
-            values.append(run_values(ev, model=model, system=system, training=training, seed=seed, dataset=rset.name))
+            labels = {"model": model, "system": system, "seed": seed, **spec.columns()}
+            ev = evaluate(rset, q, c, bootstrap=50)
+            tables.append(label_rows(ev.table, labels, "sentence"))
+            values.append(run_values(ev, labels=labels, dataset=rset.name))
     results = pd.concat(tables, ignore_index=True)
-    seed_means, comparisons = seed_summary(values, n_boot=100, comparisons=reporting.headline_comparisons(results))
+    seed_means, comparisons = seed_summary(values, n_boot=100,
+                                           comparisons=reporting.headline_comparisons(results, 0.5))
     return results, seed_means, comparisons
 
 
@@ -43,11 +50,11 @@ def test_table1_holds_seed_means_in_order(evaluated):
     assert [i[0] for i in t.index] == ["e5-small-offline", "full-X-X", "full-hybrid"]
     runs = results[(results.system == "full-hybrid") & (results.setting == "multi") & (results.metric == "map")
                    & (results.query_lang == "all")]
-    assert len(runs) == 2 and t.loc[("full-hybrid", "hybrid"), ("xquad-r", "multi")] == pytest.approx(runs.value.mean())
+    assert len(runs) == 2 and t.loc[HYBRID, ("xquad-r", "multi")] == pytest.approx(runs.value.mean())
     # the less noisy system is better everywhere
-    assert (t.loc[("full-hybrid", "hybrid")] > t.loc[("e5-small-offline", "zero-shot")]).all()
+    assert (t.loc[HYBRID] > t.loc[(E5, "zero-shot")]).all()
     text = reporting.table1_with_intervals(seed_means, "xquad-r")
-    assert text.loc[("full-hybrid", "hybrid"), "seeds"] == 2 and " sd " in text.loc[("full-hybrid", "hybrid"), "multi"]
+    assert text.loc[HYBRID, "seeds"] == 2 and " sd " in text.loc[HYBRID, "multi"]
 
 
 def test_table2_per_language_and_comparisons(evaluated):
@@ -55,7 +62,7 @@ def test_table2_per_language_and_comparisons(evaluated):
     t2 = reporting.table2(seed_means)
     assert (t2["mean"]["xquad-r"] >= 10).all()
     per = reporting.per_language(results, "xquad-r", "multi")
-    assert list(per.columns) == list(reporting.LANG_ORDER) and per.notna().all().all()
+    assert list(per.columns) == list(LANG_ORDER) and per.notna().all().all()
     assert list(per.index) == ["e5-small-offline", "full-X-X", "full-hybrid"]  # one row per system, not per seed
     assert set(zip(comparisons.a, comparisons.b)) == {("full-hybrid", "full-X-X")}
 
@@ -66,8 +73,8 @@ def test_notebook_04_reads_only_its_own_rows(evaluated, tmp_path, monkeypatch):
     monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
     outputs.save_table(results, outputs.EVAL_FILE, "smoke")
     outputs.save_table(seed_means, outputs.SEED_MEANS_FILE, "smoke")
-    lir = seed_means[seed_means.system == "e5-small-offline"].assign(system="e5-small-offline + LIR r=1",
-                                                                      training="LIR r=1 on e5-small-offline")
+    lir = seed_means[seed_means.system == E5].assign(system="e5-small-offline + LIR r=1", post_hoc="LIR r=1",
+                                                      post_hoc_fit="evaluation pool")
     outputs.save_table(lir, outputs.LIR_SEED_MEANS_FILE, "smoke")
     assert "e5-small-offline + LIR r=1" not in set(reporting.read_seed_means("smoke", with_lir=False).system)
     joined = reporting.read_seed_means("smoke")
@@ -98,21 +105,37 @@ def test_readme_block_and_make_figures(evaluated, tmp_path, monkeypatch, shared_
         assert (paths.figures_dir("smoke") / f"{name}.png").stat().st_size > 5_000
     assert (paths.results_dir("smoke") / "tables" / "table1_map.csv").is_file()
     block = reporting.results_markdown("smoke").splitlines()
-    assert block[0].startswith("| system | training | seeds |") and len(block) == 2 + 3
-    assert block[-1].startswith("| full-hybrid | hybrid | 2 |") and "[" in block[-1]
+    assert block[0].startswith("| system | description | seeds |") and len(block) == 2 + 3
+    assert block[-1].startswith("| full-hybrid | hybrid α=0.5 | 2 |") and "[" in block[-1]
 
 
-def test_adapter_comparisons_are_found_from_the_training_column():
-    frame = pd.DataFrame({
-        "system": ["e5", "full-X-X", "full-hybrid", "adapters-task-only", "adapters-joint-per-side",
-                   "adapters-joint-per-side-unseen-en", "adapters-joint-per-side-unseen-none", "adapters-shared-control"],
-        "training": ["zero-shot", "X-X", "hybrid", "adapters: task-only (hybrid)", "adapters: joint-per-side (hybrid)",
-                     "adapters: joint-per-side/unseen-en (hybrid)", "adapters: joint-per-side/unseen-none (hybrid)",
-                     "adapters: shared-control (hybrid)"]})
-    pairs = reporting.adapter_comparisons(frame)
-    adapters = [s for s in frame.system if s.startswith("adapters-")]
-    assert [(a, "full-hybrid") for a in adapters] == pairs[:len(adapters)]
-    assert pairs[len(adapters):] == [("adapters-joint-per-side-unseen-en", "adapters-joint-per-side"),
-                                     ("adapters-joint-per-side-unseen-none", "adapters-joint-per-side")]
-    assert reporting.adapter_comparisons(frame[frame.training != "hybrid"])[:1] == [
+def test_adapter_comparisons_are_found_from_the_system_columns():
+    def adapters(variant, routing=None):
+        return SystemSpec("adapters", E5, sampling="hybrid", alpha=0.5, adapter_variant=variant, unseen_routing=routing)
+
+    specs = {"e5": SystemSpec("zero-shot", E5), "full-X-X": SystemSpec("full", E5, sampling="X-X", alpha=1),
+             "full-hybrid-a0.25": SystemSpec("full", E5, sampling="hybrid", alpha=0.25),
+             "full-hybrid": SystemSpec("full", E5, sampling="hybrid", alpha=0.5),
+             "adapters-task-only": adapters("task-only"), "adapters-joint-per-side": adapters("joint-per-side", "own"),
+             "adapters-joint-per-side-unseen-en": adapters("joint-per-side", "en"),
+             "adapters-joint-per-side-unseen-none": adapters("joint-per-side", "none"),
+             "adapters-shared-control": adapters("shared-control"),
+             "full-hybrid + LIR r=1": SystemSpec("full", E5, sampling="hybrid", alpha=0.5).with_post_hoc(
+                 "LIR r=1", "evaluation pool")}
+    frame = pd.DataFrame([{"system": name, **spec.columns()} for name, spec in specs.items()])
+    pairs = reporting.adapter_comparisons(frame, 0.5)
+    adapter_systems = [s for s in frame.system if s.startswith("adapters-")]
+    assert [(a, "full-hybrid") for a in adapter_systems] == pairs[:len(adapter_systems)]  # not the α-sweep point
+    assert pairs[len(adapter_systems):] == [("adapters-joint-per-side-unseen-en", "adapters-joint-per-side"),
+                                            ("adapters-joint-per-side-unseen-none", "adapters-joint-per-side")]
+    assert reporting.adapter_comparisons(frame[~frame.system.str.startswith("full-hybrid")], 0.5)[:1] == [
         ("adapters-joint-per-side-unseen-en", "adapters-joint-per-side")]  # no reference: only the routings
+    assert reporting.headline_comparisons(frame, 0.5) == [("full-hybrid", "full-X-X")]
+    assert reporting.headline_comparisons(frame, 0.25) == [("full-hybrid-a0.25", "full-X-X")]
+
+
+def test_older_tables_are_refused_with_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
+    outputs.save_table(pd.DataFrame({"system": ["full-X-X"], "training": ["X-X"]}), outputs.SEED_MEANS_FILE, "smoke")
+    with pytest.raises(ValueError, match="rerun the notebook that writes seed_means.csv"):
+        outputs.read_table(outputs.SEED_MEANS_FILE, "smoke")

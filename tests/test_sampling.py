@@ -1,6 +1,7 @@
 """Tests for xlir_utils.sampling: X-X / X-Y / hybrid batch samplers on a synthetic pairs table."""
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 
@@ -10,12 +11,15 @@ import pytest
 
 from xlir_utils.sampling import (
     REQUIRED_COLUMNS,
+    XX_KIND,
+    XY_KIND,
     HybridBatchSampler,
     describe_batch,
     sampling_alpha,
     xx_sampler,
     xy_sampler,
 )
+from xlir_utils.training.loop import planned_batches
 
 LANGS = ("ar", "de", "en", "es", "hi", "vi", "zh")
 B = 16
@@ -154,30 +158,33 @@ def test_epoch_length_and_coverage(mlqa, pairs):
         got = list(s)
         assert len(got) == n
         # one dataset whose items all have en + a cross pair: the epoch stops only when < B items are left
-        assert s.unused_items(e)["mlqa-r"] < B
-        assert n == (n_items - s.unused_items(e)["mlqa-r"]) // B
+        unused = n_items - sum(len(info.indices) for info in s.plan(e))
+        assert unused < B
+        assert n == (n_items - unused) // B
     # several datasets: every item still at most once, and lengths stay exact
     m = HybridBatchSampler(pairs, B, 0.5, seed=9)
     assert len(m) == len(list(m))
-    assert sum(m.unused_items(0).values()) + B * len(m.plan(0)) == pairs.groupby("dataset").question_id.nunique().sum()
+    items = [(pairs.dataset.iloc[r], pairs.question_id.iloc[r]) for info in m.plan(0) for r in info.indices]
+    assert len(items) == len(set(items)) == B * len(m.plan(0))
 
 
-def test_iter_steps_crosses_epochs_and_history_logs(pairs):
+def test_planned_steps_cross_epochs_and_history_logs(pairs):
     seen = []
     s = HybridBatchSampler(pairs, B, 0.5, seed=10, on_batch=seen.append)
     n0 = len(s)
-    got = list(s.iter_steps(n0 + 5))
-    assert len(got) == n0 + 5
-    h = s.history_frame()
+    planned = planned_batches(s, n0 + 5)  # what the training loop runs
+    assert planned == s.plan(0) + s.plan(1)[:5]
+    got = list(s) + list(itertools.islice(iter(s), 5))  # a full pass moves on to epoch 1
+    assert got == [list(i.indices) for i in planned]
+    h = pd.DataFrame(s.history)
     assert list(h.columns) == ["epoch", "batch", "dataset", "kind", "lang", "lang_pairs", "n_rows"]
     assert h.epoch.tolist() == [0] * n0 + [1] * 5
     assert seen == s.history
-    assert got[n0:] == [list(i.indices) for i in s.plan(1)[:5]]
-    assert s.mono_share() == pytest.approx((h.kind == "mono").mean())
-    mono = h[h.kind == "mono"]
-    assert (mono.lang_pairs == mono.lang + ">" + mono.lang).all()
-    cross = h[h.kind == "cross"]
-    assert (cross.lang == "").all() and cross.lang_pairs.str.contains(">").all()
+    assert set(h.kind) <= {XX_KIND, XY_KIND}
+    xx = h[h.kind == XX_KIND]
+    assert (xx.lang_pairs == xx.lang + ">" + xx.lang).all()
+    xy = h[h.kind == XY_KIND]
+    assert (xy.lang == "").all() and xy.lang_pairs.str.contains(">").all()
 
 
 @pytest.mark.parametrize(

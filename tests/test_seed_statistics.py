@@ -9,12 +9,13 @@ from xlir_utils.seed_statistics import RunValues, seed_summary
 N_LANG, PER_LANG = 3, 40
 
 
-def _run(system: str, seed: int, level: float, noise: float, rng, *, training: str = "hybrid") -> RunValues:
+def _run(system: str, seed: int, level: float, noise: float, rng, *, sampling: str = "hybrid") -> RunValues:
     """Per-query AP in every setting: ``level`` + per-query noise (shared query difficulty + own noise)."""
     codes = np.repeat(np.arange(N_LANG), PER_LANG)
     difficulty = np.random.default_rng(0).normal(0, 0.1, size=(len(codes), N_LANG + 1))  # the same queries
     v = np.clip(level + difficulty + rng.normal(0, noise, size=difficulty.shape), 0, 1)
-    return RunValues(f"{system}-s{seed}", system, training, seed, "toy", codes,
+    labels = {"model": f"{system}-s{seed}", "system": system, "seed": seed, "family": "full", "sampling": sampling}
+    return RunValues(labels, "toy", codes,
                      {"map": v, "rank_distance": np.where(np.arange(N_LANG + 1) == N_LANG, 100 * (1 - v), np.nan)})
 
 
@@ -53,8 +54,8 @@ def test_seed_spread_widens_the_interval():
 def test_a_real_difference_is_found_and_no_difference_is_not():
     rng = np.random.default_rng(4)
     runs = ([_run("better", s, 0.65, 0.03, rng) for s in (1, 2, 3)]
-            + [_run("worse", s, 0.60, 0.03, rng, training="X-X") for s in (1, 2, 3)]
-            + [_run("same", s, 0.65, 0.03, rng, training="X-Y") for s in (1, 2, 3)])
+            + [_run("worse", s, 0.60, 0.03, rng, sampling="X-X") for s in (1, 2, 3)]
+            + [_run("same", s, 0.65, 0.03, rng, sampling="X-Y") for s in (1, 2, 3)])
     _, cmp = seed_summary(runs, n_boot=1000, seed=5, comparisons=[("better", "worse"), ("better", "same")])
     multi = cmp[(cmp.metric == "map") & (cmp.setting == "multi")].set_index("b")
     assert multi.loc["worse", "delta"] == pytest.approx(0.05, abs=0.01)
@@ -66,6 +67,6 @@ def test_runs_on_different_queries_are_refused():
     rng = np.random.default_rng(0)
     a = _run("a", 1, 0.5, 0.05, rng)
     b = _run("b", 1, 0.5, 0.05, rng)
-    b = RunValues(b.model, b.system, b.training, b.seed, b.dataset, b.query_codes[::-1].copy(), b.matrices)
+    b = RunValues(b.labels, b.dataset, b.query_codes[::-1].copy(), b.matrices)
     with pytest.raises(ValueError, match="different queries"):
         seed_summary([a, b], n_boot=10)

@@ -5,7 +5,8 @@ Modules, in data-flow order: ``config``, ``paths``, ``environment``, ``io_utils`
 ``data`` (registry, fetch, LAReQA parsing, pairs, leakage check, adapter text, mMARCO);
 ``encoders`` (offline e5-small, hub models, cached encoding); ``sampling``; ``training``;
 ``language_adapters`` (MLM head, language adapters, routing, variants); ``metrics`` (ranking,
-per-query metrics, statistics); ``evaluation``; ``systems``; ``lir``; ``system_labels``,
-``figures``, ``outputs`` and ``reporting`` (tables, figures, README block).
+per-query metrics, statistics); ``evaluation``; ``systems`` (a system as data, its labels,
+discovery, the embedding store, evaluation); ``lir``, ``post_hoc``; ``languages``, ``figures``,
+``outputs`` and ``reporting`` (tables, comparisons, figures, README block).
 """
 __version__ = "0.1.0"

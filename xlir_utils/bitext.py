@@ -11,7 +11,7 @@ mean comes from :mod:`xlir_utils.seed_statistics` like LAReQA's.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -20,9 +20,11 @@ from . import metrics as M
 from .evaluation import TABLE_COLUMNS
 from .seed_statistics import RunValues
 
+if TYPE_CHECKING:  # the type only: systems imports this module
+    from .systems.record import EncodeFn
+
 DATASET = "tatoeba"
 DIRECTIONS = ("en→xx", "xx→en")  # XTREME-R's, then MTEB's
-EncodeFn = Callable[[Sequence[str], Sequence[str], str], np.ndarray]
 
 
 def top1_correct(queries: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -31,11 +33,11 @@ def top1_correct(queries: np.ndarray, index: np.ndarray) -> np.ndarray:
     return scores.argmax(1) == np.arange(len(queries))
 
 
-def evaluate_tatoeba(encode: EncodeFn, pairs_by_lang: dict[str, pd.DataFrame], *, bootstrap: int, seed: int,
-                     model: str, system: str = "", training: str = "", run_seed: int | None = None,
-                     candidate_text: str = "sentence") -> tuple[pd.DataFrame, list[RunValues]]:
-    """Tidy rows (``dataset`` = tatoeba, ``setting`` = direction, metric ``accuracy``) and, per
-    direction, the per-query values for the seed statistics."""
+def evaluate_tatoeba(encode: EncodeFn, pairs_by_lang: dict[str, pd.DataFrame], *, bootstrap: int,
+                     seed: int) -> tuple[pd.DataFrame, list[RunValues]]:
+    """Tidy rows (``dataset`` = tatoeba, ``setting`` = direction, metric ``accuracy``; the engine's
+    :data:`~xlir_utils.evaluation.TABLE_COLUMNS`, no system labels) and, per direction, the
+    per-query values for the seed statistics (with empty labels: the caller adds the system's)."""
     langs = list(pairs_by_lang)
     correct = {d: [] for d in DIRECTIONS}
     for lang in langs:
@@ -46,8 +48,7 @@ def evaluate_tatoeba(encode: EncodeFn, pairs_by_lang: dict[str, pd.DataFrame], *
         correct["xx→en"].append(top1_correct(xx, en))
     codes = np.concatenate([np.full(len(pairs_by_lang[lang]), i) for i, lang in enumerate(langs)])
     rows, values = [], []
-    meta = {"model": model, "system": system or model, "seed": run_seed, "training": training, "dataset": DATASET,
-            "candidate_text": candidate_text, "metric": "accuracy"}
+    meta = {"dataset": DATASET, "metric": "accuracy"}
     for direction in DIRECTIONS:
         v = np.concatenate(correct[direction]).astype(float)[:, None]
         cells = M.cell_means(v, codes)[:, 0]  # per language
@@ -66,6 +67,5 @@ def evaluate_tatoeba(encode: EncodeFn, pairs_by_lang: dict[str, pd.DataFrame], *
             rows.append({**meta, "setting": direction, "query_lang": q_side(lang), "cand_lang": c_side(lang),
                          "value": float(cells[i]), "ci_low": float(lo[i]), "ci_high": float(hi[i]),
                          "n_queries": int((codes == i).sum())})
-        values.append(RunValues(model, system or model, training, run_seed, f"{DATASET} {direction}", codes,
-                                {"accuracy": v}))
+        values.append(RunValues({}, f"{DATASET} {direction}", codes, {"accuracy": v}))
     return pd.DataFrame(rows, columns=TABLE_COLUMNS), values

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 PROFILES = ("smoke", "quick", "paper")
+SAMPLINGS = ("X-X", "X-Y", "hybrid")  # the batch sampling strategies of notebook 02
 XQUAD_R_LANGS = ("ar", "de", "el", "en", "es", "hi", "ru", "th", "tr", "vi", "zh")
 MLQA_R_LANGS = ("ar", "de", "en", "es", "hi", "vi", "zh")
 PAPER_TRAIN_LANGS = ("en", "ar", "zh", "de", "es", "ru", "hi")  # the paper's mMARCO languages
@@ -32,7 +33,7 @@ class TrainConfig:
     lr: float = 3e-5
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1  # schedule "linear": warm-up share, then linear decay to 0
-    alpha: float = 0.5  # probability of a monolingual (X-X) batch in hybrid sampling
+    alpha: float = 0.5  # probability of an X-X batch in hybrid sampling
     temperature: float = 0.05  # InfoNCE temperature (deviation: the paper prints none)
     max_seq_length: int = 128
     freeze_word_embeddings: bool = True
@@ -96,7 +97,6 @@ class Profile:
     dev_fraction: float | None = None  # held-out share of the LAReQA training set's articles (mlqa-r-dev)
     train_queries: int = 20_000  # mMARCO: training queries subsampled (each in every train language)
     hard_negatives: bool = False  # add the data's hard negatives (mMARCO: BM25) to the in-batch ones
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def replace(self, **changes) -> "Profile":
         """A copy with some fields changed (``train=`` may be a dict of TrainConfig fields)."""

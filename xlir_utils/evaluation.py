@@ -28,10 +28,9 @@ __all__ = ["SETTINGS", "TABLE_COLUMNS", "Evaluation", "evaluate", "paired_compar
 
 SETTINGS = ("mono", "cross", "multi")
 POOL = "pool"
-TABLE_COLUMNS = [
-    "model", "system", "seed", "training", "dataset", "candidate_text", "setting", "query_lang", "cand_lang",
-    "metric", "value", "ci_low", "ci_high", "n_queries",
-]
+# The engine's columns; the caller prepends the labels of the system it evaluated
+# (:func:`xlir_utils.systems.label_rows`).
+TABLE_COLUMNS = ["dataset", "setting", "query_lang", "cand_lang", "metric", "value", "ci_low", "ci_high", "n_queries"]
 MULTI_ONLY = ("rank_distance", "same_lang_top10", "same_lang_pool_share")
 
 
@@ -235,21 +234,34 @@ def evaluate(
     seed: int = 13,
     alpha: float = 0.05,
     chunk_size: int = 1024,
-    model: str = "",
-    training: str = "",
-    candidate_text: str = "",
-    system: str = "",
-    run_seed: int | None = None,
 ) -> Evaluation:
     """Every setting of ``rset`` from one set of embeddings (row i = query/candidate i);
     notebook 04 §3 (through :func:`xlir_utils.systems.evaluate_systems`), notebook 05 §5 (LIR).
 
-    ``bootstrap``: resamples for the CIs (0 = none; ci columns NaN). ``model``, ``training``
-    and ``candidate_text`` label the table rows; ``system`` (default: ``model``) and ``run_seed``
-    name the system a run belongs to and the run's training seed. Metrics: ``map`` (full ranking),
-    ``map@20_lareqa`` (divisor min(20, |R|)), ``r@k`` (|rel in top k| / |R|), ``mrr``,
-    ``ndcg@10``; multi also ``rank_distance``, ``same_lang_top10`` and
-    ``same_lang_pool_share`` (the top-10 share expected without bias).
+    Args:
+        rset: a retrieval set (queries, candidates, relevance; :mod:`xlir_utils.data`).
+        query_emb: ``(n_queries, dim)`` L2-normalised query embeddings, in ``rset.queries`` order.
+        cand_emb: ``(n_candidates, dim)`` L2-normalised candidate embeddings.
+        settings: which of mono, cross and multi to compute.
+        ks: the cut-offs of ``r@k``; ``map_k`` and ``ndcg_k`` those of ``map@k_lareqa`` and ``ndcg@k``.
+        same_lang_k: the top-k of ``same_lang_top<k>`` (multi only).
+        bootstrap: resamples for the 95 % intervals (0 = none: the ci columns are NaN).
+        seed: the bootstrap's seed (the same resamples for every system on the same set).
+
+    Returns:
+        An :class:`Evaluation`. Its ``table`` has the engine's columns (:data:`TABLE_COLUMNS`), no
+        system labels: the caller adds them. Metrics: ``map`` (full ranking), ``map@20_lareqa``
+        (divisor min(20, |R|)), ``r@k`` (|rel in top k| / |R|), ``mrr``, ``ndcg@10``; multi also
+        ``rank_distance``, ``same_lang_top10`` and ``same_lang_pool_share`` (the top-10 share
+        expected without bias). Ties between scores rank pessimistically.
+
+    Example::
+
+        rset = load_retrieval_set("xquad-r", articles=1)
+        q = encode(model, rset.queries.text.tolist(), "query")
+        c = encode(model, rset.candidate_texts("sentence"), "passage")
+        t = evaluate(rset, q, c, bootstrap=0).table
+        t[(t.setting == "multi") & (t.metric == "map") & (t.query_lang == "all")].value
     """
     unknown = set(settings) - set(SETTINGS)
     if unknown or not settings:
@@ -268,8 +280,7 @@ def evaluate(
                              np.where(rr.positions >= 0, c_codes[np.clip(rr.positions, 0, None)], -1), rr.top)
     mats, n_rel, allowed = _value_matrices(rr, q_codes, c_codes, len(languages), settings, ks, map_k,
                                            ndcg_k, same_lang_k)
-    meta = {"model": model, "system": system or model, "seed": run_seed, "training": training,
-            "dataset": rset.name, "candidate_text": candidate_text}
+    meta = {"dataset": rset.name}
     table = _tidy_table(mats, allowed, q_codes, languages, settings, bootstrap, seed, alpha, meta)
     per_query = _per_query_frame(rset, mats, n_rel, allowed, languages)
     return Evaluation(table, per_query, rr, rset.queries, rset.candidates, mats, q_codes)

@@ -8,8 +8,10 @@ queries its relevant parallel answers are marked and :meth:`Explorer.parallel_an
 gives their ranks in each system. :func:`load_explorer` builds the explorer from a profile's
 runs; :mod:`xlir_utils.explorer_view` draws the comparison and the widget.
 
-Ranks are 1 + the number of pool candidates with a strictly higher cosine score (ties share
-the better rank).
+Ranks follow the evaluation engine's pessimistic rule
+(:func:`xlir_utils.metrics.ranking.pessimistic_order`): by decreasing cosine score, a relevant
+answer after every non-relevant candidate with the same score; so a parallel answer's rank here
+is its rank in notebook 04's evaluation.
 """
 from __future__ import annotations
 
@@ -20,6 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from .lir import fit_language_directions, remove_language_information
+from .metrics.ranking import pessimistic_order
+from .systems.record import SPEC_COLUMNS, SystemSpec
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +61,7 @@ class ExplorerSystem:
     """One system as the explorer sees it: its stored embeddings and a typed-question encoder."""
 
     label: str
-    training: str
+    spec: SystemSpec  # what the system is (family, sampling, α, adapters, post-hoc method)
     queries: np.ndarray  # (n_queries, dim), L2-normalised, in the retrieval set's query order
     candidates: np.ndarray  # (n_candidates, dim), L2-normalised
     encode_query: Callable[[str, str], np.ndarray]  # (text, lang) -> (dim,) L2-normalised
@@ -98,9 +104,15 @@ class Explorer:
         """The systems' labels, in the order given."""
         return list(self.systems)
 
-    def label_of(self, training: str) -> str | None:
-        """The first system trained as ``training`` ("zero-shot", "hybrid", "X-X", ...), or None."""
-        return next((s.label for s in self.systems.values() if s.training == training), None)
+    def label_of(self, **columns) -> str | None:
+        """The first system whose spec has these column values, e.g. ``label_of(family="zero-shot")``
+        or ``label_of(sampling="hybrid", alpha=0.5, post_hoc=None)``; None if there is none
+        (notebook 06 §1)."""
+        unknown = set(columns) - set(SPEC_COLUMNS)
+        if unknown:
+            raise ValueError(f"no system column {sorted(unknown)}: choose from {SPEC_COLUMNS}")
+        return next((s.label for s in self.systems.values()
+                     if all(getattr(s.spec, k) == v for k, v in columns.items())), None)
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -148,10 +160,9 @@ class Explorer:
             qv = np.asarray(system.encode_query(question.text, question.lang), dtype=np.float32).reshape(-1)
         return system.candidates[pool] @ qv
 
-    @staticmethod
-    def _ranks(scores: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """1 + the number of pool scores strictly above each value (the module's rank rule)."""
-        return 1 + (scores[None, :] > np.asarray(values)[:, None]).sum(axis=1)
+    def _order(self, scores: np.ndarray, pool: np.ndarray, question: Question) -> np.ndarray:
+        """Pool slots in the engine's ranking of ``scores`` (the module's rank rule)."""
+        return pessimistic_order(scores, np.flatnonzero(np.isin(pool, self._relevant(question))))
 
     def _relevant(self, question: Question) -> np.ndarray:
         if question.index is None:
@@ -172,9 +183,9 @@ class Explorer:
         frames = []
         for label in systems:
             scores = self._scores(self._system(label), question, pool)
-            top = np.argsort(-scores, kind="stable")[:k]
+            top = self._order(scores, pool, question)[:k]
             pos = pool[top]
-            ranks = self._ranks(scores, scores[top])
+            ranks = np.arange(1, len(top) + 1)
             frames.append(pd.DataFrame({
                 "system": label, "rank": ranks, "lang": cands.lang.to_numpy()[pos],
                 "text": cands.sentence.to_numpy()[pos], "score": scores[top].astype(float),
@@ -201,8 +212,10 @@ class Explorer:
         slot = np.searchsorted(pool, rel[in_pool])  # pool is sorted: each in-pool answer's place in it
         for label in systems:
             scores = self._scores(self._system(label), question, pool)
+            rank_of = np.empty(len(pool), dtype=np.int64)
+            rank_of[self._order(scores, pool, question)] = np.arange(1, len(pool) + 1)
             ranks = pd.array([pd.NA] * len(rel), dtype="Int64")
-            ranks[in_pool] = self._ranks(scores, scores[slot])
+            ranks[in_pool] = rank_of[slot]
             out[label] = ranks
         return out
 
@@ -238,49 +251,49 @@ def _from_system(system, q: np.ndarray, c: np.ndarray) -> ExplorerSystem:
     def encode_query(text: str, lang: str) -> np.ndarray:
         return system.encode([text], [lang], "query")[0]
 
-    return ExplorerSystem(system.label, system.training, q, c, encode_query)
+    return ExplorerSystem(system.label, system.spec, q, c, encode_query)
 
 
 def _with_lir(base: ExplorerSystem, rset, rank: int) -> ExplorerSystem:
-    from .lir import language_directions, remove_language_information
-    from .post_hoc import lir_label
+    """``base`` after LIR of ``rank`` (:mod:`xlir_utils.lir`, as notebook 05 §5 applies it): the
+    directions are fitted on the set's queries and candidates, and a typed question is projected
+    with them too."""
+    from .post_hoc import LIR_FIT, lir_label  # lazy: post_hoc loads the evaluation and store layers
 
-    langs = np.concatenate([rset.queries.lang.to_numpy(), rset.candidates.lang.to_numpy()])
-    dirs = language_directions(np.vstack([base.queries, base.candidates]), langs, rank)
-    q = remove_language_information(base.queries, rset.queries.lang.to_numpy(), dirs)
-    c = remove_language_information(base.candidates, rset.candidates.lang.to_numpy(), dirs)
+    q_langs, c_langs = rset.queries.lang.to_numpy(), rset.candidates.lang.to_numpy()
+    dirs = fit_language_directions(base.queries, q_langs, base.candidates, c_langs, rank)
+    q = remove_language_information(base.queries, q_langs, dirs)
+    c = remove_language_information(base.candidates, c_langs, dirs)
 
     def encode_query(text: str, lang: str) -> np.ndarray:
         v = np.asarray(base.encode_query(text, lang), dtype=np.float32)[None, :]
-        if lang not in dirs:  # a language the set has no vectors of: nothing to project out
-            return v[0]
         return remove_language_information(v, [lang], dirs)[0]
 
-    return ExplorerSystem(lir_label(base.label, rank), f"LIR r={rank} on {base.label}", q, c, encode_query)
+    return ExplorerSystem(lir_label(base.label, rank), base.spec.with_post_hoc(f"LIR r={rank}", LIR_FIT), q, c,
+                          encode_query)
 
 
 def load_explorer(profile, dataset: str = "xquad-r", *, seed: int | None = None, lir_rank: int | None = 1,
-                  kinds: Sequence[str] = ("zero-shot", "full", "adapters")) -> Explorer:
-    """An explorer over ``dataset`` with the profile's systems at one training seed (default the
-    profile's first seed; one model per system in memory), each also with LIR of ``lir_rank``
-    (None: none). Embeddings come from notebook 04's store (encoded and stored if absent)."""
+                  families: Sequence[str] = ("zero-shot", "full", "adapters")) -> Explorer:
+    """An explorer over ``dataset`` with the profile's systems of ``families`` at one training seed
+    (default the profile's first seed; one model per system in memory), each also with LIR of
+    ``lir_rank`` (None: none). Embeddings come from notebook 04's store (encoded and stored if
+    absent); notebook 06 §1."""
+    # lazy: discovery loads torch, the encoders and AdapterHub; the explorer's own logic needs none
     from .data.datasets import retrieval_set
-    from .system_labels import system_kind
     from .systems import adapter_run_systems, baseline_systems, embed_retrieval_set, full_run_systems
 
     one_seed = profile.replace(seeds=(seed if seed is not None else profile.seeds[0],))
     found = []
-    if "zero-shot" in kinds:
+    if "zero-shot" in families:
         found += baseline_systems(profile)
-    if "full" in kinds:
+    if "full" in families:
         found += full_run_systems(one_seed)
-    if "adapters" in kinds:
+    if "adapters" in families:
         found += adapter_run_systems(one_seed)
     rset = retrieval_set(profile, dataset)
     systems = []
     for s in found:
-        if system_kind(s.training) not in kinds:
-            continue
         q, c = embed_retrieval_set(s, rset, profile.candidate_text, profile.name)
         systems.append(_from_system(s, q, c))
     if lir_rank:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .explorer import Explorer, Question
-from .system_labels import lang_colour
+from .languages import lang_colour
 
 __all__ = ["Comparison", "ExplorerWidget", "compare"]
 

@@ -2,7 +2,7 @@
 
 Each ``plot_*`` function draws from a table a notebook stored in ``results/`` and returns the
 figure; :func:`xlir_utils.outputs.save_figure` writes it. Systems are ordered and coloured by
-their kind (:mod:`xlir_utils.system_labels`), never by name patterns.
+their columns (:mod:`xlir_utils.systems.labels`), never by name patterns.
 """
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .system_labels import LANG_ORDER, lang_colour, mean_over_seeds, system_colours, system_order, training_alpha
+from .languages import LANG_ORDER, lang_colour
+from .systems.labels import mean_over_seeds, system_colours, system_order
 
 STYLE = {
     "figure.dpi": 110,
@@ -296,13 +297,11 @@ def plot_projection(proj: pd.DataFrame):
     return fig
 
 
-def plot_alpha_sweep(seed_means: pd.DataFrame, dataset: str = "xquad-r", default_alpha: float = 0.5):
+def plot_alpha_sweep(seed_means: pd.DataFrame, dataset: str = "xquad-r"):
     """Seed-mean mAP per setting and rank distance against α over the full fine-tuning runs, with
     two-level bootstrap intervals (notebook 05 §7); None when fewer than three α values were run."""
     use_style()
-    rows = seed_means[seed_means.dataset == dataset].copy()
-    rows["alpha"] = rows.training.map(lambda t: training_alpha(t, default_alpha))
-    rows = rows[rows.alpha.notna()]
+    rows = seed_means[(seed_means.dataset == dataset) & (seed_means.family == "full") & seed_means.post_hoc.isna()]
     if rows.alpha.nunique() < 3:
         return None
     fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.2))

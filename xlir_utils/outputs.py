@@ -59,7 +59,12 @@ def read_table(name: str, profile: str) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: run the notebook that writes {name} "
                                 f"(see notebooks/README.md) in the {profile!r} profile first.")
-    return pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
+    table = pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
+    if "training" in table.columns and "family" not in table.columns:
+        raise ValueError(f"{path} describes systems by an older 'training' text rather than by their columns "
+                         f"(family, sampling, alpha, ...): rerun the notebook that writes {name} "
+                         f"(see notebooks/README.md) in the {profile!r} profile to rewrite it.")
+    return table
 
 
 def save_figure(fig, name: str, profile: str, folder: Path | None = None) -> list[Path]:

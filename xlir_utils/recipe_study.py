@@ -38,6 +38,8 @@ import numpy as np
 import pandas as pd
 
 from . import config, outputs, paths
+from .config import SAMPLINGS
+from .data import evaluation_sets, retrieval_set, training_pairs
 from .io_utils import atomic_write_csv, atomic_write_json
 
 EVAL_STEPS = (25, 50, 75, 100, 150, 200)
@@ -47,12 +49,13 @@ STAGE_A_BASE = {"batch_size": 32, "max_seq_length": 128, "freeze_layers": 6}
 STAGE_B = ({"batch_size": 64}, {"freeze_layers": 8})
 COSTLIER = ({"batch_size": 64},)  # changes of STAGE_B that cost more time per step
 GAIN, TOLERANCE = 0.005, 0.002
-SAMPLINGS = ("X-X", "X-Y", "hybrid")
 GRID_FILE, CHOICE_FILE = outputs.RECIPE_GRID_FILE, outputs.RECIPE_CHOICE_FILE
 
 
 def dev_scores(model, dev, profile, *, max_seq_length: int, shared_layers: int = 0) -> dict[str, float]:
     """Mono, cross and multi mAP, rank distance and *S* of ``model`` on the dev set (notebook 02 §1)."""
+    # lazy (here and in study_run): encoding, evaluation and training need torch, which reading the
+    # study's table (notebook 02, `make figures`) must not load
     from .encoders import encode
     from .evaluation import evaluate
 
@@ -77,7 +80,7 @@ def _run_id(sampling: str, train) -> str:
 def study_run(profile, sampling: str, train, pairs, dev, *, stage: str, show_progress: bool = True) -> pd.DataFrame:
     """Train one grid point to the last evaluated step, scoring the dev set at every step of
     :data:`EVAL_STEPS`; returns (and stores) its dev curve. Resumes and reuses like any run."""
-    from .encoders.registry import load_encoder
+    from .encoders.registry import load_encoder  # lazy: see dev_scores
     from .training import finished_record, make_spec, set_trainable, train_run
 
     run_dir = paths.runs_dir(profile.name) / "recipe-study" / _run_id(sampling, train)
@@ -157,8 +160,6 @@ def choose(grid: pd.DataFrame, *, stage_b: bool = True) -> dict:
 
 def run_study(profile=None, *, stages: str = "AB", show_progress: bool = True) -> dict:
     """Run (or resume) the study and write its table and choice (``make recipe-study``)."""
-    from .data import evaluation_sets, retrieval_set, training_pairs
-
     profile = profile or config.load("quick")
     pairs, _ = training_pairs(profile, evaluation_sets(profile))
     dev = retrieval_set(profile, profile.train_dataset + "-dev")

@@ -3,11 +3,11 @@
 Each batch is a list of row positions into the *pairs table* (one row per
 ``(question_id, query_lang, passage_lang)``, columns :data:`REQUIRED_COLUMNS`):
 
-* **X-X** (``kind="mono"``): one language drawn uniformly among the training languages that
+* **X-X** (kind :data:`XX_KIND`): one language drawn uniformly among the training languages that
   still have at least ``batch_size`` unused items in the batch's dataset; every row is the
-  monolingual pair of that language.
-* **X-Y** (``kind="cross"``): every row has ``query_lang != passage_lang``; for each item the
-  ordered language pair is drawn uniformly among the cross-lingual rows the item has.
+  X-X pair (query and passage in that language) of its item.
+* **X-Y** (kind :data:`XY_KIND`): every row has ``query_lang != passage_lang``; for each item the
+  ordered language pair is drawn uniformly among the X-Y rows the item has.
 * **Hybrid(alpha)**: per batch, X-X with probability ``alpha``, else X-Y
   (``alpha=1`` is X-X, ``alpha=0`` is X-Y).
 * **Several datasets**: the dataset of each batch is drawn with ``p ∝ n_items ** (1 / T)``
@@ -21,7 +21,7 @@ Batches are drawn one after another -- dataset, then kind, then language, then i
 uniformly among that dataset's unused items that can serve the batch -- and the epoch
 ends at the first batch that cannot be filled as drawn: an X-X draw when no language of
 the dataset has ``batch_size`` unused items left, or an X-Y draw when fewer than
-``batch_size`` unused items with a cross-lingual row remain. A language with fewer than
+``batch_size`` unused items with an X-Y row remain. A language with fewer than
 ``batch_size`` unused items simply leaves the X-X language draw for the rest of the epoch.
 Items left over return in the next epoch. Batches are always full (``drop_last`` is
 ignored). The whole epoch is planned up front from ``(seed, epoch)``, so ``len()`` is exact
@@ -43,7 +43,10 @@ from torch.utils.data import Sampler
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("question_id", "query_lang", "query", "passage_lang", "passage", "dataset")
-KINDS = ("mono", "cross")
+# A batch's kind as plans, sampler histories and training logs (``train_log.csv``) store it:
+# "mono" is an X-X batch, "cross" an X-Y batch (the values every stored log has).
+XX_KIND, XY_KIND = "mono", "cross"
+BATCH_KINDS = (XX_KIND, XY_KIND)
 
 
 @dataclass(frozen=True)
@@ -53,8 +56,8 @@ class BatchInfo:
     epoch: int
     batch: int  # position within the epoch
     dataset: str
-    kind: str  # "mono" (X-X) or "cross" (X-Y)
-    lang: str  # the X-X language; "" for a cross batch
+    kind: str  # XX_KIND ("mono") or XY_KIND ("cross")
+    lang: str  # the X-X language; "" for an X-Y batch
     lang_pairs: str  # sorted distinct "query>passage" language pairs, comma-separated
     indices: tuple[int, ...]
 
@@ -67,15 +70,15 @@ class BatchInfo:
 
 @dataclass
 class _Pool:
-    """Static per-dataset index: items, their monolingual rows and cross-lingual rows."""
+    """Static per-dataset index: items, their X-X rows and X-Y rows."""
 
     name: str
     n_items: int
-    mono: np.ndarray  # (n_items, n_langs) row position of the (l, l) pair, -1 if absent
-    has_mono: np.ndarray  # (n_items, n_langs) bool
-    cross_ptr: np.ndarray  # (n_items + 1,) CSR offsets into cross_rows
-    cross_rows: np.ndarray  # row positions of cross-lingual pairs, grouped by item
-    cross_count: np.ndarray  # (n_items,)
+    xx_rows: np.ndarray  # (n_items, n_langs) row position of the (l, l) pair, -1 if absent
+    has_xx: np.ndarray  # (n_items, n_langs) bool
+    xy_ptr: np.ndarray  # (n_items + 1,) CSR offsets into xy_rows
+    xy_rows: np.ndarray  # row positions of X-Y pairs, grouped by item
+    xy_count: np.ndarray  # (n_items,)
 
 
 def _check_pairs(pairs: Any) -> pd.DataFrame:
@@ -105,7 +108,7 @@ def _check_pairs(pairs: Any) -> pd.DataFrame:
 
 def _check_alpha(alpha: Any) -> float:
     if isinstance(alpha, bool) or not isinstance(alpha, Real) or not (0.0 <= float(alpha) <= 1.0):
-        raise ValueError(f"alpha (probability of a monolingual X-X batch) must be in [0, 1], got {alpha!r}")
+        raise ValueError(f"alpha (probability of an X-X batch) must be in [0, 1], got {alpha!r}")
     return float(alpha)
 
 
@@ -199,21 +202,21 @@ class HybridBatchSampler(Sampler[list[int]]):
             rows = np.flatnonzero(keep & (ds == name))
             item, _ = pd.factorize(qid[rows], sort=True)
             n_items = int(item.max()) + 1
-            mono = np.full((n_items, n_langs), -1, dtype=np.int64)
-            is_mono = ql[rows] == pl[rows]
-            mono[item[is_mono], ql[rows][is_mono]] = rows[is_mono]
-            c_rows, c_item = rows[~is_mono], item[~is_mono]
-            order = np.lexsort((c_rows, c_item))
-            count = np.bincount(c_item, minlength=n_items)
+            xx_rows = np.full((n_items, n_langs), -1, dtype=np.int64)
+            is_xx = ql[rows] == pl[rows]
+            xx_rows[item[is_xx], ql[rows][is_xx]] = rows[is_xx]
+            y_rows, y_item = rows[~is_xx], item[~is_xx]
+            order = np.lexsort((y_rows, y_item))
+            count = np.bincount(y_item, minlength=n_items)
             pools.append(
                 _Pool(
                     name=name,
                     n_items=n_items,
-                    mono=mono,
-                    has_mono=mono >= 0,
-                    cross_ptr=np.concatenate([[0], np.cumsum(count)]),
-                    cross_rows=c_rows[order],
-                    cross_count=count,
+                    xx_rows=xx_rows,
+                    has_xx=xx_rows >= 0,
+                    xy_ptr=np.concatenate([[0], np.cumsum(count)]),
+                    xy_rows=y_rows[order],
+                    xy_count=count,
                 )
             )
         if not pools:
@@ -224,20 +227,20 @@ class HybridBatchSampler(Sampler[list[int]]):
         b = self.batch_size
         for pool in self._pools:
             if self.alpha > 0:
-                per_lang = pool.has_mono.sum(axis=0)
+                per_lang = pool.has_xx.sum(axis=0)
                 best = int(per_lang.argmax())
                 if per_lang[best] < b:
                     raise ValueError(
                         f"batch_size {b} is larger than the data: dataset {pool.name!r} has at most "
-                        f"{int(per_lang[best])} items with a monolingual pair in one language "
+                        f"{int(per_lang[best])} items with an X-X pair in one language "
                         f"({self.languages[best]}), so no X-X batch can be filled (alpha={self.alpha})"
                     )
             if self.alpha < 1:
-                n_cross = int((pool.cross_count > 0).sum())
-                if n_cross < b:
+                n_xy = int((pool.xy_count > 0).sum())
+                if n_xy < b:
                     raise ValueError(
-                        f"batch_size {b} is larger than the data: dataset {pool.name!r} has {n_cross} items "
-                        f"with a cross-lingual pair, so no X-Y batch can be filled (alpha={self.alpha})"
+                        f"batch_size {b} is larger than the data: dataset {pool.name!r} has {n_xy} items "
+                        f"with an X-Y pair, so no X-Y batch can be filled (alpha={self.alpha})"
                     )
 
     # ------------------------------------------------------------------ planning
@@ -255,17 +258,17 @@ class HybridBatchSampler(Sampler[list[int]]):
         b, n_langs = self.batch_size, len(self.languages)
         states = []
         for pool in self._pools:  # fixed order of rng use: deterministic
-            lang_perm = [rng.permutation(np.flatnonzero(pool.has_mono[:, lang])) for lang in range(n_langs)]
-            cross_perm = rng.permutation(np.flatnonzero(pool.cross_count > 0))
+            lang_perm = [rng.permutation(np.flatnonzero(pool.has_xx[:, lang])) for lang in range(n_langs)]
+            xy_perm = rng.permutation(np.flatnonzero(pool.xy_count > 0))
             states.append(
                 {
                     "used": np.zeros(pool.n_items, dtype=bool),
                     "lang_perm": lang_perm,
                     "lang_ptr": [0] * n_langs,
-                    "lang_left": pool.has_mono.sum(axis=0),
-                    "cross_perm": cross_perm,
-                    "cross_ptr": 0,
-                    "cross_left": len(cross_perm),
+                    "lang_left": pool.has_xx.sum(axis=0),
+                    "xy_perm": xy_perm,
+                    "xy_ptr": 0,
+                    "xy_left": len(xy_perm),
                 }
             )
 
@@ -283,44 +286,37 @@ class HybridBatchSampler(Sampler[list[int]]):
         n_ds = len(self._pools)
         while True:
             d = int(rng.choice(n_ds, p=self._probs)) if n_ds > 1 else 0
-            mono = bool(rng.random() < self.alpha)
+            xx = bool(rng.random() < self.alpha)
             pool, st = self._pools[d], states[d]
-            if mono:
+            if xx:
                 eligible = np.flatnonzero(st["lang_left"] >= b)
                 if eligible.size == 0:
                     break
                 lang = int(eligible[rng.integers(eligible.size)])
                 items, st["lang_ptr"][lang] = take(st, st["lang_perm"][lang], st["lang_ptr"][lang])
-                rows = pool.mono[items, lang]
+                rows = pool.xx_rows[items, lang]
             else:
-                if st["cross_left"] < b:
+                if st["xy_left"] < b:
                     break
-                items, st["cross_ptr"] = take(st, st["cross_perm"], st["cross_ptr"])
-                offs = rng.integers(0, pool.cross_count[items])
-                rows = pool.cross_rows[pool.cross_ptr[items] + offs]
+                items, st["xy_ptr"] = take(st, st["xy_perm"], st["xy_ptr"])
+                offs = rng.integers(0, pool.xy_count[items])
+                rows = pool.xy_rows[pool.xy_ptr[items] + offs]
             st["used"][items] = True
-            st["lang_left"] = st["lang_left"] - pool.has_mono[items].sum(axis=0)
-            st["cross_left"] -= int((pool.cross_count[items] > 0).sum())
+            st["lang_left"] = st["lang_left"] - pool.has_xx[items].sum(axis=0)
+            st["xy_left"] -= int((pool.xy_count[items] > 0).sum())
             codes = np.unique(self._ql[rows] * n_langs + self._pl[rows])
             batches.append(
                 BatchInfo(
                     epoch=epoch,
                     batch=len(batches),
                     dataset=pool.name,
-                    kind="mono" if mono else "cross",
-                    lang=self.languages[lang] if mono else "",
+                    kind=XX_KIND if xx else XY_KIND,
+                    lang=self.languages[lang] if xx else "",
                     lang_pairs=",".join(f"{self.languages[c // n_langs]}>{self.languages[c % n_langs]}" for c in codes),
                     indices=tuple(int(r) for r in rows),
                 )
             )
         return batches
-
-    def unused_items(self, epoch: int | None = None) -> dict[str, int]:
-        """Items per dataset that epoch ``epoch`` leaves unused (they return next epoch)."""
-        used: dict[str, int] = {name: 0 for name in self.datasets}
-        for info in self.plan(epoch):
-            used[info.dataset] += len(info.indices)
-        return {p.name: p.n_items - used[p.name] for p in self._pools}
 
     # ------------------------------------------------------------------ sampler protocol
     def set_epoch(self, epoch: int) -> None:
@@ -344,27 +340,6 @@ class HybridBatchSampler(Sampler[list[int]]):
         if self.epoch == epoch:  # a complete pass moves on to the next epoch
             self.epoch = epoch + 1
 
-    def iter_steps(self, n_steps: int) -> Iterator[list[int]]:
-        """Exactly ``n_steps`` batches for a plain training loop, moving on through epochs."""
-        done = 0
-        while done < n_steps:
-            for batch in self:
-                yield batch
-                done += 1
-                if done == n_steps:
-                    return
-
-    # ------------------------------------------------------------------ logging
-    def history_frame(self) -> pd.DataFrame:
-        """:attr:`history` as a DataFrame (one row per yielded batch)."""
-        return pd.DataFrame(self.history, columns=["epoch", "batch", "dataset", "kind", "lang", "lang_pairs", "n_rows"])
-
-    def mono_share(self) -> float:
-        """Realised share of X-X batches among those yielded so far (nan before any)."""
-        if not self.history:
-            return float("nan")
-        return sum(r["kind"] == "mono" for r in self.history) / len(self.history)
-
     def __repr__(self) -> str:
         return (
             f"HybridBatchSampler(batch_size={self.batch_size}, alpha={self.alpha}, seed={self.seed}, "
@@ -383,7 +358,8 @@ def xy_sampler(pairs: pd.DataFrame, batch_size: int, **kwargs: Any) -> HybridBat
 
 
 def sampling_alpha(sampling: str, alpha: float = 0.5) -> float:
-    """The alpha of a named strategy: ``"x-x"`` → 1, ``"x-y"`` → 0, ``"hybrid"`` → ``alpha``."""
+    """The alpha of a named strategy: ``"x-x"`` → 1, ``"x-y"`` → 0, ``"hybrid"`` → ``alpha``
+    (any case; the older names ``"mono"`` and ``"cross"`` are accepted for X-X and X-Y)."""
     key = sampling.strip().lower().replace("_", "-")
     if key in ("x-x", "xx", "mono"):
         return 1.0
@@ -416,7 +392,10 @@ def describe_batch(pairs_df: pd.DataFrame, indices: Sequence[int], width: int = 
 
 
 __all__ = [
+    "BATCH_KINDS",
     "REQUIRED_COLUMNS",
+    "XX_KIND",
+    "XY_KIND",
     "BatchInfo",
     "HybridBatchSampler",
     "describe_batch",

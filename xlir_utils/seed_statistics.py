@@ -15,7 +15,7 @@ resamples for each; its two-sided bootstrap p-value is 2 x the share of draws on
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,21 +31,31 @@ SETTINGS_OF = {"map": ("mono", "cross", "multi"), "rank_distance": ("multi",), "
 
 @dataclass(frozen=True)
 class RunValues:
-    """One run's per-query values on one dataset (see :class:`xlir_utils.evaluation.Evaluation`)."""
+    """One run's per-query values on one dataset (see :class:`xlir_utils.evaluation.Evaluation`).
 
-    model: str  # the run, e.g. full-hybrid-s13
-    system: str  # what it is a seed of, e.g. full-hybrid
-    training: str
-    seed: int | None
+    ``labels`` are the run's label columns (``system``, ``seed`` and the system's description;
+    :meth:`xlir_utils.systems.System.columns`): a system's seed-mean rows carry them, less the run
+    name (``model``) and ``seed``.
+    """
+
+    labels: Mapping
     dataset: str
     query_codes: np.ndarray
     matrices: dict  # metric -> (n_queries, n_languages + 1)
 
+    @property
+    def system(self) -> str:
+        """The system this run is a seed of (``full-hybrid``)."""
+        return self.labels["system"]
 
-def run_values(ev, *, model: str, system: str, training: str, seed: int | None, dataset: str,
-               metrics: Sequence[str] = tuple(SETTINGS_OF)) -> RunValues:
+    @property
+    def seed(self) -> int | None:
+        return self.labels.get("seed")
+
+
+def run_values(ev, *, labels: Mapping, dataset: str, metrics: Sequence[str] = tuple(SETTINGS_OF)) -> RunValues:
     """The per-query values of an evaluation, for :func:`seed_summary`."""
-    return RunValues(model, system, training, seed, dataset, np.asarray(ev.query_codes),
+    return RunValues(dict(labels), dataset, np.asarray(ev.query_codes),
                      {m: np.asarray(ev.matrices[m], dtype=float) for m in metrics if m in ev.matrices})
 
 
@@ -82,8 +92,8 @@ def _seed_draws(n_seeds: int, n: int, rng) -> np.ndarray:
     return rng.integers(0, n_seeds, size=(n, n_seeds))
 
 
-MEAN_COLUMNS = ["system", "training", "dataset", "metric", "setting", "n_seeds", "seeds", "mean", "sd", "min", "max",
-                "ci_low", "ci_high"]
+RUN_ONLY = ("model", "seed")  # label columns of a run that a system's seed means do not carry
+MEAN_COLUMNS = ["dataset", "metric", "setting", "n_seeds", "seeds", "mean", "sd", "min", "max", "ci_low", "ci_high"]
 COMPARISON_COLUMNS = ["a", "b", "dataset", "metric", "setting", "delta", "ci_low", "ci_high", "p_value",
                       "n_seeds_a", "n_seeds_b"]
 
@@ -112,7 +122,8 @@ def seed_summary(runs: Sequence[RunValues], *, n_boot: int = 1000, seed: int = 1
             for r in group:
                 if metric not in r.matrices:
                     continue
-                entry = systems.setdefault(r.system, {"training": r.training, "obs": [], "boot": [], "seeds": []})
+                entry = systems.setdefault(r.system, {"labels": {k: v for k, v in r.labels.items() if k not in RUN_ONLY},
+                                                      "obs": [], "boot": [], "seeds": []})
                 entry["obs"].append(_setting_means(r.matrices[metric], codes, settings))
                 entry["boot"].append(_setting_means(r.matrices[metric], codes, settings, weights))
                 entry["seeds"].append(r.seed)
@@ -125,7 +136,7 @@ def seed_summary(runs: Sequence[RunValues], *, n_boot: int = 1000, seed: int = 1
                 lo, hi = np.nanquantile(two_level, [0.025, 0.975], axis=0)
                 for i, setting in enumerate(settings):
                     mean_rows.append({
-                        "system": name, "training": e["training"], "dataset": dataset, "metric": metric,
+                        **e["labels"], "dataset": dataset, "metric": metric,
                         "setting": setting, "n_seeds": len(obs), "seeds": ",".join(map(str, e["seeds"])),
                         "mean": obs[:, i].mean(), "sd": obs[:, i].std(ddof=1) if len(obs) > 1 else np.nan,
                         "min": obs[:, i].min(), "max": obs[:, i].max(), "ci_low": lo[i], "ci_high": hi[i]})
@@ -141,4 +152,7 @@ def seed_summary(runs: Sequence[RunValues], *, n_boot: int = 1000, seed: int = 1
                                      "delta": observed[i], "ci_low": lo[i], "ci_high": hi[i],
                                      "p_value": min(1.0, 2 * far), "n_seeds_a": len(systems[a]["obs"]),
                                      "n_seeds_b": len(systems[b]["obs"])})
-    return pd.DataFrame(mean_rows, columns=MEAN_COLUMNS), pd.DataFrame(cmp_rows, columns=COMPARISON_COLUMNS)
+    means = pd.DataFrame(mean_rows)
+    if means.empty:
+        means = pd.DataFrame(columns=["system", *MEAN_COLUMNS])
+    return means, pd.DataFrame(cmp_rows, columns=COMPARISON_COLUMNS)

@@ -21,6 +21,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from . import large_scale as L
+from .encoders.encode import embedding_signature, encode
+from .encoders.registry import load_encoder
+from .io_utils import atomic_write_json
+from .training import distributed as D
+
 
 def read_texts(path: Path) -> list[str]:
     """Texts, one per line (``.txt``) or the ``text`` field of each JSON line (``.jsonl``)."""
@@ -51,15 +61,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     """Encode (every process), merge and index (rank 0); prints a JSON summary on rank 0."""
-    import numpy as np
-    import torch
-
-    from . import large_scale as L
-    from .encoders.encode import embedding_signature, encode
-    from .encoders.registry import load_encoder
-    from .io_utils import atomic_write_json
-    from .training import distributed as D
-
     args = parse_args(argv)
     ctx = D.init_from_env()
     texts = read_texts(args.texts)
@@ -78,8 +79,6 @@ def main(argv: list[str] | None = None) -> dict:
                "shards": -(-len(texts) // args.shard_size), "encode_seconds": round(seconds, 3),
                "texts_per_second": round(len(texts) / seconds, 1), "index": args.index}
     if ctx.is_main and args.index != "none":
-        import faiss
-
         index = L.build_index(vectors, args.index)
         if args.index != "flat":
             sample = vectors[np.random.default_rng(13).choice(len(vectors), min(args.recall_sample, len(vectors)),
@@ -87,17 +86,13 @@ def main(argv: list[str] | None = None) -> dict:
             summary["recall@100_vs_flat"] = L.recall_against_flat(index, L.build_index(vectors, "flat"), sample,
                                                                   k=min(100, len(vectors)))
         target = args.out / f"index-{args.index}.faiss"
-        tmp = target.with_suffix(".faiss.tmp")
-        faiss.write_index(index, str(tmp))
-        tmp.replace(target)  # atomic: a reader sees the old index or the new one
+        L.write_index(index, target)  # atomic: a reader sees the old index or the new one
         summary["index_file"] = str(target)
     if ctx.is_main:
         atomic_write_json(summary, args.out / "summary.json")
         print(json.dumps(summary))
     D.barrier(ctx)
     if ctx.distributed:
-        import torch.distributed as dist
-
         dist.destroy_process_group()
     return summary
 

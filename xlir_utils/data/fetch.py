@@ -1,14 +1,14 @@
 """Get raw files: from the offline directory (``XLIR_DATA_DIR``) or the canonical address.
 
 Every file is verified against the registry's sha256 wherever it comes from. Downloads go
-to a temporary file beside the target and replace it only once verified, so a good file is
-never overwritten by a bad one and an interrupted download leaves nothing behind.
+to a temporary file beside the target (:func:`xlir_utils.io_utils.atomic_output`) and replace it,
+fsynced, only once verified, so a good file is never overwritten by a bad one and an interrupted
+download leaves nothing behind (or, after a kill, a temporary file the next write there sweeps).
 """
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -16,8 +16,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .. import paths
-from ..io_utils import sweep_stale_temps, temp_prefix
-from .registry import REGISTRY, RemoteFile
+from ..io_utils import atomic_output
+from .registry import REGISTRY, RemoteFile, files_of
 
 
 class DataError(RuntimeError):
@@ -77,33 +77,27 @@ def _from_offline_dir(remote: RemoteFile, root: Path) -> Path | None:
 
 
 def _download(remote: RemoteFile, target: Path, timeout: float = 30.0) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale_temps(target.parent)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=temp_prefix(target.name), suffix=".tmp")
-    tmp = Path(tmp_name)
     digest = hashlib.sha256()
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(remote.url, timeout=timeout) as resp:
+        with atomic_output(target) as tmp, open(tmp, "wb") as out, \
+                urllib.request.urlopen(remote.url, timeout=timeout) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=remote.path, leave=False) as bar:
                 while block := resp.read(1 << 16):
                     out.write(block)
                     digest.update(block)
                     bar.update(len(block))
-        if digest.hexdigest() != remote.sha256:
-            raise ChecksumMismatch(
-                f"Downloaded {remote.url} has sha256 {digest.hexdigest()}, expected {remote.sha256}. "
-                "The upstream file changed or the download was corrupted; nothing was written. "
-                "Retry, or put a verified copy in XLIR_DATA_DIR."
-            )
-        os.replace(tmp, target)
+            if digest.hexdigest() != remote.sha256:  # raised inside: the temporary file is removed
+                raise ChecksumMismatch(
+                    f"Downloaded {remote.url} has sha256 {digest.hexdigest()}, expected {remote.sha256}. "
+                    "The upstream file changed or the download was corrupted; nothing was written. "
+                    "Retry, or put a verified copy in XLIR_DATA_DIR."
+                )
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         raise DataUnavailable(
             f"Could not download {remote.path} from {remote.url} ({exc}). Offline? Set XLIR_DATA_DIR "
             f"to a directory holding {remote.path} (the layout of shared/data)."
         ) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def fetch(remote: RemoteFile | str) -> Path:
@@ -136,6 +130,4 @@ def fetch(remote: RemoteFile | str) -> Path:
 
 def fetch_all(dataset: str) -> list[Path]:
     """Fetch every registered file of a dataset (notebook 01 §1)."""
-    from .registry import files_of
-
     return [fetch(f) for f in files_of(dataset)]

@@ -16,6 +16,8 @@ import logging
 import re
 from pathlib import Path
 
+import huggingface_hub  # its functions load on first use (huggingface_hub imports lazily)
+
 from .. import paths
 from ..io_utils import atomic_write_json
 from .fetch import ChecksumMismatch, DataError, DataUnavailable, file_digest, offline_dir_or_none, offline_only, sha256_of
@@ -57,9 +59,8 @@ class HubDataset:
     def commit(self) -> str:
         """The commit ``revision`` points to, resolved once per process (all files from one commit)."""
         if self._commit is None:
-            from huggingface_hub import HfApi
-
-            self._commit = HfApi().dataset_info(self.repo, revision=self.revision, files_metadata=False).sha
+            info = huggingface_hub.HfApi().dataset_info(self.repo, revision=self.revision, files_metadata=False)
+            self._commit = info.sha
         return self._commit
 
     @property
@@ -69,18 +70,14 @@ class HubDataset:
 
     def digest(self, relpath: str, commit: str) -> tuple[str, str]:
         """(kind, value) the hub publishes for a file: its LFS sha256, else its git blob sha1."""
-        from huggingface_hub import HfApi
-
-        entries = HfApi().get_paths_info(self.repo, [relpath], repo_type="dataset", revision=commit)
+        entries = huggingface_hub.HfApi().get_paths_info(self.repo, [relpath], repo_type="dataset", revision=commit)
         if not entries:
             raise FileNotFoundError(f"{relpath} is not in {self.repo}@{commit}")
         lfs = getattr(entries[0], "lfs", None)
         return ("sha256", lfs.sha256) if lfs is not None else ("git-sha1", entries[0].blob_id)
 
     def download(self, relpath: str, commit: str) -> Path:
-        from huggingface_hub import hf_hub_download
-
-        return Path(hf_hub_download(self.repo, relpath, repo_type="dataset", revision=commit,
+        return Path(huggingface_hub.hf_hub_download(self.repo, relpath, repo_type="dataset", revision=commit,
                                     local_dir=paths.raw_dir() / self.folder))
 
     def _check(self, path: Path, kind: str, expected: str, origin: str, *, delete: bool = False) -> Path:

@@ -21,15 +21,22 @@ class LeakageError(RuntimeError):
     """Training data shares question ids or texts with the evaluation set."""
 
 
+PAIR_KINDS = ("X-X", "X-Y")
+_PAIR_KIND_NAMES = {"x-x": "X-X", "xx": "X-X", "mono": "X-X", "x-y": "X-Y", "xy": "X-Y", "cross": "X-Y"}
+
+
 def build_pairs(rset: RetrievalSet, candidate_text: str = "sentence",
-                kinds: tuple[str, ...] = ("mono", "cross")) -> pd.DataFrame:
+                kinds: tuple[str, ...] = PAIR_KINDS) -> pd.DataFrame:
     """Every (question id, query language, passage language) combination of a retrieval set
     (notebook 01 §5; :func:`xlir_utils.data.training_pairs` for notebooks 02-03).
 
-    ``kinds`` picks monolingual rows (query language = passage language), cross-lingual
-    rows, or both. Passages are the answer sentences (``candidate_text`` as in
-    :meth:`RetrievalSet.candidate_texts`).
+    ``kinds`` picks X-X rows (query language = passage language), X-Y rows, or both (any case;
+    the older names ``"mono"`` and ``"cross"`` are accepted). Passages are the answer sentences
+    (``candidate_text`` as in :meth:`RetrievalSet.candidate_texts`).
     """
+    wanted = {_PAIR_KIND_NAMES.get(str(k).strip().lower(), k) for k in kinds}
+    if not wanted <= set(PAIR_KINDS):
+        raise ValueError(f"unknown pair kind(s) {sorted(wanted - set(PAIR_KINDS))}; choose from {PAIR_KINDS}")
     texts = rset.candidate_texts(candidate_text)
     cand_lang = rset.candidates["lang"].to_numpy()
     rows = []
@@ -37,8 +44,8 @@ def build_pairs(rset: RetrievalSet, candidate_text: str = "sentence",
                                       rset.queries.text, rset.relevant):
         for pos in rel:
             plang = cand_lang[pos]
-            kind = "mono" if plang == qlang else "cross"
-            if kind in kinds:
+            kind = "X-X" if plang == qlang else "X-Y"
+            if kind in wanted:
                 rows.append((qid, qlang, qtext, plang, texts[pos], rset.name))
     return pd.DataFrame(rows, columns=PAIR_COLUMNS)
 

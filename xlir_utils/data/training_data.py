@@ -13,6 +13,7 @@ from .datasets import retrieval_set, training_set
 from .lareqa import RetrievalSet
 from .mmarco import load_mmarco, mmarco_pairs
 from .pairs import build_pairs, check_no_leakage, drop_overlap
+from .tatoeba import tatoeba_texts
 
 TRAIN_DATASETS = ("mlqa-r", "xquad-r", "mmarco")
 
@@ -34,8 +35,6 @@ def training_pairs(profile, eval_sets: list[RetrievalSet]) -> tuple[pd.DataFrame
     With ``profile.hard_negatives`` and a source that has them (mMARCO's BM25 negatives),
     the pairs carry a ``negative`` column that training adds to the in-batch negatives.
     """
-    from .tatoeba import tatoeba_texts
-
     name = profile.train_dataset
     other = {"tatoeba": tatoeba_texts(profile.tatoeba_languages)} if profile.tatoeba_languages else {}
     if name in ("mlqa-r", "xquad-r"):

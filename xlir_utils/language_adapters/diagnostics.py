@@ -28,7 +28,7 @@ def hidden_shift(model, texts_by_lang: dict[str, Sequence[str]], *, adapter_of=l
                  max_seq_length: int = 64) -> pd.DataFrame:
     """Per language, the relative shift ‖h_LA − h_base‖ / ‖h_base‖ of the final token states when
     the language's adapter is active (mean over tokens and texts; notebook 03 §7)."""
-    from adapters import AdapterSetup
+    from adapters import AdapterSetup  # lazy, as in plumbing.enable_adapters
 
     auto = enable_adapters(model)
     was_training = model.training

@@ -13,6 +13,7 @@ its recipe digest matches.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .. import paths
 from ..config import Profile
+from ..data.registry import language_tuple
 from ..encoders import load_encoder
 from ..io_utils import atomic_replace_dir, atomic_write_csv, atomic_write_json, atomic_write_torch, json_digest
 from ..seeding import derived_seed
@@ -132,8 +134,6 @@ def train_mlm_head(model, corpus: dict[str, list[str]], profile: Profile, folder
 
 def head_record(profile: Profile) -> dict | None:
     """The trained head's record (held-out loss, ``usable``), or None before training (notebook 03 §3)."""
-    import json
-
     path = language_adapters_dir(profile.name) / HEAD_DIR / "run.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -148,8 +148,6 @@ def train_language_adapter(model, head: MLMHead, lang: str, texts: Sequence[str]
     adapter, after without it). With ``folder``, a finished adapter with the same recipe is reused
     (``load_adapter``), else it is trained and saved (``save_adapter`` + ``mlm_log.csv`` + ``run.json``).
     """
-    import json
-
     a = profile.adapters
     name = lang_adapter_name(lang)
     auto = enable_adapters(model)
@@ -237,8 +235,6 @@ def train_language_adapters(profile: Profile, *, languages: Sequence[str] | None
     head is usable (held-out loss at most ``adapters.head_max_loss``). With ``use_hub_adapters``
     AdapterHub's pretrained adapters are loaded instead (online only) and both tables are empty.
     """
-    from ..data.registry import language_tuple
-
     a = profile.adapters
     languages = language_tuple(languages if languages is not None else a.languages, "adapter languages")
     root = language_adapters_dir(profile.name)

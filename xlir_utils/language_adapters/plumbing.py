@@ -37,6 +37,8 @@ def enable_adapters(model):
     """Add AdapterHub support to the transformers model inside a SentenceTransformer (once, in
     place) and return that inner model, where adapters are added, trained and activated
     (notebook 03 §1)."""
+    # lazy: importing adapters loads transformers' model classes (seconds), and
+    # xlir_utils.systems reads routings and manifests through this package without it
     import adapters
 
     mixin_logger = logging.getLogger("adapters.model_mixin")
@@ -50,14 +52,14 @@ def enable_adapters(model):
 
 def lang_adapter_config(reduction_factor: int, leave_out: Sequence[int] = ()):
     """The MAD-X language adapter configuration (``seq_bn_inv``), absent from layers ``leave_out``."""
-    from adapters import SeqBnInvConfig
+    from adapters import SeqBnInvConfig  # lazy, as in enable_adapters
 
     return SeqBnInvConfig(reduction_factor=reduction_factor, leave_out=list(leave_out))
 
 
 def task_adapter_config(reduction_factor: float, leave_out: Sequence[int] = ()):
     """A bottleneck adapter (``seq_bn``): the task adapter, or the shared control adapter."""
-    from adapters import SeqBnConfig
+    from adapters import SeqBnConfig  # lazy, as in enable_adapters
 
     return SeqBnConfig(reduction_factor=reduction_factor, leave_out=list(leave_out))
 
@@ -70,11 +72,6 @@ def drop_invertible(auto, name: str) -> bool:
         del invertible[name]
         return True
     return False
-
-
-def trainable_names(model) -> set[str]:
-    """Names of the parameters that require gradients (notebook 03 §1 shows what a phase trains)."""
-    return {n for n, p in model.named_parameters() if p.requires_grad}
 
 
 def adapter_parameters(auto, name: str) -> int:
@@ -90,8 +87,6 @@ class no_adapters:
         self.auto = auto
 
     def __enter__(self):
-        import logging
-
         self.saved = self.auto.active_adapters
         self.auto.active_adapters = None
         self.logger = logging.getLogger("adapters.model_mixin")  # "adapters available but none active"

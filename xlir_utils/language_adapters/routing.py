@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..encoders import encode
+from ..training import embed_with_grad
 from .plumbing import TASK, lang_adapter_name
 
 VARIANTS = ("task-only", "mlm-per-side", "joint-per-side", "shared-control", "english")
@@ -70,6 +72,8 @@ class Routing:
 
     def setup(self, lang: str):
         """The adapter composition for one language: ``Stack(la, task)``, ``task``, or None."""
+        # lazy: importing adapters loads transformers' model classes (seconds), and a Routing is
+        # built and read (xlir_utils.systems, manifests) without it
         from adapters.composition import Stack
 
         parts = [x for x in (self.adapter_for(lang), self.task) if x]
@@ -142,9 +146,7 @@ def routed_embed_fn(routing: Routing, prefix_cache=None):
     With ``prefix_cache`` (:class:`xlir_utils.training.frozen_prefix.PrefixCache`) only the
     layers above the frozen prefix run.
     """
-    from adapters import AdapterSetup
-
-    from ..training import embed_with_grad
+    from adapters import AdapterSetup  # lazy, as in Routing.setup
 
     def embed_fn(model, texts, langs, kind):
         groups = group_by_setup(langs, routing)
@@ -176,9 +178,7 @@ def encode_routed(model, texts: Sequence[str], langs: Sequence[str], kind: str, 
     once per adapter set-up inside ``AdapterSetup``. The key names the run and the set-up, not
     the routing's label, so two routings of one run share the groups they route alike.
     """
-    from adapters import AdapterSetup
-
-    from ..encoders import encode
+    from adapters import AdapterSetup  # lazy, as in Routing.setup
 
     texts, langs = list(texts), list(langs)
     if len(texts) != len(langs):

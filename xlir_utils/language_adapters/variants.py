@@ -30,6 +30,7 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
@@ -37,18 +38,24 @@ import torch
 from .. import paths
 from ..config import Profile
 from ..encoders import load_encoder
+from ..encoders.prefix import prefix_fingerprint
 from ..io_utils import atomic_replace_dir, atomic_write_json, recover_dir
 from ..seeding import derived_seed
+from ..training import finished_record, make_spec, pairs_digest, train_run
+from ..training.frozen_prefix import PrefixCache
 from .lang_training import head_record, language_adapters_dir
 from .plumbing import (FORMAT_VERSION, MANIFEST, TASK, TASK_CONFIG, drop_invertible, enable_adapters,
                        lang_adapter_config, lang_adapter_name, task_adapter_config)
 from .routing import PER_SIDE, VARIANTS, Routing, make_routing, routed_embed_fn
 
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
 MLM_VARIANTS = ("mlm-per-side", "english")  # need MLM language adapters (a usable head)
 _PREFIX_CACHES: dict = {}
 
 
-def run_name(variant: str, seed: int | None = None) -> str:
+def variant_run_name(variant: str, seed: int | None = None) -> str:
     """Run folder name of a variant: ``adapters-task-only-s13`` (notebook 03 §4)."""
     if variant not in VARIANTS:
         raise ValueError(f"Unknown adapter variant {variant!r}; choose one of {VARIANTS}.")
@@ -156,12 +163,8 @@ def save_variant(model, folder: Path, routing: Routing, meta: dict) -> None:
     atomic_replace_dir(folder, write)
 
 
-def _prefix_cache(model, profile: Profile, pairs: pd.DataFrame, max_seq_length: int):
+def _prefix_cache(model, profile: Profile, pairs: pd.DataFrame, max_seq_length: int) -> PrefixCache:
     """The frozen prefix of the training texts, computed once per process (every variant and seed shares it)."""
-    from ..encoders.prefix import prefix_fingerprint
-    from ..training import pairs_digest
-    from ..training.frozen_prefix import PrefixCache
-
     k = profile.train.freeze_layers
     key = (prefix_fingerprint(model, k), pairs_digest(pairs), max_seq_length, profile.train.precision)
     if key not in _PREFIX_CACHES:
@@ -177,21 +180,53 @@ def _prefix_cache(model, profile: Profile, pairs: pd.DataFrame, max_seq_length: 
 def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, seed: int | None = None, model=None,
                   lang_dir: Path | None = None, run_dir: Path | None = None, stop_after: int | None = None,
                   languages: Sequence[str] | None = None, show_progress: bool = True) -> dict:
-    """Train one variant with hybrid batches (:func:`training.train_run`; notebook 03 §4).
+    """Train one adapter variant with hybrid batches (:func:`xlir_utils.training.train_run`; notebook 03 §4).
 
     The recipe and step budget of full fine-tuning (``profile.train``), the adapters' learning rate
     ``adapters.task_lr``. Writes ``runs/<profile>/adapters-<variant>-s<seed>/`` (``model/`` holds
-    the adapters + manifest). With a frozen prefix, only the layers above it run.
-    """
-    from .. import training
+    the adapters + manifest). With a frozen prefix, only the layers above it run. A finished run
+    with the same recipe (variant, adapter set-up, language adapters' digests, data, seed) is
+    reused without loading a model; an interrupted one resumes.
 
+    Args:
+        profile: the :class:`~xlir_utils.config.Profile` (its ``train`` recipe and ``adapters`` set-up).
+        variant: one of :data:`~xlir_utils.language_adapters.VARIANTS` (``task-only``,
+            ``mlm-per-side``, ``joint-per-side``, ``shared-control``, ``english``).
+        pairs: the training pairs (:func:`xlir_utils.data.training_pairs`).
+        seed: the training seed (default: the profile's).
+        model: the base encoder to train in place (default: ``load_encoder(profile.encoder)``).
+        lang_dir: where the language adapters are (default: :func:`language_adapters_dir`).
+        run_dir: the run folder (default: ``runs/<profile>/<variant_run_name(variant, seed)>``).
+        stop_after: interrupt after that many steps, leaving the checkpoint (a simulated crash).
+        languages: the languages with an adapter (default: :func:`adapter_languages`).
+        show_progress: show a progress bar.
+
+    Returns:
+        The run record (as :func:`xlir_utils.training.train_run` returns it); ``spec["extra"]``
+        holds the variant's set-up as JSON.
+
+    Raises:
+        RuntimeError: an MLM variant (``mlm-per-side``, ``english``) when the MLM head is not usable.
+        FileNotFoundError: a language adapter the variant needs was not trained.
+
+    Example::
+
+        from xlir_utils import config, data, paths
+        from xlir_utils import language_adapters as la
+
+        cfg = config.load("smoke")
+        pairs, _ = data.training_pairs(cfg, data.evaluation_sets(cfg))
+        record = la.train_variant(cfg, "task-only", pairs, seed=13)  # needs no language adapter
+        run_dir = paths.runs_dir(cfg.name) / la.variant_run_name("task-only", 13)
+        model, routing, manifest = la.load_variant(run_dir, profile=cfg)
+    """
     a = profile.adapters
     seed = profile.seed if seed is None else int(seed)
     if variant in MLM_VARIANTS and not (head_record(profile) or {}).get("usable"):
         raise RuntimeError(f"variant {variant!r} needs MLM language adapters, but the MLM head did not reach "
                            f"{a.head_max_loss} nats held-out: see notebook 03 §3")
     lang_dir = lang_dir or language_adapters_dir(profile.name)
-    run_dir = run_dir or paths.runs_dir(profile.name) / run_name(variant, seed)
+    run_dir = run_dir or paths.runs_dir(profile.name) / variant_run_name(variant, seed)
     languages = tuple(languages or adapter_languages(profile, pairs))
     lang_dirs = {p.name: p for p in sorted(lang_dir.iterdir())
                  if (p / "run.json").is_file() and (p / "adapter").is_dir()} if lang_dir.is_dir() else {}
@@ -208,8 +243,8 @@ def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, seed: 
     extra = json.dumps({"variant": variant, "task_config": TASK_CONFIG, "task_rf": a.task_reduction_factor,
                         "lang_rf": a.reduction_factor, "init": init, "lang_adapters": la_digests,
                         "format": FORMAT_VERSION}, sort_keys=True)
-    spec = training.make_spec(run_name(variant, seed), profile.encoder, "hybrid", cfg, seed, pairs, extra=extra)
-    if (record := training.finished_record(run_dir, spec.digest())) is not None \
+    spec = make_spec(variant_run_name(variant, seed), profile.encoder, "hybrid", cfg, seed, pairs, extra=extra)
+    if (record := finished_record(run_dir, spec.digest())) is not None \
             and (run_dir / "model" / MANIFEST).is_file():
         return record  # reuse without loading the model
     model = model if model is not None else load_encoder(profile.encoder, profile)
@@ -227,19 +262,21 @@ def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, seed: 
     saved_len = model.max_seq_length
     model.max_seq_length = cfg.max_seq_length  # training truncates as notebook 02 does
     try:
-        return training.train_run(model, pairs, spec, run_dir, embed_fn=routed_embed_fn(routing, cache),
-                                  save_fn=save_fn, stop_after=stop_after, show_progress=show_progress)
+        return train_run(model, pairs, spec, run_dir, embed_fn=routed_embed_fn(routing, cache),
+                         save_fn=save_fn, stop_after=stop_after, show_progress=show_progress)
     finally:
         model.max_seq_length = saved_len
 
 
-def load_variant(run_dir: Path, *, unseen: str = "own", profile: Profile | None = None, model=None):
-    """Rebuild a trained variant: ``(model, routing)`` (notebooks 03 §5, 04 §2).
+def load_variant(run_dir: Path, *, unseen: str = "own", profile: Profile | None = None,
+                 model=None) -> tuple[SentenceTransformer, Routing, dict]:
+    """Rebuild a trained variant: ``(model, routing, manifest)`` (notebooks 03 §5, 04 §2).
 
-    The base encoder is loaded with ``load_encoder`` and the adapters with ``load_adapter``
-    (never through ``SentenceTransformer(folder)``, which drops them); invertible adapters are
-    dropped, as in training. ``unseen="en"`` (or ``"none"``) routes languages that the task adapter
-    never saw through the English adapter (or no language adapter).
+    The base encoder is loaded with ``load_encoder`` (or ``model`` is used) and the adapters with
+    ``load_adapter`` (never through ``SentenceTransformer(folder)``, which drops them); invertible
+    adapters are dropped, as in training. ``unseen="en"`` (or ``"none"``) routes languages that the
+    task adapter never saw through the English adapter (or no language adapter). ``manifest`` is
+    the run's saved manifest (variant, routing, base encoder, digest, seed, frozen layers).
     """
     run_dir = Path(run_dir)
     folder = run_dir / "model" if (run_dir / "model" / MANIFEST).is_file() else run_dir

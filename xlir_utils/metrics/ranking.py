@@ -14,7 +14,8 @@ it}). With distinct scores this is the one ranking; with ties it is what trec_ev
 sort after the relevant ones (trec_eval breaks ties by docno, descending). The result does not
 depend on candidate order. Ties occur in practice only between identical candidate texts (with
 sentence-only candidates, 11 of XQuAD-R's 13,090 queries have a relevant sentence whose exact
-duplicate elsewhere is not relevant; none in MLQA-R).
+duplicate elsewhere is not relevant; none in MLQA-R). :func:`pessimistic_order` writes out one
+query's whole ranking by this rule (the explorer of notebook 06 ranks by it).
 
 **Speed.** Scores are float32 (NumPy BLAS: torch's MKL sgemm is slower on AMD CPUs); counts
 use NumPy compares summed as uint8/uint16, several times faster than torch bool reductions on
@@ -203,6 +204,19 @@ def _rank_driver(score_chunks, relevant, n_cand, cand_groups, top_k) -> Relevant
             top[rows] = perm[torch.from_numpy(scores).topk(top.shape[1], dim=1).indices.numpy()]
     positions = np.where(valid, perm[np.clip(slots, 0, None)], -1)
     return RelevantRanks(positions, pool_rank, group_rank, slot_group, top)
+
+
+def pessimistic_order(scores: ArrayLike, relevant: ArrayLike = ()) -> np.ndarray:
+    """One query's candidate positions in the engine's ranking (notebook 06 §2): decreasing
+    score; among equal scores every non-relevant candidate before the ``relevant`` ones, then
+    candidate order. A relevant candidate's 1-based place in it is its pessimistic rank, as
+    :func:`rank_relevant_grouped` counts it (tied relevant candidates share out the same ranks)."""
+    if isinstance(scores, torch.Tensor):
+        scores = scores.detach().cpu().numpy()
+    scores = np.asarray(scores).reshape(-1)
+    is_relevant = np.zeros(len(scores), dtype=bool)
+    is_relevant[np.asarray(relevant, dtype=np.int64)] = True
+    return np.lexsort((np.arange(len(scores)), is_relevant, -scores))  # the last key sorts first
 
 
 def rank_relevant_grouped(

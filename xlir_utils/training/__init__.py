@@ -8,9 +8,13 @@ in-batch InfoNCE loss scores each query against every passage of the batch.
 * :mod:`.step` - what a step computes: trainable parameters (frozen embeddings and lowest
   layers), precision (bf16 autocast with fp32 master weights, or exact fp32), learning-rate
   schedules, embedding one side with gradients;
+* :mod:`.spec` - run specs and their digests (which key reuse), the record of a finished run;
 * :mod:`.loop` - :func:`train_run`: the loop, checkpoints, resume, the run record;
-* :mod:`.runs` - run specs and digests, run names (sampling, alpha, seed), reuse, notebook 02's
-  :func:`train_full`.
+* :mod:`.runs` - run names (sampling, alpha, seed), reuse across an α sweep, notebook 02's
+  :func:`train_full`;
+* :mod:`.frozen_prefix` - training above a frozen prefix computed once (the adapter variants);
+* :mod:`.distributed` - the same loop on several processes (``torchrun``, ``accelerate launch``);
+* :mod:`.cli` - the command line, ``python -m xlir_utils.training``.
 
 Runs live in ``runs/<profile>/<name>/``: ``model/`` (a sentence-transformers folder),
 ``run.json`` (what produced it), ``train_log.csv`` (loss and batch kind per step) and, while
@@ -19,19 +23,8 @@ atomically. A finished run with the same recipe is reused; an interrupted one re
 """
 from .loop import train_run
 from .loss import info_nce
-from .runs import (
-    SAMPLINGS,
-    RunSpec,
-    canonical_sampling,
-    finished_record,
-    finished_runs,
-    make_spec,
-    pairs_digest,
-    read_train_logs,
-    run_name,
-    run_summary,
-    train_full,
-)
+from .runs import canonical_sampling, finished_runs, read_train_logs, run_name, run_summary, train_full
+from .spec import SAMPLINGS, RunSpec, finished_record, make_spec, pairs_digest
 from .step import (
     EmbedFn,
     embed_with_grad,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 __all__ = ["DistContext", "SidesForward", "barrier", "context", "gather_rows", "init_from_env", "main_first", "shard",
            "wrap"]
@@ -123,8 +124,6 @@ def wrap(module: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
     from a batch without a gradient."""
     if not ctx.distributed:
         return module
-    from torch.nn.parallel import DistributedDataParallel
-
     device = next(module.parameters()).device
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)

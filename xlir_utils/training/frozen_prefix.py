@@ -28,7 +28,6 @@ class PrefixCache:
             raise ValueError(f"the model's lowest {k} layers cannot be computed apart (an invertible adapter on "
                              "its embeddings, or not a BERT-style encoder)")
         self.k, self.max_seq_length = k, max_seq_length
-        self.fingerprint = prefix_mod.prefix_fingerprint(model, k)
         device = next(model.parameters()).device
         self.precision = resolve_train_precision(precision, device)
         self.states: dict[tuple[str, str], torch.Tensor] = {}
@@ -75,14 +74,3 @@ class PrefixCache:
         features = {"input_ids": torch.zeros_like(mask), "attention_mask": mask}
         with prefix_mod.upper_layers_from(model, self.k, hidden):
             return model(features)["sentence_embedding"]
-
-    def check(self, model) -> None:
-        """Fail if ``model``'s prefix is no longer the one cached (it must stay frozen)."""
-        if prefix_mod.prefix_fingerprint(model, self.k) != self.fingerprint:
-            raise RuntimeError("the model's lower layers changed since they were cached: they must stay frozen")
-
-
-def prefix_training_modules(model, k: int) -> list[torch.nn.Module]:
-    """The modules that must run in eval mode while training on top of the cached prefix."""
-    auto = model[0].auto_model
-    return [auto.embeddings, *auto.encoder.layer[:k]]

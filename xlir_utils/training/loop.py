@@ -16,10 +16,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..io_utils import atomic_replace_dir, atomic_write_csv, atomic_write_json, atomic_write_torch, sweep_stale_temps
-from ..sampling import HybridBatchSampler
+from ..sampling import XX_KIND, BatchInfo, HybridBatchSampler
 from . import distributed as D
 from .loss import info_nce
-from .runs import RunSpec, finished_record
+from .spec import RunSpec, finished_record
 from .step import EmbedFn, autocast_for, embed_with_grad, lr_schedule, resolve_train_precision
 
 logger = logging.getLogger(__name__)
@@ -27,8 +27,8 @@ logger = logging.getLogger(__name__)
 StepHook = Callable[[int, object], None]  # (steps done, model): e.g. a dev evaluation
 
 
-def planned_batches(sampler: HybridBatchSampler, n_steps: int) -> list:
-    """The first ``n_steps`` batches (BatchInfo) the sampler plans, across epochs; the first s
+def planned_batches(sampler: HybridBatchSampler, n_steps: int) -> list[BatchInfo]:
+    """The first ``n_steps`` batches the sampler plans, across epochs (notebook 02 §4); the first s
     batches do not depend on ``n_steps``."""
     out, epoch = [], 0
     while len(out) < n_steps:
@@ -93,19 +93,52 @@ def _optimizer(model, cfg):
 def train_run(model, pairs: pd.DataFrame, spec: RunSpec, run_dir: Path, *,
               embed_fn: EmbedFn = embed_with_grad, save_fn: Callable[[object, Path], None] | None = None,
               stop_after: int | None = None, on_step: StepHook | None = None, show_progress: bool = True) -> dict:
-    """Train ``model`` in place on ``pairs`` as ``spec`` says; return the run record.
+    """Train ``model`` in place on ``pairs`` as ``spec`` says; return the run record (notebook 02 §4;
+    notebook 03 §4 through :func:`xlir_utils.language_adapters.train_variant`).
 
-    ``embed_fn(model, texts, langs, kind)`` embeds one side (the adapter variants route
-    each language through its own adapter); it runs under the step's autocast, the loss in
-    fp32. ``save_fn(model, folder)`` saves the result (default: the sentence-transformers
-    folder). ``on_step(done, model)`` is called after every optimiser step (the recipe study
-    evaluates the development set there). ``stop_after`` interrupts after that many steps
-    (tests use it to simulate a crash; the checkpoint is left for resuming).
+    One optimiser step per planned hybrid batch (``spec.alpha``, ``spec.seed``), in-batch InfoNCE,
+    a checkpoint every ``train.checkpoint_every`` steps. A finished run in ``run_dir`` with the same
+    digest is returned without training; an interrupted one resumes from its checkpoint.
 
     Under ``torchrun`` / ``accelerate launch`` every process runs this with the same arguments:
     each embeds its shard of every global batch, the embeddings are gathered across processes
     and the model is wrapped in DDP (:mod:`.distributed`); rank 0 writes checkpoints, the model
     and the record.
+
+    Args:
+        model: a ``SentenceTransformer`` whose trainable parameters are set (:func:`.set_trainable`).
+        pairs: the pairs table (:data:`xlir_utils.sampling.REQUIRED_COLUMNS`, optionally ``negative``).
+        spec: what determines the run (:func:`.make_spec`); its digest keys reuse and resume.
+        run_dir: the run folder (``model/``, ``run.json``, ``train_log.csv``, ``checkpoint.pt``).
+        embed_fn: ``embed_fn(model, texts, langs, kind)`` embeds one side with gradients (default
+            :func:`.embed_with_grad`; the adapter variants route each language through its adapter).
+            It runs under the step's autocast; the loss is computed in fp32.
+        save_fn: ``save_fn(model, folder)`` saves the result (default: a sentence-transformers folder).
+        stop_after: interrupt after that many steps, leaving the checkpoint (a simulated crash).
+        on_step: ``on_step(done, model)`` after every optimiser step (the recipe study scores dev there).
+        show_progress: show a progress bar.
+
+    Returns:
+        The run record (the content of ``run.json``): ``digest``, ``finished``, ``spec``,
+        ``precision``, ``steps``, ``mono_share`` (the realised share of X-X batches),
+        ``train_seconds``, ``final_loss_mean_last10``, ``world_size``; or
+        ``{"finished": False, "step": n}`` when ``stop_after`` interrupted it.
+
+    Example::
+
+        from pathlib import Path
+
+        from xlir_utils import config, data
+        from xlir_utils.encoders import load_encoder
+        from xlir_utils.training import make_spec, set_trainable, train_run
+
+        cfg = config.load("smoke")
+        pairs, _ = data.training_pairs(cfg, data.evaluation_sets(cfg))
+        model = load_encoder(cfg.encoder)
+        set_trainable(model, cfg.train.freeze_word_embeddings, cfg.train.freeze_layers)
+        spec = make_spec("demo-hybrid", cfg.encoder, "hybrid", cfg.train, cfg.seed, pairs)
+        record = train_run(model, pairs, spec, Path("runs/demo-hybrid"))
+        record["final_loss_mean_last10"]
     """
     cfg = spec.train
     ctx = D.context()  # several processes under torchrun / accelerate launch (training.distributed)
@@ -173,8 +206,9 @@ def train_run(model, pairs: pd.DataFrame, spec: RunSpec, run_dir: Path, *,
     (save_fn or (lambda m, folder: atomic_replace_dir(folder, lambda tmp: m.save(str(tmp)))))(model, run_dir / "model")
     log_df = pd.DataFrame(log)
     atomic_write_csv(log_df, run_dir / "train_log.csv")
+    # "mono_share": the realised share of X-X batches, under the key every stored run record has
     record = {"digest": digest, "finished": True, "spec": asdict(spec), "precision": precision,
-              "steps": cfg.steps, "mono_share": float((log_df.kind == "mono").mean()),
+              "steps": cfg.steps, "mono_share": float((log_df.kind == XX_KIND).mean()),
               "train_seconds": float(log_df.seconds.sum()),
               "final_loss_mean_last10": float(log_df.loss.tail(10).mean())}
     record["world_size"] = ctx.world

@@ -1,84 +1,40 @@
-"""Training runs: what determines one (its digest keys reuse), its name, and notebook 02's
-entry point :func:`train_full`.
+"""Training runs of notebook 02: their names, reuse across an α sweep, and the entry point
+:func:`train_full`.
 
 A run is named by its sampling, its α for a sweep point and its seed: ``full-X-X-s13``,
 ``full-hybrid-a0.25-s14``. Hybrid batches at α 1, 0 or the profile's α *are* the X-X, X-Y and
 hybrid runs (same batches, same seed), so an α sweep reuses them (:func:`canonical_sampling`).
+What determines a run (its spec and digest) is :mod:`.spec`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from ..config import TrainConfig
-from ..io_utils import atomic_replace_dir, json_digest, recover_dir
+from .. import paths
+from ..config import Profile
+from ..encoders.registry import load_encoder
+from ..io_utils import atomic_replace_dir
 from ..sampling import sampling_alpha
-
-SAMPLINGS = ("X-X", "X-Y", "hybrid")
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """What determines a training run (its hash keys the run folder's reuse)."""
-
-    name: str
-    base_model: str
-    sampling: str  # "X-X" | "X-Y" | "hybrid"
-    alpha: float
-    seed: int
-    train: TrainConfig
-    n_pairs: int
-    pairs_digest: str
-    extra: str = ""  # e.g. an adapter set-up
-
-    def digest(self) -> str:
-        return json_digest(asdict(self))
-
-
-_DIGEST_CHUNK = 100_000
-
-
-def pairs_digest(pairs: pd.DataFrame) -> str:
-    """A content hash of the pairs table (row order included)."""
-    h = hashlib.sha256()
-    for col in ("question_id", "query_lang", "passage_lang", "query", "passage", "negative"):
-        if col not in pairs.columns:  # "negative" only where the data brings hard negatives
-            continue
-        values = pairs[col].astype(str).to_numpy()
-        # the digest of "\x1f".join(values), fed in chunks (millions of rows in the paper profile)
-        for start in range(0, len(values), _DIGEST_CHUNK):
-            if start:
-                h.update(b"\x1f")
-            h.update("\x1f".join(values[start : start + _DIGEST_CHUNK]).encode())
-    return h.hexdigest()[:16]
-
-
-def finished_record(run_dir: Path, digest: str) -> dict | None:
-    """The record of a finished run with this recipe digest, else None (a model folder swap
-    that a kill interrupted is finished or undone first)."""
-    recover_dir(run_dir / "model")
-    try:
-        record = json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return record if record.get("digest") == digest and record.get("finished") else None
+from .distributed import main_first
+from .loop import train_run
+from .spec import finished_record, make_spec
+from .step import set_trainable
 
 
 def run_name(sampling: str, alpha: float | None = None, seed: int | None = None) -> str:
-    """Folder name of a run: ``full-X-X``, ``full-hybrid-a0.25`` (a sweep point), with ``-s<seed>``
-    when a seed is given (notebook 02 §4)."""
+    """Folder name of a full fine-tuning run: ``full-X-X``, ``full-hybrid-a0.25`` (a sweep point),
+    with ``-s<seed>`` when a seed is given (notebook 02 §4)."""
     name = f"full-{sampling}" + ("" if alpha is None else f"-a{alpha:g}")
     return name if seed is None else f"{name}-s{seed}"
 
 
 def canonical_sampling(sampling: str, alpha: float | None, default_alpha: float) -> tuple[str, float | None]:
     """The run a (sampling, alpha) request is: hybrid at alpha 1, 0 or the profile's alpha *is*
-    the X-X, X-Y or hybrid run (same batches, same seed), so a sweep point reuses it."""
+    the X-X, X-Y or hybrid run (same batches, same seed), so a sweep point reuses it (notebook 02 §4)."""
     if sampling != "hybrid" or alpha is None:
         return sampling, alpha
     a = sampling_alpha("hybrid", alpha)
@@ -89,15 +45,6 @@ def canonical_sampling(sampling: str, alpha: float | None, default_alpha: float)
     if a == float(default_alpha):
         return "hybrid", None
     return sampling, a
-
-
-def make_spec(name: str, base_model: str, sampling: str, cfg: TrainConfig, seed: int,
-              pairs: pd.DataFrame, alpha: float | None = None, extra: str = "") -> RunSpec:
-    """The :class:`RunSpec` of one run (``alpha`` for hybrid defaults to the profile's)."""
-    if sampling not in SAMPLINGS:
-        raise ValueError(f"Unknown sampling {sampling!r}; choose one of {SAMPLINGS}.")
-    a = sampling_alpha(sampling, cfg.alpha if alpha is None else alpha)
-    return RunSpec(name, base_model, sampling, a, seed, cfg, len(pairs), pairs_digest(pairs), extra)
 
 
 def finished_runs(runs_root: Path) -> list[Path]:
@@ -114,8 +61,9 @@ def read_train_logs(run_dirs: Sequence[Path]) -> pd.DataFrame:
     return pd.concat([pd.read_csv(d / "train_log.csv").assign(run=d.name) for d in run_dirs], ignore_index=True)
 
 
-def train_full(profile, sampling: str, pairs: pd.DataFrame, *, alpha: float | None = None, seed: int | None = None,
-               runs_root: Path | None = None, show_progress: bool = True, stop_after: int | None = None) -> dict:
+def train_full(profile: Profile, sampling: str, pairs: pd.DataFrame, *, alpha: float | None = None,
+               seed: int | None = None, runs_root: Path | None = None, show_progress: bool = True,
+               stop_after: int | None = None) -> dict:
     """Full fine-tuning of the profile's base encoder with one sampling strategy and seed
     (notebook 02 §4-5; ``seed`` defaults to the profile's).
 
@@ -125,18 +73,11 @@ def train_full(profile, sampling: str, pairs: pd.DataFrame, *, alpha: float | No
     ``train.max_seq_length``, evaluation encodes like the zero-shot model. ``stop_after``
     interrupts the run after that many steps (a simulated crash; the next call resumes).
     """
-    from .. import paths
-    from ..encoders.registry import load_encoder
-    from .loop import train_run
-    from .step import set_trainable
-
     seed = profile.seed if seed is None else int(seed)
     sampling, alpha = canonical_sampling(sampling, alpha, profile.train.alpha)
     name = run_name(sampling, alpha, seed)
     run_dir = (runs_root or paths.runs_dir(profile.name)) / name
     spec = make_spec(name, profile.encoder, sampling, profile.train, seed, pairs, alpha, extra="format=2")
-    from .distributed import main_first
-
     if (record := main_first(lambda: finished_record(run_dir, spec.digest()))) is not None:
         return record  # skip loading the model (rank 0 first repairs an interrupted model-folder swap)
     model = load_encoder(profile.encoder, profile)

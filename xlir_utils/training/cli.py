@@ -2,12 +2,12 @@
 
 One process::
 
-    python -m xlir_utils.train --profile quick --sampling hybrid --seed 13
+    python -m xlir_utils.training --profile quick --sampling hybrid --seed 13
 
 Several, with the engines PyTorch users know (GPUs use NCCL, CPUs gloo)::
 
-    torchrun --standalone --nproc_per_node 4 -m xlir_utils.train --profile paper --sampling hybrid
-    accelerate launch --num_processes 4 -m xlir_utils.train --profile paper --sampling hybrid
+    torchrun --standalone --nproc_per_node 4 -m xlir_utils.training --profile paper --sampling hybrid
+    accelerate launch --num_processes 4 -m xlir_utils.training --profile paper --sampling hybrid
 
 It builds the training pairs as notebook 02 §1 does (leakage check included) and calls the same
 :func:`xlir_utils.training.train_full`, so a run trained here is the run notebook 02 reuses
@@ -19,15 +19,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
+
+import torch.distributed as dist
+
+from .. import config, data
+from . import distributed as D
+from .runs import train_full
+from .spec import SAMPLINGS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line (``--help`` lists it)."""
-    p = argparse.ArgumentParser(prog="python -m xlir_utils.train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m xlir_utils.training", description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", default=None, help="smoke | quick | paper (default: XLIR_PROFILE or quick)")
-    p.add_argument("--sampling", default="hybrid", choices=("X-X", "X-Y", "hybrid"))
+    p.add_argument("--sampling", default="hybrid", choices=SAMPLINGS)
     p.add_argument("--alpha", type=float, default=None, help="share of X-X batches for hybrid (default: the profile's)")
     p.add_argument("--seed", type=int, default=None, help="training seed (default: the profile's first)")
     p.add_argument("--encoder", default=None, help="base encoder: a name of the kit, a hub id or a folder")
@@ -52,10 +58,6 @@ def _json_arg(text: str, flag: str) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     """Train one run (every process of a distributed job runs this); prints the record on rank 0."""
-    from . import config, data
-    from .training import distributed as D
-    from .training import train_full
-
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     ctx = D.init_from_env()
@@ -79,11 +81,5 @@ def main(argv: list[str] | None = None) -> dict:
                           "steps": record["steps"], "train_seconds": record["train_seconds"],
                           "final_loss_mean_last10": record["final_loss_mean_last10"]}))
     if ctx.distributed:
-        import torch.distributed as dist
-
         dist.destroy_process_group()
     return record
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

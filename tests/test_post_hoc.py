@@ -1,0 +1,71 @@
+"""LIR as a system (notebook 05 §5): every system + LIR is labelled from its spec, evaluated on
+the projected embeddings, and compared as the notebook says; on real XQuAD-R texts with
+deterministic stand-in encoders."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import CountingEncoder
+
+from xlir_utils import config, post_hoc
+from xlir_utils.data import load_retrieval_set
+from xlir_utils.evaluation import evaluate
+from xlir_utils.lir import project_out_language_directions
+from xlir_utils.systems import System, SystemSpec
+
+E5 = "e5-small-offline"
+
+
+@pytest.fixture()
+def project(tmp_path, monkeypatch):
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path / "proj"))
+    monkeypatch.setenv("XLIR_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _systems():
+    zero_shot = System(E5, SystemSpec("zero-shot", E5), "fp-z", CountingEncoder(offset=3.0))
+    hybrid = System("full-hybrid-s13", SystemSpec("full", E5, sampling="hybrid", alpha=0.5), "fp-h",
+                    CountingEncoder(offset=1.0), "full-hybrid", 13)
+    return [zero_shot, hybrid]
+
+
+def test_lir_rows_are_labelled_from_the_spec_and_match_the_projection(project, shared_data):
+    rset = load_retrieval_set("xquad-r", articles=1)
+    cfg = config.load("smoke").replace(bootstrap_samples=20)
+    zero_shot, hybrid = _systems()
+    table, with_lir, without = post_hoc.lir_systems(cfg, [zero_shot, hybrid], rset)
+    assert sorted(table.system.unique()) == ["e5-small-offline + LIR r=1", "e5-small-offline + LIR r=3",
+                                            "full-hybrid + LIR r=1"]
+    lir_rows = table[table.system == "full-hybrid + LIR r=1"]
+    assert set(lir_rows.model) == {"full-hybrid-s13+lir1"} and set(lir_rows.seed) == {13}
+    assert set(lir_rows.post_hoc) == {"LIR r=1"} and set(lir_rows.post_hoc_fit) == {post_hoc.LIR_FIT}
+    assert set(lir_rows.sampling) == {"hybrid"} and set(lir_rows.alpha) == {0.5}
+    assert table[table.system.str.startswith(E5)].post_hoc.isin(["LIR r=1", "LIR r=3"]).all()
+    # the values are those of the projected embeddings, and the plain values those of the plain ones
+    q = hybrid.encode(rset.queries.text.tolist(), rset.queries.lang.tolist(), "query")
+    c = hybrid.encode(rset.candidate_texts(cfg.candidate_text), rset.candidates.lang.tolist(), "passage")
+    q2, c2 = project_out_language_directions(q, rset.queries.lang, c, rset.candidates.lang, rank=1)
+    expect = evaluate(rset, q2, c2, bootstrap=0).table
+    got = lir_rows.set_index(["setting", "query_lang", "cand_lang", "metric"]).value
+    want = expect.set_index(["setting", "query_lang", "cand_lang", "metric"]).value
+    assert np.allclose(got.loc[want.index].to_numpy(), want.to_numpy(), atol=1e-6)
+    assert [v.system for v in without] == ["e5-small-offline", "full-hybrid"]
+    assert [v.system for v in with_lir] == ["e5-small-offline + LIR r=1", "e5-small-offline + LIR r=3",
+                                           "full-hybrid + LIR r=1"]
+    # LIR removes the language offset: the biased hybrid's pooled rank distance drops
+    rd = lambda t: t[(t.metric == "rank_distance") & (t.query_lang == "all")].value.iat[0]  # noqa: E731
+    assert rd(lir_rows) < rd(evaluate(rset, q, c, bootstrap=0).table)
+
+
+def test_comparisons_pick_systems_by_their_spec():
+    def full(name, sampling, alpha, seed=13):
+        return System(f"{name}-s{seed}", SystemSpec("full", E5, sampling=sampling, alpha=alpha), "fp", None, name, seed)
+
+    zero_shot = System(E5, SystemSpec("zero-shot", E5), "fp", None)
+    runs = [zero_shot, full("full-X-X", "X-X", 1), full("full-X-Y", "X-Y", 0), full("full-hybrid-a0.25", "hybrid", 0.25),
+            full("full-hybrid", "hybrid", 0.5), full("full-hybrid", "hybrid", 0.5, seed=14)]
+    pairs = post_hoc.lir_comparisons(runs, E5, alpha=0.5)
+    free = "e5-small-offline + LIR r=1"
+    trained = ["full-X-X", "full-X-Y", "full-hybrid-a0.25", "full-hybrid"]
+    assert pairs == ([(t, free) for t in trained] + [(f"{t} + LIR r=1", free) for t in trained]
+                     + [("full-hybrid + LIR r=1", "full-X-X + LIR r=1"), ("full-hybrid + LIR r=1", "full-X-Y + LIR r=1")])

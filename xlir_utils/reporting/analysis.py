@@ -1,0 +1,54 @@
+"""Which systems the analyses compare, chosen from the system columns of the results, never from
+their names (notebooks 03 §6, 04 §7, 05 §3)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from ..systems.labels import systems_where
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per system, without post-hoc methods."""
+    first = frame.drop_duplicates("system")
+    return first[first.post_hoc.isna()]
+
+
+def full_system(frame: pd.DataFrame, sampling: str, alpha: float) -> str | None:
+    """The full fine-tuning system of ``sampling`` (hybrid at the profile's ``alpha``, not a sweep point)."""
+    columns = {"sampling": sampling} if sampling != "hybrid" else {"sampling": sampling, "alpha": float(alpha)}
+    found = systems_where(_plain(frame), family="full", **columns)
+    return found[0] if found else None
+
+
+def headline_comparisons(frame: pd.DataFrame, alpha: float) -> list[tuple[str, str]]:
+    """The paired comparisons the paper's claim needs: hybrid - X-X and hybrid - X-Y (notebook 04 §7)."""
+    hybrid = full_system(frame, "hybrid", alpha)
+    others = [full_system(frame, s, alpha) for s in ("X-X", "X-Y")]
+    return [(hybrid, o) for o in others if hybrid and o]
+
+
+def adapter_comparisons(frame: pd.DataFrame, alpha: float) -> list[tuple[str, str]]:
+    """The comparisons the kit's own question needs (notebooks 03 §6, 04 §7): every adapter variant
+    against full fine-tuning with hybrid batches, and every per-side variant's routing of never-seen
+    languages (through the English adapter, through none) against its own routing."""
+    plain = _plain(frame)
+    adapters = plain[plain.family == "adapters"]
+    hybrid = full_system(frame, "hybrid", alpha)
+    pairs = [(s, hybrid) for s in adapters.system] if hybrid else []
+    for row in adapters[adapters.unseen_routing.isin(["en", "none"])].itertuples():
+        own = systems_where(adapters, adapter_variant=row.adapter_variant, unseen_routing="own")
+        pairs += [(row.system, own[0])] if own else []
+    return pairs
+
+
+def heatmap_systems(results: pd.DataFrame, baselines: Sequence[str],
+                    alpha: float) -> tuple[list[str], tuple[str, str] | None]:
+    """The systems of the language-pair heatmaps (the first baseline, the X-X and the hybrid
+    system) and the difference to draw (hybrid - X-X) (notebook 05 §3)."""
+    frame = results if "system" in results.columns else results.assign(system=results.model)
+    xx, hy = full_system(frame, "X-X", alpha), full_system(frame, "hybrid", alpha)
+    first = next((b for b in baselines if b in set(frame.system)), None)
+    models = [m for m in (first, xx, hy) if m is not None]
+    return models, (xx, hy) if xx and hy else None

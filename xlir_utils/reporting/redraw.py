@@ -1,0 +1,63 @@
+"""``make figures``: every figure and table of notebooks 01-05 redrawn from ``results/``, without
+training or encoding (notebook 05 §8)."""
+from __future__ import annotations
+
+from .. import figures as F
+from .. import outputs, paths, recipe_study
+from ..config import load
+from ..training import SAMPLINGS, run_name
+from .analysis import heatmap_systems
+from .tables import first_seed_logs, read_results, read_seed_means, write_tables
+
+
+def make_figures(profile: str) -> list[str]:
+    """Every figure of notebooks 01-05 from the files in ``results/``; returns the names written
+    (notebook 05 §8, ``make figures``).
+
+    No data is parsed, nothing is trained or encoded: each figure is redrawn from the table its
+    notebook stored (a figure whose table is missing is skipped).
+    """
+    cfg = load(profile)
+    base = cfg.baselines
+    folder = paths.results_dir(profile)
+    written = []
+
+    def save(fig, name):
+        outputs.save_figure(fig, name, profile)
+        written.append(name)
+
+    sources = ((outputs.LENGTHS_FILE, "01_lengths", F.plot_length_distributions),
+               (outputs.TRAIN_LOGS_FILE, "02_loss_curves",
+                lambda t: F.plot_loss_curves(first_seed_logs(t, [run_name(s) for s in SAMPLINGS]))),
+               (outputs.ADAPTER_LOGS_FILE, "03_task_loss", lambda t: F.plot_loss_curves(first_seed_logs(t))))
+    for file, name, plot in sources:
+        if (folder / file).is_file():
+            save(plot(outputs.read_table(file, profile)), name)
+    if (folder / outputs.MLM_LOG_FILE).is_file():
+        held = outputs.read_table(outputs.MLM_HELDOUT_FILE, profile) if (folder / outputs.MLM_HELDOUT_FILE).is_file() \
+            else None
+        save(F.plot_mlm_loss(outputs.read_table(outputs.MLM_LOG_FILE, profile), held,
+                             head_max_loss=cfg.adapters.head_max_loss), "03_mlm_loss")
+    grid, choice = recipe_study.read_grid(profile), recipe_study.read_choice(profile)
+    if grid is not None and choice is not None:
+        save(F.plot_recipe_study(grid, choice["chosen"]), "02_recipe_study")
+    results, seed_means = read_results(profile), read_seed_means(profile)
+    for dataset in [d for d in results.dataset.unique() if d != "tatoeba"]:
+        save(F.plot_headline(seed_means, results, dataset, base), f"04_headline_{dataset}")
+    if "tatoeba" in set(results.dataset):
+        save(F.plot_tatoeba(results, base), "04_tatoeba")
+    models, diff = heatmap_systems(results, base, cfg.train.alpha)
+    if len(models) >= 2:
+        save(F.plot_pair_heatmaps(results, models, diff=diff), "05_language_pair_heatmaps")
+    if "same_lang_top10" in set(results.metric):
+        save(F.plot_same_language_share(results, baselines=base), "05_same_language_top10")
+    if (folder / outputs.PER_QUERY_FILE).is_file():
+        save(F.plot_rank_distance_distributions(outputs.read_table(outputs.PER_QUERY_FILE, profile), baselines=base),
+             "05_rank_distance_distributions")
+    if (folder / outputs.PROJECTION_FILE).is_file():
+        save(F.plot_projection(outputs.read_table(outputs.PROJECTION_FILE, profile)), "05_projection")
+    fig = F.plot_alpha_sweep(seed_means)
+    if fig is not None:
+        save(fig, "05_alpha_sweep")
+    write_tables(profile, base)
+    return written

@@ -1,0 +1,89 @@
+"""Evaluating systems one at a time and labelling their rows (notebook 04 §§3, 7, 8): every
+results row carries the run's label columns (:meth:`~xlir_utils.systems.record.System.columns`)."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+
+from ..bitext import evaluate_tatoeba
+from ..evaluation import evaluate, paired_comparison
+from ..seed_statistics import RunValues, run_values
+from .record import SPEC_COLUMNS, System
+from .store import embed_retrieval_set
+
+LABEL_COLUMNS = ["model", "system", "seed", *SPEC_COLUMNS]
+
+
+def label_rows(table: pd.DataFrame, labels: dict, candidate_text: str | None = None) -> pd.DataFrame:
+    """``table`` (the engine's columns) with a system's label columns in front, and the candidate
+    text the set was encoded with (notebooks 04 §3, 05 §5)."""
+    front = {**labels, **({} if candidate_text is None else {"candidate_text": candidate_text})}
+    out = table.assign(**{k: [v] * len(table) for k, v in front.items()})
+    return out[list(front) + [c for c in table.columns if c not in front]]
+
+
+def evaluate_systems(profile, system_list: Sequence[System], rsets: dict, *,
+                     skip: Callable[[System, str], bool] | None = None):
+    """Encode and evaluate every system on every retrieval set (notebook 04 §3).
+
+    Returns (tidy table, per-query multilingual rows, per-query values of every run for the seed
+    statistics). ``skip(system, dataset)`` leaves a pair out (e.g. MLQA-R for systems trained on it).
+    """
+    tables, per_query, values = [], [], []
+    for system in system_list:
+        labels = system.columns()
+        for name, rset in rsets.items():
+            if skip is not None and skip(system, name):
+                continue
+            q, c = embed_retrieval_set(system, rset, profile.candidate_text, profile.name)
+            ev = evaluate(rset, q, c, bootstrap=profile.bootstrap_samples, seed=profile.seed)
+            tables.append(label_rows(ev.table, labels, profile.candidate_text))
+            values.append(run_values(ev, labels=labels, dataset=name))
+            multi = ev.per_query[ev.per_query.setting == "multi"]
+            per_query.append(label_rows(pd.DataFrame({
+                "dataset": name, "query_id": multi.query_id.to_numpy(), "query_lang": multi.query_lang.to_numpy(),
+                "n_relevant": multi.n_rel.to_numpy(), "ap": multi["map"].to_numpy(),
+                "rank_distance": multi.rank_distance.to_numpy()}), labels))
+    return pd.concat(tables, ignore_index=True), pd.concat(per_query, ignore_index=True), values
+
+
+def paired_against(profile, system_list: Sequence[System], rsets: dict, *, reference: str, dataset: str,
+                   metrics: tuple[str, ...] = ("map",)) -> pd.DataFrame:
+    """Every system against ``reference`` (a run label) on the same queries of ``dataset``: one row
+    per (system, setting, query language, metric) with both macro means, the difference, its paired
+    bootstrap CI and a sign-flip p-value (:func:`xlir_utils.evaluation.paired_comparison`;
+    notebook 04 §7). Embeddings come from the store, so nothing is encoded again."""
+    rset = rsets[dataset]
+    by_label = {s.label: s for s in system_list}
+
+    def per_query(system: System):
+        q, c = embed_retrieval_set(system, rset, profile.candidate_text, profile.name)
+        return evaluate(rset, q, c, bootstrap=0, seed=profile.seed).per_query
+
+    ref = per_query(by_label[reference])
+    rows = []
+    for system in system_list:
+        if system.label == reference:
+            continue
+        cmp = paired_comparison(per_query(system), ref, metrics=metrics, n=profile.bootstrap_samples,
+                                seed=profile.seed)
+        rows.append(label_rows(cmp.assign(reference=reference, dataset=dataset), system.columns()))
+    if not rows:
+        return pd.DataFrame(columns=[*LABEL_COLUMNS, "reference", "dataset"])
+    return pd.concat(rows, ignore_index=True)
+
+
+def evaluate_tatoeba_systems(profile, system_list: Sequence[System],
+                             pairs_by_lang: dict) -> tuple[pd.DataFrame, list[RunValues]]:
+    """Tatoeba for every system (notebook 04 §3, §8): tidy rows and per-query values, as
+    :func:`evaluate_systems` returns them for LAReQA. Sentences go through the kit's cached encode."""
+    tables, values = [], []
+    for s in system_list:
+        table, vals = evaluate_tatoeba(s.encode, pairs_by_lang, bootstrap=profile.bootstrap_samples,
+                                       seed=profile.seed)
+        labels = s.columns()
+        tables.append(label_rows(table, labels, profile.candidate_text))
+        values += [dataclasses.replace(v, labels=labels) for v in vals]
+    return pd.concat(tables, ignore_index=True), values

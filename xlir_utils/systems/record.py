@@ -1,0 +1,99 @@
+"""What a system is, as data: a frozen :class:`SystemSpec` whose fields every results row carries
+as columns, and a :class:`System` (a spec, a seed and a way to embed texts) that notebook 04
+evaluates (notebook 04 §2). Labels and display order are derived from the spec in
+:mod:`xlir_utils.systems.labels`; nothing parses a system's name.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+FAMILIES = ("zero-shot", "full", "adapters", "code-switching")
+SAMPLINGS = ("X-X", "X-Y", "hybrid")
+ROUTINGS = ("own", "en", "none")  # how a language without its own trained adapter is routed
+
+# (texts, langs, kind) -> L2-normalised rows; kind is "query" or "passage"
+EncodeFn = Callable[[Sequence[str], Sequence[str], str], np.ndarray]
+
+SPEC_COLUMNS = ("family", "base_model", "sampling", "alpha", "adapter_variant", "unseen_routing",
+                "post_hoc", "post_hoc_fit")
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """A system's description; each field is a column of every results table.
+
+    Args:
+        family: one of :data:`FAMILIES` (``"zero-shot"``: an off-the-shelf encoder).
+        base_model: the encoder the system starts from (``"e5-small-offline"``).
+        sampling: the batch sampling of a trained system (:data:`SAMPLINGS`), else None.
+        alpha: the share of X-X batches (X-X 1, X-Y 0, hybrid the profile's α), else None.
+        adapter_variant: the adapter variant of notebook 03 (``"joint-per-side"``), else None.
+        unseen_routing: where languages without a trained adapter of their own go
+            (:data:`ROUTINGS`), for per-side adapter variants; else None.
+        post_hoc: a post-hoc method applied to the embeddings (``"LIR r=1"``), else None.
+        post_hoc_fit: the text that method was fitted on (``"evaluation pool"``), else None.
+    """
+
+    family: str
+    base_model: str
+    sampling: str | None = None
+    alpha: float | None = None
+    adapter_variant: str | None = None
+    unseen_routing: str | None = None
+    post_hoc: str | None = None
+    post_hoc_fit: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown system family {self.family!r}: expected one of {FAMILIES}")
+        if self.sampling is not None and self.sampling not in SAMPLINGS:
+            raise ValueError(f"unknown sampling {self.sampling!r}: expected one of {SAMPLINGS}")
+        if self.unseen_routing is not None and self.unseen_routing not in ROUTINGS:
+            raise ValueError(f"unknown routing {self.unseen_routing!r}: expected one of {ROUTINGS}")
+        if (self.post_hoc is None) != (self.post_hoc_fit is None):
+            raise ValueError("a post-hoc method needs its fit set (post_hoc_fit), and only then")
+        if self.alpha is not None:
+            object.__setattr__(self, "alpha", float(self.alpha))
+
+    def with_post_hoc(self, method: str, fit: str) -> SystemSpec:
+        """This system after a post-hoc method fitted on ``fit`` (notebook 05 §5)."""
+        return dataclasses.replace(self, post_hoc=method, post_hoc_fit=fit)
+
+    def columns(self) -> dict:
+        """The spec as result-table columns."""
+        return {c: getattr(self, c) for c in SPEC_COLUMNS}
+
+    @property
+    def trained(self) -> bool:
+        """Whether any training step produced this system (everything but a zero-shot encoder)."""
+        return self.family != "zero-shot"
+
+
+@dataclass(frozen=True)
+class System:
+    """Something to evaluate (notebook 04 §2): ``encode(texts, langs, kind)`` returns
+    L2-normalised rows.
+
+    ``label`` names one run and keys the embedding store (``"full-hybrid-s13"``); ``name`` is the
+    system the run is a seed of (``"full-hybrid"``); ``fingerprint`` is what produced the
+    embeddings (model, precision, batch budget, routing).
+    """
+
+    label: str
+    spec: SystemSpec
+    fingerprint: str
+    encode: EncodeFn
+    name: str = ""
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.label)
+
+    def columns(self) -> dict:
+        """The run's label columns of a results row (``model`` = run, ``system`` = its system)."""
+        return {"model": self.label, "system": self.name, "seed": self.seed, **self.spec.columns()}

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from xlir_utils import paths
 from xlir_utils.training import distributed as D
 
 RECIPE = {"steps": 4, "batch_size": 8, "max_seq_length": 32, "precision": "fp32", "freeze_layers": 0,
@@ -187,7 +188,9 @@ def test_per_side_adapters_train_under_ddp_with_unused_parameters(tiny_model, tm
     script.write_text(ADAPTER_SCRIPT)
     recipe = {**RECIPE, "steps": 4, "lr": 1e-3}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "XLIR_THREADS": "1",
-           "XLIR_PROFILE": "smoke", "TOKENIZERS_PARALLELISM": "false"}
+           "XLIR_PROFILE": "smoke", "TOKENIZERS_PARALLELISM": "false",
+           # the checkout's runs hold an MLM head that would change the set-up; its cache is shared
+           "XLIR_ROOT": str(tmp_path / "project"), "XLIR_CACHE_DIR": str(paths.cache_dir())}
     for n in (1, 2):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", str(script),
                str(tiny_model), str(tmp_path / f"run{n}"), json.dumps(recipe)]

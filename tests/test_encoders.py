@@ -467,9 +467,9 @@ def test_stored_evaluation_embeddings_are_keyed_by_precision(model, monkeypatch)
     assert enc_mod.embedding_signature(model, "fp32") == f"{fp}|fp32"
     spec = SystemSpec("zero-shot", "m")
     monkeypatch.setattr(environment, "cpu_has_native_bf16", lambda: True)
-    with_bf16 = encoder_system("m", spec, model, 512).fingerprint
+    with_bf16 = encoder_system("m", spec, lambda: model, 512).fingerprint
     monkeypatch.setattr(environment, "cpu_has_native_bf16", lambda: False)
-    assert encoder_system("m", spec, model, 512).fingerprint not in (with_bf16, fp)
+    assert encoder_system("m", spec, lambda: model, 512).fingerprint not in (with_bf16, fp)
 
 
 @pytest.mark.slow

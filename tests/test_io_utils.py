@@ -22,12 +22,10 @@ from xlir_utils.io_utils import (
     atomic_replace_dir,
     atomic_write_bytes,
     atomic_write_json,
-    read_keyed_arrays,
     recover_dir,
     sweep_stale_temps,
-    text_digest,
-    write_keyed_arrays,
 )
+from xlir_utils.keyed_arrays import read_keyed_arrays, text_digest, write_keyed_arrays
 
 
 def test_interrupted_write_keeps_the_old_file_and_leaves_nothing(tmp_path, monkeypatch):

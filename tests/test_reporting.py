@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from xlir_utils import outputs, reporting
+from xlir_utils.errors import DamagedFileError
 from xlir_utils.data import load_retrieval_set
 from xlir_utils.evaluation import evaluate
 from xlir_utils.languages import LANG_ORDER
@@ -137,5 +138,5 @@ def test_adapter_comparisons_are_found_from_the_system_columns():
 def test_older_tables_are_refused_with_the_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
     outputs.save_table(pd.DataFrame({"system": ["full-X-X"], "training": ["X-X"]}), outputs.SEED_MEANS_FILE, "smoke")
-    with pytest.raises(ValueError, match="rerun the notebook that writes seed_means.csv"):
+    with pytest.raises(DamagedFileError, match="rerun notebook 04"):
         outputs.read_table(outputs.SEED_MEANS_FILE, "smoke")

@@ -36,17 +36,20 @@ def test_only_runs_of_the_profiles_recipe_and_seeds_are_evaluated(tmp_path, monk
     from xlir_utils import paths
 
     monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
-    cfg = config.load("smoke")
+    cfg = config.load("smoke").replace(seeds=(13, 14))
     loaded = []
     monkeypatch.setattr("xlir_utils.systems.discovery.load_encoder", lambda path, profile: loaded.append(path))
-    monkeypatch.setattr("xlir_utils.systems.discovery.encoder_system", lambda label, *a, **k: label)
+    monkeypatch.setattr("xlir_utils.systems.discovery.encoder_system", lambda label, spec, load, *a, **k: (label, load))
     old_recipe = dataclasses.asdict(dataclasses.replace(cfg.train, temperature=0.05, steps=60))
-    for name, seed, train in [("full-hybrid-s13", cfg.seeds[0], dataclasses.asdict(cfg.train)),
+    for name, seed, train in [("full-hybrid-s13", 13, dataclasses.asdict(cfg.train)),
                               ("full-hybrid-s99", 99, dataclasses.asdict(cfg.train)),
-                              ("full-hybrid", cfg.seeds[0], old_recipe)]:
+                              ("full-hybrid-s14", 14, old_recipe)]:
         folder = paths.runs_dir("smoke") / name
         folder.mkdir(parents=True)
         spec = {"sampling": "hybrid", "alpha": cfg.train.alpha, "seed": seed, "train": train, "base_model": "m"}
         (folder / "run.json").write_text(json.dumps({"finished": True, "spec": spec}))
-    assert systems.full_run_systems(cfg) == ["full-hybrid-s13"]
+    found = systems.full_run_systems(cfg)
+    assert [label for label, _ in found] == ["full-hybrid-s13"]
+    assert loaded == []  # discovery loads no model: each is loaded when its system is first used
+    found[0][1]()
     assert [p.rsplit("/", 2)[-2] for p in loaded] == ["full-hybrid-s13"]

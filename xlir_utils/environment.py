@@ -1,8 +1,9 @@
 """The version check that opens every notebook, and the one thread setting (``XLIR_THREADS``).
 
 Every notebook's second cell calls :func:`check_environment` (the pinned stack, see
-requirements.txt); :func:`apply_threads` is what it and :func:`xlir_utils.encoders.encode` use
-to set torch's thread count, so a script that never calls the check gets the same threads.
+requirements.txt); :func:`apply_threads` is what it, every command line (:func:`xlir_utils.cli.run`)
+and :func:`xlir_utils.encoders.encode` use to set torch's thread count, so a script that never
+calls the check gets the same threads.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+
+from .errors import SettingsError, XlirError
 
 EXPECTED = {  # package -> required version prefix
     "torch": "2.13.0",
@@ -43,7 +46,7 @@ def native_bf16(device: torch.device | str = "cpu") -> bool:
 
 def requested_threads() -> int | None:
     """The thread count ``XLIR_THREADS`` asks for (None when unset); a value that is not a
-    positive integer raises a ValueError naming the variable."""
+    positive integer raises a :class:`~xlir_utils.errors.SettingsError` (a ValueError) naming the variable."""
     raw = os.environ.get("XLIR_THREADS", "").strip()
     if not raw:
         return None
@@ -52,7 +55,7 @@ def requested_threads() -> int | None:
     except ValueError:
         n = 0
     if n < 1:
-        raise ValueError(f"XLIR_THREADS={raw!r} is not a positive integer: set it to the number of CPU "
+        raise SettingsError(f"XLIR_THREADS={raw!r} is not a positive integer: set it to the number of CPU "
                          f"threads torch may use (this machine has {os.cpu_count()}), or unset it to use every core.")
     return n
 
@@ -92,7 +95,7 @@ def check_environment(threads: int | None = None) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             version = "missing"
         if not version.startswith(prefix):
-            raise RuntimeError(
+            raise XlirError(
                 f"{package} {version} is installed, the kit needs {prefix}*: run `make setup` "
                 "(or `pip install -r requirements.txt`) and select the 'xlir (.venv)' kernel."
             )

@@ -15,7 +15,9 @@ is its rank in notebook 04's evaluation.
 """
 from __future__ import annotations
 
+import inspect
 import logging
+import numbers
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,7 +31,7 @@ from .systems.record import SPEC_COLUMNS, SystemSpec
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Explorer", "ExplorerSystem", "Question", "guess_language", "load_explorer"]
+__all__ = ["Explorer", "ExplorerSystem", "Question", "UnknownSystemError", "guess_language", "load_explorer"]
 
 RESULT_COLUMNS = ["system", "rank", "lang", "text", "score", "relevant", "candidate_id"]
 
@@ -54,6 +56,36 @@ def guess_language(text: str, default: str = "en") -> str:
                 counts[lang] = counts.get(lang, 0) + 1
                 break
     return max(counts, key=counts.get) if counts else default
+
+
+class UnknownSystemError(KeyError, ValueError):
+    """A system label the explorer does not hold (a KeyError and a ValueError); the message lists
+    the labels it does hold."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _names(value, what: str) -> list[str] | None:
+    """``value`` as a list of names: one string is one name (never its letters); None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value] if value else []
+    try:
+        names = list(value)
+    except TypeError:
+        raise ValueError(f"{what} must be a name or a list of names, got {value!r}") from None
+    bad = [x for x in names if not isinstance(x, str)]
+    if bad:
+        raise ValueError(f"{what} must be names (strings), got {bad!r}")
+    return names
+
+
+def _top_k(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1:
+        raise ValueError(f"k must be a whole number of at least 1 (the number of candidates to show), got {k!r}")
+    return int(k)
 
 
 @dataclass(frozen=True)
@@ -139,19 +171,37 @@ class Explorer:
                 return self.question(self._texts[(text, lang)])
         return Question(text, query_lang or guess_language(text))
 
-    def _pool(self, languages: Sequence[str] | None) -> np.ndarray:
+    def _languages(self, languages: str | Sequence[str] | None) -> tuple[str, ...]:
+        """The candidate-language filter as a tuple (() = every language); one string is one
+        language; a language the set lacks raises a ValueError listing the set's languages."""
+        names = _names(languages, "languages") or []
+        unknown = sorted(set(names) - set(self.languages))
+        if unknown:
+            raise ValueError(f"no candidates in {unknown} in {self.rset.name}; choose from {list(self.languages)} "
+                             "(or None for every language)")
+        return tuple(dict.fromkeys(names))
+
+    def _pool(self, languages: str | Sequence[str] | None) -> np.ndarray:
+        languages = self._languages(languages)
         if not languages:
             return np.arange(len(self.rset.candidates))
-        unknown = sorted(set(languages) - set(self.languages))
-        if unknown:
-            raise ValueError(f"no candidates in {unknown} in {self.rset.name}; choose from {list(self.languages)}")
         return np.flatnonzero(self.rset.candidates.lang.isin(list(languages)).to_numpy())
+
+    def system_labels(self, systems: str | Sequence[str]) -> list[str]:
+        """The systems to compare as a list of labels (one string is one label; notebook 06 §2);
+        none, or a label the explorer lacks, raises an error naming the labels it holds."""
+        labels = _names(systems, "systems")
+        if not labels:
+            raise ValueError(f"name at least one system to compare; the explorer holds {self.labels}")
+        for label in labels:
+            self._system(label)
+        return labels
 
     def _system(self, label: str) -> ExplorerSystem:
         try:
             return self.systems[label]
         except KeyError:
-            raise KeyError(f"no system {label!r} in the explorer; choose from {self.labels}") from None
+            raise UnknownSystemError(f"no system {label!r} in the explorer; choose from {self.labels}") from None
 
     def _scores(self, system: ExplorerSystem, question: Question, pool: np.ndarray) -> np.ndarray:
         if question.index is not None:
@@ -169,13 +219,15 @@ class Explorer:
             return np.array([], dtype=np.int64)
         return np.asarray(self.rset.relevant[question.index], dtype=np.int64)
 
-    def explore(self, query: str | int, systems: Sequence[str], k: int = 10,
-                languages: Sequence[str] | None = None, query_lang: str | None = None) -> pd.DataFrame:
+    def explore(self, query: str | int, systems: str | Sequence[str], k: int = 10,
+                languages: str | Sequence[str] | None = None, query_lang: str | None = None) -> pd.DataFrame:
         """The top ``k`` candidates of each system for one question (notebook 06 §2): columns
         :data:`RESULT_COLUMNS`; ``relevant`` is NA for a question that is not one of the set's.
-        ``languages`` restricts the candidate pool (None: every language)."""
-        if k < 1:
-            raise ValueError(f"k must be at least 1 (got {k})")
+        ``systems``: labels (one string is one label); ``languages`` restricts the candidate pool
+        (a code such as ``"de"``, a list of codes, or None for every language)."""
+        k = _top_k(k)
+        systems = self.system_labels(systems)
+        languages = self._languages(languages)
         question = self.question(query, query_lang)
         pool = self._pool(languages)
         rel = set(self._relevant(question).tolist())
@@ -193,14 +245,16 @@ class Explorer:
                                      dtype="boolean"),
                 "candidate_id": cands.candidate_id.to_numpy()[pos]}))
         out = pd.concat(frames, ignore_index=True)
-        out.attrs.update(question=question, k=k, languages=tuple(languages or ()))
+        out.attrs.update(question=question, k=k, languages=languages)
         return out
 
-    def parallel_answer_ranks(self, query: str | int, systems: Sequence[str],
-                              languages: Sequence[str] | None = None, query_lang: str | None = None) -> pd.DataFrame:
+    def parallel_answer_ranks(self, query: str | int, systems: str | Sequence[str],
+                              languages: str | Sequence[str] | None = None,
+                              query_lang: str | None = None) -> pd.DataFrame:
         """Where each relevant parallel answer lands in each system's ranking of the pool (one row
         per answer: its language and text, then a rank column per system; NA outside the pool).
-        Empty for a question that is not one of the set's."""
+        Empty for a question that is not one of the set's (notebook 06 §2)."""
+        systems = self.system_labels(systems)
         question = self.question(query, query_lang)
         rel = self._relevant(question)
         cands = self.rset.candidates
@@ -231,8 +285,10 @@ class Explorer:
                              "pool_share": float(pool_share[lang])})
         return pd.DataFrame(rows)
 
-    def example_questions(self, languages: Sequence[str] = ("en", "el", "zh"), seed: int = 13) -> list[Question]:
+    def example_questions(self, languages: str | Sequence[str] = ("en", "el", "zh"),
+                          seed: int = 13) -> list[Question]:
         """One question per language, of different questions, drawn with ``seed`` (notebook 06 §3)."""
+        languages = _names(languages, "languages") or []
         q = self.rset.queries
         rng = np.random.default_rng(seed)
         used: set[str] = set()
@@ -247,9 +303,36 @@ class Explorer:
         return out
 
 
-def _from_system(system, q: np.ndarray, c: np.ndarray) -> ExplorerSystem:
+def _takes_cache(fn) -> bool:
+    """True when ``fn`` accepts a ``cache`` keyword (the kit's encode functions do)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "cache" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+class _LoadedModel:
+    """The one system model the explorer holds: a typed question loads its system's model and lets
+    the previous one go (notebook 06 §2)."""
+
+    def __init__(self):
+        self.slot = None
+
+    def use(self, slot) -> None:
+        if self.slot is not None and self.slot is not slot:
+            self.slot.release()
+        self.slot = slot
+
+
+def _from_system(system, q: np.ndarray, c: np.ndarray, loaded: _LoadedModel | None = None) -> ExplorerSystem:
+    # a typed question is encoded once and thrown away: it stays out of the on-disk embedding cache
+    options = {"cache": False} if _takes_cache(system.encode) else {}
+
     def encode_query(text: str, lang: str) -> np.ndarray:
-        return system.encode([text], [lang], "query")[0]
+        if loaded is not None and getattr(system, "slot", None) is not None:
+            loaded.use(system.slot)
+        return system.encode([text], [lang], "query", **options)[0]
 
     return ExplorerSystem(system.label, system.spec, q, c, encode_query)
 
@@ -276,12 +359,19 @@ def _with_lir(base: ExplorerSystem, rset, rank: int) -> ExplorerSystem:
 def load_explorer(profile, dataset: str = "xquad-r", *, seed: int | None = None, lir_rank: int | None = 1,
                   families: Sequence[str] = ("zero-shot", "full", "adapters")) -> Explorer:
     """An explorer over ``dataset`` with the profile's systems of ``families`` at one training seed
-    (default the profile's first seed; one model per system in memory), each also with LIR of
-    ``lir_rank`` (None: none). Embeddings come from notebook 04's store (encoded and stored if
-    absent); notebook 06 §1."""
+    (default the profile's first seed), each also with LIR of ``lir_rank`` (None: none).
+    Embeddings come from notebook 04's store (encoded and stored if absent), one model in memory
+    at a time; afterwards a system's model is loaded only when a typed question needs it, and the
+    previous one is let go (notebook 06 §1)."""
     # lazy: discovery loads torch, the encoders and AdapterHub; the explorer's own logic needs none
     from .data.datasets import retrieval_set
-    from .systems import adapter_run_systems, baseline_systems, embed_retrieval_set, full_run_systems
+    from .systems import (
+        adapter_run_systems,
+        baseline_systems,
+        embed_retrieval_set,
+        full_run_systems,
+        one_model_at_a_time,
+    )
 
     one_seed = profile.replace(seeds=(seed if seed is not None else profile.seeds[0],))
     found = []
@@ -292,10 +382,10 @@ def load_explorer(profile, dataset: str = "xquad-r", *, seed: int | None = None,
     if "adapters" in families:
         found += adapter_run_systems(one_seed)
     rset = retrieval_set(profile, dataset)
-    systems = []
-    for s in found:
+    systems, loaded = [], _LoadedModel()
+    for s in one_model_at_a_time(found):
         q, c = embed_retrieval_set(s, rset, profile.candidate_text, profile.name)
-        systems.append(_from_system(s, q, c))
+        systems.append(_from_system(s, q, c, loaded))
     if lir_rank:
         systems += [_with_lir(s, rset, lir_rank) for s in list(systems)]
     logger.info("explorer over %s: %d systems", dataset, len(systems))

@@ -44,11 +44,12 @@ class Comparison:
         return comparison_text(self)
 
 
-def compare(explorer: Explorer, query: str | int, systems: Sequence[str], k: int = 10,
-            languages: Sequence[str] | None = None, query_lang: str | None = None) -> Comparison:
-    """Rank the pool for one question under each system (notebook 06 §2-3)."""
-    question = explorer.question(query, query_lang)
+def compare(explorer: Explorer, query: str | int, systems: str | Sequence[str], k: int = 10,
+            languages: str | Sequence[str] | None = None, query_lang: str | None = None) -> Comparison:
+    """Rank the pool for one question under each system (notebook 06 §2-3); ``systems`` and
+    ``languages`` as :meth:`Explorer.explore` takes them (one string is one name)."""
     results = explorer.explore(query, systems, k=k, languages=languages, query_lang=query_lang)
+    question = results.attrs["question"]
     ranks = explorer.parallel_answer_ranks(query, systems, languages=languages, query_lang=query_lang)
     return Comparison(question, results, ranks, explorer.language_mix(results))
 
@@ -142,13 +143,13 @@ class ExplorerWidget:
     set values and click. ``last`` holds the latest :class:`Comparison` (or the error shown)."""
 
     def __init__(self, explorer: Explorer, examples: int = 30, seed: int = 13,
-                 systems: Sequence[str] | None = None):
+                 systems: str | Sequence[str] | None = None):
         import ipywidgets as w
         import numpy as np
 
         self.explorer = explorer
         labels = explorer.labels
-        first = list(systems or labels[:2]) + labels
+        first = (explorer.system_labels(systems) if systems else labels[:2]) + labels
         q = explorer.rset.queries
         picks = np.sort(np.random.default_rng(seed).choice(len(q), size=min(examples, len(q)), replace=False))
         options = [("(type a question above)", -1)] + [

@@ -4,18 +4,20 @@ A file is written to a temporary file beside its target (``.<name>.<pid>.<random
 :func:`atomic_output`), fsynced, then renamed over the target with ``os.replace``; the folder is
 fsynced so the rename survives a crash. A kill mid-write leaves the previous file intact; the
 orphaned temporary file names its writer's pid, so the next write to that folder removes it once
-that process is gone (:func:`sweep_stale_temps`). A folder is replaced as a unit by
-:func:`atomic_replace_dir`, which also finishes or undoes a swap that a kill interrupted. Used by
-every step that writes (notebooks 01-05: processed tables, checkpoints, models, adapters, caches,
-results).
+that process is gone (:func:`sweep_stale_temps`). A full disk or a read-only folder raises
+:class:`~xlir_utils.errors.WriteError`, naming the file and the fix. A folder is replaced as a
+unit by :func:`atomic_replace_dir`, built in a folder of its own process, which also finishes or
+undoes a swap that a kill interrupted. Used by every step that writes (notebooks 01-05:
+processed tables, checkpoints, models, adapters, caches, results).
 
-Caches of arrays (embeddings, shards) go through one store: :func:`write_keyed_arrays` records the
-key of what produced the arrays and a SHA-256 of them; :func:`read_keyed_arrays` returns them only
-for that key and after checking that SHA-256, so a damaged file is recomputed, never trusted.
-Texts enter keys through :func:`text_digest`.
+:func:`exclusive_lock` keeps one writer per run folder, store folder or results folder. Digests
+of saved files live in :mod:`xlir_utils.file_digests`, the keyed array store in
+:mod:`xlir_utils.keyed_arrays`.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import io
 import json
@@ -24,12 +26,14 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .errors import BusyError, WriteError
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +128,27 @@ def new_temp_dir(path: str | os.PathLike) -> Path:
     return Path(tempfile.mkdtemp(dir=path.parent, prefix=temp_prefix(path.name), suffix=".tmp"))
 
 
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def write_error(path: str | os.PathLike, exc: OSError) -> OSError:
+    """``exc`` as a :class:`~xlir_utils.errors.WriteError` naming ``path`` and the fix when the disk
+    is full or the folder is read-only or not writable; any other error as it is."""
+    if isinstance(exc, WriteError) or exc.errno not in _DISK_FULL | _NOT_WRITABLE:
+        return exc
+    path = Path(path)
+    if exc.errno in _DISK_FULL:
+        problem, fix = "the disk is full", f"free some space on the disk that holds {path.parent}"
+    else:
+        problem, fix = f"{path.parent} is read-only or not writable", "make that folder writable"
+    err = WriteError(f"could not write {path}: {problem} ({exc.strerror or exc}). To fix: {fix}, or set "
+                     "XLIR_CACHE_DIR (caches) or XLIR_ROOT (runs, results) to a writable folder with room, "
+                     "and run again; the previous version of the file, if any, is intact.")
+    err.errno = exc.errno
+    return err
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """The one atomic write: yields a temporary file beside ``path`` (:func:`new_temp_file`) for the
@@ -131,21 +156,33 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     mode of the file it replaces (0644 for a new one) and renamed over ``path``; on an error or an
     interrupt it is removed and ``path`` is left as it was.
 
+    Raises:
+        WriteError: the disk is full, or the folder is read-only or not writable (also an
+            ``OSError``; the message names the file and the fix, the original error is chained).
+
     Example::
 
         with atomic_output(folder / "index.faiss") as tmp:
             faiss.write_index(index, str(tmp))
     """
     path = Path(path)
-    tmp = new_temp_file(path)
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    try:
+        tmp = new_temp_file(path)
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+    except OSError as exc:
+        raise write_error(path, exc) from exc
     try:
         yield tmp
         _fsync_file(tmp)
         os.chmod(tmp, mode)  # mkstemp creates 0600
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and (err := write_error(path, exc)) is not exc:
+            raise err from exc
         raise
     _fsync_dir(path.parent)
 
@@ -203,43 +240,57 @@ def _side(folder: Path, suffix: str) -> Path:
     return folder.with_name(folder.name + suffix)
 
 
+def _remove(path: Path) -> None:
+    """Remove a folder tree, a file or a (possibly dangling) symlink; absent is fine."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        path.unlink(missing_ok=True)
+
+
 def recover_dir(folder: str | os.PathLike) -> Path:
     """Finish or undo a folder swap that a kill interrupted (see :func:`atomic_replace_dir`).
 
-    If ``folder`` is missing but its ``.old`` copy exists, the kill came between the two renames:
-    the old (complete) version is put back. A leftover ``.old`` beside a present folder and any
-    ``.tmp`` build folder are removed. Safe to call any time; returns ``folder``.
+    If ``folder`` is missing but its ``.old`` copy (a folder) exists, the kill came between the two
+    renames: the old (complete) version is put back. A leftover ``.old`` beside a present folder, a
+    ``.old`` that is not a folder (a file, a dangling symlink) and a ``.tmp`` left by earlier
+    versions of the kit are removed. Safe to call any time; returns ``folder``.
     """
     folder = Path(folder)
     old, tmp = _side(folder, ".old"), _side(folder, ".tmp")
-    if old.exists():
-        if folder.exists():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
+    if os.path.lexists(old):
+        if old.is_dir() and not old.is_symlink() and not os.path.lexists(folder):
             old.rename(folder)
             logger.warning("%s: restored the previous version after an interrupted replacement", folder)
-    if tmp.exists():
-        shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            _remove(old)
+    _remove(tmp)
     return folder
 
 
 def atomic_replace_dir(folder: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Fill a folder with ``write(tmp)`` beside it, then swap it in for ``folder``.
+    """Fill a folder with ``write(build)`` beside it, then swap it in for ``folder``.
 
-    The old folder is moved aside before the rename and removed after it, so ``folder`` is
-    either the old or the new complete version; an interrupted ``write`` leaves the old one, and
-    the next call (or :func:`recover_dir`) clears what an interrupted swap left.
+    ``build`` does not exist yet; it lies in a build folder of this process
+    (:func:`new_temp_dir`, removed by :func:`sweep_stale_temps` once the process is gone). The
+    old folder is moved aside (``<folder>.old``) before the rename and removed after it, so
+    ``folder`` is either the old or the new complete version; an interrupted ``write`` leaves the
+    old one, and the next call (or :func:`recover_dir`) clears what an interrupted swap left.
     """
     folder = recover_dir(folder)
-    tmp, old = _side(folder, ".tmp"), _side(folder, ".old")
+    old = _side(folder, ".old")
+    work = new_temp_dir(folder)
     try:
-        write(tmp)
+        build = work / folder.name
+        write(build)
+        if os.path.lexists(folder):
+            folder.rename(old)
+        build.rename(folder)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+        recover_dir(folder)  # puts the old version back if the second rename failed
         raise
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
+    shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)
     _fsync_dir(folder.parent)
     return folder
@@ -250,91 +301,65 @@ def json_digest(obj, length: int = 16) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
 
 
-# ------------------------------------------------------------------------ keyed array store
-def text_digest(texts: Iterable[str], length: int | None = None) -> str:
-    """SHA-256 (hex, first ``length`` characters; all 64 by default) of a sequence of texts, each
-    as 8-byte little-endian length + UTF-8 (lone surrogates kept), so no two sequences collide
-    by concatenation: how texts enter every cache key (notebooks 02-05: embeddings, shards)."""
-    h = hashlib.sha256()
-    for text in texts:
-        data = text.encode("utf-8", "surrogatepass")
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-    return h.hexdigest()[:length]
+# ------------------------------------------------------------------------ one writer at a time
+_HELD: dict[Path, tuple[int, int]] = {}  # lock files this process holds -> (pid, nesting depth)
 
 
-_RECORD = "__record__"  # the member of a keyed array file that holds its key and checksum
-_FORMAT = 1
+def _holder(fd: int) -> str:
+    return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
 
 
-def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:
-    """SHA-256 over each array's name, dtype, shape and bytes, in name order."""
-    h = hashlib.sha256()
-    for name in sorted(arrays):
-        a = arrays[name]
-        h.update(f"{name}:{a.dtype.str}:{a.shape};".encode())
-        h.update(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
-    return h.hexdigest()
-
-
-def write_keyed_arrays(path: str | os.PathLike, key: str, **arrays: np.ndarray) -> Path:
-    """Store ``arrays`` as an uncompressed ``.npz`` with ``key`` (what produced them) and a SHA-256
-    of the arrays, atomically (the embedding caches of notebooks 02-05, shards of notebook 04 §9).
+@contextmanager
+def exclusive_lock(path: str | os.PathLike, what: str, *, wait: bool = False) -> Iterator[None]:
+    """Hold the advisory lock ``<path>.lock`` for the block: one writer per run folder, store
+    folder or results folder (notebooks 02-05, the command lines). The lock is the kernel's
+    (``fcntl.flock``), so it is released when its process dies, however it dies; a process may
+    take a lock it already holds again (a forked child is another process).
 
     Args:
-        path: the file (its folder is created).
-        key: identifies everything the arrays were computed from; :func:`read_keyed_arrays`
-            returns them for this key only.
-        **arrays: at least one array, none of object dtype.
+        path: what is written (the lock file lies beside it).
+        what: what it is, for the messages (``"run full-hybrid-s13"``).
+        wait: wait for another holder to finish (logged with its pid) instead of raising.
 
-    Returns:
-        ``path``. Raises ``OSError`` when it cannot be written (callers that cache decide).
-
-    Example::
-
-        write_keyed_arrays(folder / "shard-000000.npz", "model-fp|0|500|ab12", embeddings=emb)
-        read_keyed_arrays(folder / "shard-000000.npz", "model-fp|0|500|ab12")["embeddings"]
+    Raises:
+        BusyError: another live process holds it (and ``wait`` is off); the message names
+            ``what`` and that process.
     """
-    if not arrays or _RECORD in arrays:
-        raise ValueError(f"give at least one array, none named {_RECORD!r}")
-    arrays = {name: np.asarray(a) for name, a in arrays.items()}
-    if any(a.dtype.hasobject for a in arrays.values()):
-        raise TypeError("object arrays cannot be stored (they would need pickle)")
-    record = {"format": _FORMAT, "key": key, "sha256": _arrays_digest(arrays)}
-    return atomic_write_npz(path, **arrays, **{_RECORD: np.array(json.dumps(record))})
-
-
-def read_keyed_arrays(path: str | os.PathLike, key: str | None) -> dict[str, np.ndarray] | None:
-    """The arrays stored in ``path`` for ``key``, after verifying their SHA-256 (notebooks 02-05,
-    through the embedding caches and shards).
-
-    Args:
-        path: a file written by :func:`write_keyed_arrays`.
-        key: the key the arrays must have been stored with; None accepts any key (a reader that
-            only needs intact contents).
-
-    Returns:
-        ``{name: array}``, or None when the file is absent, holds another key (logged at info
-        level), or is unreadable, truncated, of another format or fails its checksum (a warning
-        naming the file). The caller computes the arrays again and replaces the file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        return None
+    lock = Path(path)
+    lock = lock.with_name(lock.name + ".lock")
+    key = Path(os.path.abspath(lock))
+    pid = os.getpid()
+    if key in _HELD and _HELD[key][0] == pid:
+        _HELD[key] = (pid, _HELD[key][1] + 1)
+        try:
+            yield
+        finally:
+            _HELD[key] = (pid, _HELD[key][1] - 1)
+        return
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if _RECORD not in z.files:
-                raise ValueError("no key record (not a keyed array file, or an older format)")
-            record = json.loads(str(z[_RECORD]))
-            if record.get("format") != _FORMAT:
-                raise ValueError(f"format {record.get('format')!r}, expected {_FORMAT}")
-            if key is not None and record.get("key") != key:
-                logger.info("%s holds arrays of another key; treated as missing", path)
-                return None
-            arrays = {name: z[name] for name in z.files if name != _RECORD}
-        if _arrays_digest(arrays) != record.get("sha256"):
-            raise ValueError("checksum mismatch: the arrays changed after they were written")
-    except Exception as exc:  # noqa: BLE001 - truncated, corrupt or foreign file (BadZipFile, EOFError, ...)
-        logger.warning("%s is unreadable (%s: %s); it is treated as missing", path, type(exc).__name__, exc)
-        return None
-    return arrays
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            if not wait:
+                raise BusyError(f"{what} is being written by process {holder} ({lock}): wait for it to finish, "
+                                f"or stop it (kill {holder}) and run again.") from None
+            logger.info("waiting for process %s, which is writing %s (%s)", holder, what, lock)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        try:  # the holder's pid, for the others' messages (a full disk leaves it out)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(pid).encode(), 0)
+        except OSError:
+            pass
+        _HELD[key] = (pid, 1)
+        yield
+    finally:
+        _HELD.pop(key, None)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

@@ -1,18 +1,23 @@
-"""Where results go: the result-table names, :func:`save_table` and :func:`save_figure` (every notebook).
+"""Where results go: the result-table names, :func:`save_table`, :func:`read_table` and
+:func:`save_figure` (every notebook).
 
 Tables and figures of the ``quick`` profile are the kit's committed artefacts (``results/``,
 ``figures/``); other profiles write to a sub-folder. Every write is atomic, and a figure is
 written as PNG and PDF without timestamps, so a rerun on the same results gives the same files.
+Every result file is recorded with its SHA-256 and the run that wrote it
+(:mod:`xlir_utils.manifest`) and verified whenever it is read.
 """
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pandas as pd
 
-from . import paths
-from .io_utils import atomic_write_bytes, atomic_write_csv, atomic_write_parquet
+from . import manifest, paths
+from .errors import DamagedFileError
+from .io_utils import atomic_write_bytes
 
 # result tables, in the order the notebooks write them
 DATA_COUNTS_FILE = "data_counts.csv"  # questions and candidates per language (notebook 01)
@@ -36,6 +41,26 @@ LIR_FILE = "lir_evaluation.parquet"  # Language Information Removal rows (notebo
 LIR_SEED_MEANS_FILE = "lir_seed_means.csv"  # seed means of every system + LIR (notebook 05)
 LIR_COMPARISONS_FILE = "lir_seed_comparisons.csv"  # trained + LIR against zero-shot + LIR (notebook 05)
 PROJECTION_FILE = "projection.csv"  # 2-D projection of parallel answers (notebook 05)
+TABLES_FOLDER = "tables"  # paper-style tables as CSV (make figures, notebook 05 §8)
+
+WRITERS = {  # who writes each file: named in an error so the reader knows what to rerun
+    DATA_COUNTS_FILE: "notebook 01", LENGTHS_FILE: "notebook 01", RECIPE_GRID_FILE: "make recipe-study",
+    RECIPE_CHOICE_FILE: "make recipe-study", TRAIN_RUNS_FILE: "notebook 02", TRAIN_LOGS_FILE: "notebook 02",
+    ADAPTER_RUNS_FILE: "notebook 03", MLM_LOG_FILE: "notebook 03", MLM_HELDOUT_FILE: "notebook 03",
+    HIDDEN_SHIFT_FILE: "notebook 03", ADAPTER_LOGS_FILE: "notebook 03", EVAL_FILE: "notebook 04",
+    PER_QUERY_FILE: "notebook 04", PAIRED_FILE: "notebook 04", SEED_MEANS_FILE: "notebook 04",
+    SEED_COMPARISONS_FILE: "notebook 04", LARGE_SCALE_FILE: "notebook 04", LIR_FILE: "notebook 05",
+    LIR_SEED_MEANS_FILE: "notebook 05", LIR_COMPARISONS_FILE: "notebook 05", PROJECTION_FILE: "notebook 05",
+}
+
+
+def writer_of(name: str) -> str:
+    """The notebook or command that writes the result file ``name``."""
+    if name.startswith(TABLES_FOLDER + "/"):
+        return "make figures"
+    if name not in WRITERS:
+        raise KeyError(f"{name!r} is not one of the kit's result files: add it to outputs.WRITERS")
+    return WRITERS[name]
 
 
 def table_path(name: str, profile: str) -> Path:
@@ -44,26 +69,54 @@ def table_path(name: str, profile: str) -> Path:
 
 
 def save_table(df: pd.DataFrame, name: str, profile: str, **csv_kwargs) -> Path:
-    """Write a result table atomically: Parquet for ``*.parquet``, else CSV (no index unless asked);
-    notebooks 01-05."""
-    path = table_path(name, profile)
+    """Write a result table atomically and record it in the manifest: Parquet for ``*.parquet``,
+    else CSV (no index unless asked); notebooks 01-05."""
+    buffer = io.BytesIO()
     if name.endswith(".parquet"):
-        return atomic_write_parquet(df, path)
-    return atomic_write_csv(df, path, **csv_kwargs)
+        df.to_parquet(buffer, index=False)
+    else:
+        buffer.write(df.to_csv(**{"index": False, **csv_kwargs}).encode())
+    return manifest.write_result(paths.results_dir(profile), name, buffer.getvalue(), writer_of(name))
+
+
+def save_json(obj, name: str, profile: str) -> Path:
+    """Write a JSON result (the recipe study's choice) like :func:`save_table`."""
+    data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode() + b"\n"
+    return manifest.write_result(paths.results_dir(profile), name, data, writer_of(name))
+
+
+def _verified(name: str, profile: str) -> bytes:
+    path = table_path(name, profile)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: run {writer_of(name)} (see notebooks/README.md) "
+                                f"in the {profile!r} profile first.")
+    return manifest.verify(paths.results_dir(profile), name, writer_of(name))
+
+
+def read_json(name: str, profile: str):
+    """A JSON result, verified against the manifest (notebook 02 §4, ``make figures``)."""
+    data = _verified(name, profile)
+    try:
+        return json.loads(data)
+    except ValueError as exc:
+        raise DamagedFileError(f"{table_path(name, profile)} is not valid JSON ({exc}): rerun {writer_of(name)}.") \
+            from exc
 
 
 def read_table(name: str, profile: str) -> pd.DataFrame:
-    """A result table a notebook saved (notebooks 05, ``make figures``); a missing one raises
-    naming the file and who writes it."""
+    """A result table a notebook saved, verified against the manifest (notebooks 02-05,
+    ``make figures``); a missing, unrecorded or damaged one raises naming the file and the fix."""
     path = table_path(name, profile)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: run the notebook that writes {name} "
-                                f"(see notebooks/README.md) in the {profile!r} profile first.")
-    table = pd.read_parquet(path) if name.endswith(".parquet") else pd.read_csv(path)
+    data = _verified(name, profile)
+    try:
+        table = pd.read_parquet(io.BytesIO(data)) if name.endswith(".parquet") else pd.read_csv(io.BytesIO(data))
+    except Exception as exc:  # noqa: BLE001 - pyarrow and the CSV parser raise many types
+        raise DamagedFileError(f"{path} is unreadable ({type(exc).__name__}: {exc}): rerun {writer_of(name)} "
+                               "to rewrite it.") from exc
     if "training" in table.columns and "family" not in table.columns:
-        raise ValueError(f"{path} describes systems by an older 'training' text rather than by their columns "
-                         f"(family, sampling, alpha, ...): rerun the notebook that writes {name} "
-                         f"(see notebooks/README.md) in the {profile!r} profile to rewrite it.")
+        raise DamagedFileError(f"{path} describes systems by an older 'training' text rather than by their "
+                               f"columns (family, sampling, alpha, ...): rerun {writer_of(name)} in the "
+                               f"{profile!r} profile to rewrite it.")
     return table
 
 

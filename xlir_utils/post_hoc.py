@@ -17,7 +17,7 @@ from .evaluation import evaluate
 from .lir import project_out_language_directions
 from .seed_statistics import RunValues, run_values
 from .systems.evaluation import label_rows
-from .systems.record import System
+from .systems.record import System, one_model_at_a_time
 from .systems.store import embed_retrieval_set
 
 LIR_FIT = "evaluation pool"  # LIR's directions come from the embeddings it is evaluated on
@@ -41,7 +41,7 @@ def lir_systems(profile, system_list: Sequence[System], rset, *, ranks_zero_shot
     systems without LIR) on ``rset``; embeddings come from notebook 04's store (an unreadable
     store is encoded again)."""
     tables, with_lir_values, without = [], [], []
-    for s in system_list:
+    for s in one_model_at_a_time(system_list):
         q, c = embed_retrieval_set(s, rset, profile.candidate_text, profile.name)
         plain = evaluate(rset, q, c, bootstrap=0, seed=profile.seed)
         without.append(run_values(plain, labels=s.columns(), dataset=rset.name))

@@ -40,7 +40,7 @@ import pandas as pd
 from . import config, outputs, paths
 from .config import SAMPLINGS
 from .data import evaluation_sets, retrieval_set, training_pairs
-from .io_utils import atomic_write_csv, atomic_write_json
+from .io_utils import atomic_write_csv
 
 EVAL_STEPS = (25, 50, 75, 100, 150, 200)
 STAGE_A_LR = {"temperature": 0.01, "lr": (1e-5, 3e-5, 1e-4)}
@@ -194,7 +194,7 @@ def run_study(profile=None, *, stages: str = "AB", show_progress: bool = True) -
                 run(train, sampling, "B")
         grid = pd.concat(curves, ignore_index=True)
     choice = choose(grid)
-    atomic_write_json(choice, outputs.table_path(CHOICE_FILE, profile.name))
+    outputs.save_json(choice, CHOICE_FILE, profile.name)
     return choice
 
 
@@ -214,24 +214,30 @@ def stage_a_table(grid: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_grid(profile_name: str = "quick") -> pd.DataFrame | None:
-    """The committed study table (None if it was never run; notebook 02 §4)."""
+    """The committed study table, verified (None if it was never run; notebook 02 §4)."""
     path: Path = outputs.table_path(GRID_FILE, profile_name)
-    return pd.read_csv(path) if path.is_file() else None
+    return outputs.read_table(GRID_FILE, profile_name) if path.is_file() else None
 
 
 def read_choice(profile_name: str = "quick") -> dict | None:
-    """The committed choice of the study (None if it was never run; notebook 02 §4)."""
+    """The committed choice of the study, verified (None if it was never run; notebook 02 §4)."""
     path: Path = outputs.table_path(CHOICE_FILE, profile_name)
-    return json.loads(path.read_text()) if path.is_file() else None
+    return outputs.read_json(CHOICE_FILE, profile_name) if path.is_file() else None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="The quick profile's recipe study on mlqa-r-dev.")
-    parser.add_argument("--stages", default="AB", help="A, B or AB (default)")
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    """``python -m xlir_utils.recipe_study`` (``make recipe-study``; notebook 02 §4 shows its table)."""
+    parser = argparse.ArgumentParser(prog="python -m xlir_utils.recipe_study",
+                                     description="The quick profile's recipe study on mlqa-r-dev.")
+    parser.add_argument("--stages", default="AB", choices=("A", "B", "AB"), help="A, B or AB (default)")
+    args = parser.parse_args(argv)
     choice = run_study(stages=args.stages)
     print(json.dumps(choice["chosen"], indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from .cli import run
+
+    sys.exit(run(main))

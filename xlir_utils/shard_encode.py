@@ -26,6 +26,9 @@ import torch
 import torch.distributed as dist
 
 from . import large_scale as L
+from .cli import run
+from .data.fetch import DataError
+from .data.jsonl import json_lines
 from .encoders.encode import embedding_signature, encode
 from .encoders.registry import load_encoder
 from .io_utils import atomic_write_json
@@ -33,16 +36,20 @@ from .training import distributed as D
 
 
 def read_texts(path: Path) -> list[str]:
-    """Texts, one per line (``.txt``) or the ``text`` field of each JSON line (``.jsonl``)."""
+    """Texts, one per line (``.txt``) or the ``text`` field of each JSON line (``.jsonl``); a
+    missing file or a bad JSON line raises a DataError naming the file and the line."""
     if not path.is_file():
-        raise SystemExit(f"--texts {path}: no such file (one text per line, or JSON lines with a 'text' field)")
+        raise DataError(f"--texts {path}: no such file (one text per line, or JSON lines with a 'text' field)")
     lines = path.read_text(encoding="utf-8").splitlines()
-    if path.suffix == ".jsonl":
-        try:
-            return [json.loads(line)["text"] for line in lines if line.strip()]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SystemExit(f"--texts {path}: every line must be a JSON object with a 'text' field ({exc})") from None
-    return [line for line in lines if line.strip()]
+    if path.suffix != ".jsonl":
+        return [line for line in lines if line.strip()]
+    texts = []
+    for n, record in json_lines(path, "a JSON object with a 'text' field"):
+        if not isinstance(record.get("text"), str):
+            raise DataError(f"--texts {path}, line {n}: expected a JSON object with a 'text' string, "
+                            f"got keys {sorted(record)[:5]}")
+        texts.append(record["text"])
+    return texts
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,19 +67,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Encode (every process), merge and index (rank 0); prints a JSON summary on rank 0."""
+    """Encode (every process), merge and index (rank 0); prints a JSON summary on rank 0
+    (notebook 04 §9 uses the same functions; the command line runs it through :func:`xlir_utils.cli.run`)."""
     args = parse_args(argv)
-    ctx = D.init_from_env()
     texts = read_texts(args.texts)
+    ctx = D.init_from_env()
     device = f"cuda:{ctx.local_rank}" if torch.cuda.is_available() else "cpu"
     model = load_encoder(args.model, device=device)
     fingerprint = f"{embedding_signature(model)}|{args.kind}|bt{args.batch_tokens}"
 
-    def run(chunk):
+    def encode_chunk(chunk):
         return encode(model, list(chunk), args.kind, batch_tokens=args.batch_tokens, cache=False, show_progress=False)
 
     t0 = time.perf_counter()
-    vectors = L.encode_corpus(run, texts, args.out, fingerprint=fingerprint, shard_size=args.shard_size,
+    vectors = L.encode_corpus(encode_chunk, texts, args.out, fingerprint=fingerprint, shard_size=args.shard_size,
                               show_progress=ctx.is_main)
     seconds = time.perf_counter() - t0
     summary = {"texts": len(texts), "dim": int(vectors.shape[1]), "processes": ctx.world,
@@ -98,4 +106,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(run(main))

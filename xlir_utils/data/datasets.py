@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+from ..errors import SettingsError
 from .lareqa import RetrievalSet, Split
 from .processed import read_processed
 
@@ -31,7 +32,7 @@ def retrieval_set(profile, name: str) -> RetrievalSet:
             base = name[: -len(suffix)]
             split = dev_split(profile, part)
             if split is None:
-                raise ValueError(f"the {profile.name!r} profile holds out no {name!r} (dev_fraction is None)")
+                raise SettingsError(f"the {profile.name!r} profile holds out no {name!r} (dev_fraction is None)")
             return read_processed(base, profile.name, articles=profile.train_articles, split=split)
     articles = profile.train_articles if name == profile.train_dataset else profile.eval_articles
     return read_processed(name, profile.name, articles=articles)

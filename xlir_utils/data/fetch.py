@@ -7,6 +7,7 @@ download leaves nothing behind (or, after a kill, a temporary file the next writ
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import urllib.error
@@ -16,32 +17,22 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .. import paths
+from ..errors import XlirError
+from ..file_digests import sha256_of
 from ..io_utils import atomic_output
 from .registry import REGISTRY, RemoteFile, files_of
 
 
-class DataError(RuntimeError):
+class DataError(XlirError):
     """A raw data file is missing, corrupt or unreadable; the message says what to do."""
 
 
 class ChecksumMismatch(DataError):
-    pass
+    """A data file's digest is not the one recorded for it."""
 
 
 class DataUnavailable(DataError):
-    pass
-
-
-def file_digest(path: Path, digest, chunk: int = 1 << 20) -> str:
-    """Feed a file to a hashlib object in chunks; its hex digest."""
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    return file_digest(path, hashlib.sha256(), chunk)
+    """A data file is neither here, nor in ``XLIR_DATA_DIR``, nor downloadable."""
 
 
 def offline_only() -> bool:
@@ -60,6 +51,17 @@ def offline_dir_or_none() -> Path | None:
             "to download from the canonical addresses."
         )
     return offline
+
+
+def offline_dir_state(relpath: str) -> str:
+    """How ``XLIR_DATA_DIR`` stands for a file it does not provide (notebook 01 §1): unset, or set
+    (to which folder, empty or not) without ``relpath``; a clause for error messages."""
+    offline = paths.offline_data_dir()
+    if offline is None:
+        return "XLIR_DATA_DIR is not set"
+    empty = offline.is_dir() and not any(offline.iterdir())
+    return (f"XLIR_DATA_DIR is already set, to {offline}{' (an empty folder)' if empty else ''}, "
+            f"but {offline / relpath} is not there")
 
 
 def _from_offline_dir(remote: RemoteFile, root: Path) -> Path | None:
@@ -93,11 +95,27 @@ def _download(remote: RemoteFile, target: Path, timeout: float = 30.0) -> None:
                     "The upstream file changed or the download was corrupted; nothing was written. "
                     "Retry, or put a verified copy in XLIR_DATA_DIR."
                 )
+    except XlirError:
+        raise
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EACCES, errno.EROFS):
+            raise DataError(  # a local disk problem, not the network's
+                f"Could not write {target} ({exc}): free space in or make {paths.raw_dir()} writable, or set "
+                "XLIR_DATA_DIR to a copy of shared/data, which is read in place."
+            ) from exc
         raise DataUnavailable(
-            f"Could not download {remote.path} from {remote.url} ({exc}). Offline? Set XLIR_DATA_DIR "
-            f"to a directory holding {remote.path} (the layout of shared/data)."
+            f"Could not download {remote.path} from {remote.url} ({exc}). Offline? {_offline_fix(remote)}"
         ) from exc
+
+
+def _offline_fix(remote: RemoteFile) -> str:
+    """What to do about XLIR_DATA_DIR when ``remote`` is missing: set it, or complete the folder it names."""
+    offline = paths.offline_data_dir()
+    if offline is None:
+        return (f"XLIR_DATA_DIR is not set: set it to a copy of shared/data (which holds {remote.path}), "
+                "e.g. `export XLIR_DATA_DIR=/path/to/shared/data`.")
+    return (f"{offline_dir_state(remote.path)}: copy shared/data/{remote.path} to {offline / remote.path}, "
+            "or point XLIR_DATA_DIR at a complete copy of shared/data.")
 
 
 def fetch(remote: RemoteFile | str) -> Path:
@@ -119,10 +137,9 @@ def fetch(remote: RemoteFile | str) -> Path:
         if found is not None:
             return found
     if offline_only():
-        where = f"{offline / remote.path}" if offline else "XLIR_DATA_DIR (not set)"
         raise DataUnavailable(
-            f"{remote.path} is not available offline: looked in data/raw and {where}. "
-            f"Set XLIR_DATA_DIR to a copy of shared/data, or unset XLIR_OFFLINE to download {remote.url}."
+            f"{remote.path} is not available offline (XLIR_OFFLINE is set): it is not in "
+            f"{paths.raw_dir()}, and {_offline_fix(remote)} Or unset XLIR_OFFLINE to download {remote.url}."
         )
     _download(remote, target)
     return target

@@ -20,7 +20,9 @@ import huggingface_hub  # its functions load on first use (huggingface_hub impor
 
 from .. import paths
 from ..io_utils import atomic_write_json
-from .fetch import ChecksumMismatch, DataError, DataUnavailable, file_digest, offline_dir_or_none, offline_only, sha256_of
+from ..file_digests import file_digest
+from .fetch import (ChecksumMismatch, DataError, DataUnavailable, offline_dir_or_none,
+                    offline_dir_state, offline_only, sha256_of)
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +98,11 @@ class HubDataset:
         return (
             f"Could not download {relpath} from the hub dataset {self.repo} ({type(exc).__name__}: {exc}). "
             f"Offline? {self.needed_by}; run it with internet{self.note}, or put the files under "
-            f"XLIR_DATA_DIR/{self.folder}/ in the hub repository's layout."
+            f"XLIR_DATA_DIR/{self.folder}/ in the hub repository's layout ({self._offline_state(relpath)})."
         )
+
+    def _offline_state(self, relpath: str) -> str:
+        return offline_dir_state(f"{self.folder}/{relpath}")
 
     def file(self, relpath: str) -> Path:
         """A local, verified path for one file (``relpath`` as in the hub repository)."""
@@ -120,11 +125,10 @@ class HubDataset:
             return self._check(root / relpath, "sha256", sums[relpath], str(root / "SHA256SUMS"))
         if offline_only():
             raise DataUnavailable(
-                f"{self.repo} file {relpath} is not available offline: looked in "
-                f"{(offline / self.folder / relpath) if offline else 'XLIR_DATA_DIR (not set)'} and {local} "
-                f"(a download by this kit). {self.needed_by}: run it with internet (hub dataset "
-                f"{self.repo}{self.note}), or put the files under XLIR_DATA_DIR/{self.folder}/ in the hub "
-                "repository's layout."
+                f"{self.repo} file {relpath} is not available offline: it is not in {local} (a download by "
+                f"this kit), and {self._offline_state(relpath)}. {self.needed_by}: run it with internet (hub "
+                f"dataset {self.repo}{self.note}), or put the files under XLIR_DATA_DIR/{self.folder}/ in the "
+                "hub repository's layout."
             )
         try:
             commit = self.commit()

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import SettingsError
 from .fetch import DataError, fetch
 from .registry import check_languages, lareqa_file
 
@@ -48,7 +49,7 @@ class RetrievalSet:
             return self.candidates["sentence"].tolist()
         if mode == "sentence+context":
             return [f"{s}\n{c}" for s, c in zip(self.candidates["sentence"], self.candidates["context"])]
-        raise ValueError(f"Unknown candidate text mode {mode!r}; use 'sentence' or 'sentence+context'.")
+        raise SettingsError(f"Unknown candidate text mode {mode!r}; use 'sentence' or 'sentence+context'.")
 
     def qrels(self) -> pd.DataFrame:
         """Relevance as a long table (query_id, candidate_id)."""
@@ -140,14 +141,14 @@ class Split:
 
     def __post_init__(self):
         if self.part not in ("train", "dev"):
-            raise ValueError(f"split part must be 'train' or 'dev', got {self.part!r}")
+            raise SettingsError(f"split part must be 'train' or 'dev', got {self.part!r}")
         if not 0 < self.fraction < 1:
-            raise ValueError(f"split fraction must be in (0, 1), got {self.fraction!r}")
+            raise SettingsError(f"split fraction must be in (0, 1), got {self.fraction!r}")
 
     def dev_articles(self, n_articles: int) -> set[int]:
         """The article positions (in the English file) held out as dev."""
         if n_articles < 2:
-            raise ValueError(f"a dev split needs at least 2 articles, got {n_articles}")
+            raise SettingsError(f"a dev split needs at least 2 articles, got {n_articles}")
         n_dev = min(n_articles - 1, max(1, round(self.fraction * n_articles)))
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0xDE5]))
         return set(rng.permutation(n_articles)[:n_dev].tolist())

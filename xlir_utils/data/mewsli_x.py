@@ -25,14 +25,14 @@ mean over XTREME-R's 11 query languages.
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pandas as pd
 
 from .. import paths
-from .fetch import DataError, DataUnavailable
+from .fetch import DataError, DataUnavailable, offline_dir_state
+from .jsonl import json_lines
 
 LANGUAGES = ("ar", "de", "en", "es", "fa", "ja", "pl", "ro", "ta", "tr", "uk")
 ARCHIVE = "mewsli-x_20220518_6.zip"
@@ -46,22 +46,13 @@ def _folder() -> Path:
         if (root / CANDIDATES_FILE).is_file():
             return root
     raise DataUnavailable(
-        f"Mewsli-X is not prepared: no {CANDIDATES_FILE} under XLIR_DATA_DIR/mewsli-x/ or data/raw/mewsli-x/. "
+        f"Mewsli-X is not prepared: no {CANDIDATES_FILE} under XLIR_DATA_DIR/mewsli-x/ or data/raw/mewsli-x/ "
+        f"({offline_dir_state(f'mewsli-x/{CANDIDATES_FILE}')}). "
         f"Download {ARCHIVE} (md5 {ARCHIVE_MD5}) and restore its WikiNews text with get-mewsli-x.sh from "
         "google-research/google-research dense_representations_for_entity_retrieval/mel, then copy "
         f"{CANDIDATES_FILE} and wikinews_mentions-<split>.jsonl there (see xlir_utils/data/mewsli_x.py). "
         "Mewsli-X is needed only by the paper profile."
     )
-
-
-def _jsonl(path: Path):
-    with open(path, encoding="utf-8") as handle:
-        for n, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except ValueError as exc:
-                    raise DataError(f"{path}:{n}: not a JSON line ({exc})") from exc
 
 
 def _squash(text: str) -> str:
@@ -72,13 +63,14 @@ def mewsli_candidates(limit: int | None = None) -> pd.DataFrame:
     """The candidate entities: ``entity_id``, ``language``, ``text`` (the description's sentences)."""
     path = _folder() / CANDIDATES_FILE
     rows = []
-    for entity in _jsonl(path):
+    for n, entity in json_lines(path, "a candidate entity (JSON)"):
         try:
             desc = entity["description"]
             sentences = [desc[s["start"]:s["end"]] for s in entity.get("sentence_spans") or []] or [desc]
             rows.append((entity["entity_id"], entity.get("description_language", ""), _squash(" ".join(sentences))))
         except (KeyError, TypeError) as exc:
-            raise DataError(f"{path}: an entity lacks {exc}: expected entity_id, description, sentence_spans") from exc
+            raise DataError(f"{path}, line {n}: an entity lacks {exc}: expected entity_id, description, "
+                            "sentence_spans") from exc
         if limit and len(rows) >= limit:
             break
     return pd.DataFrame(rows, columns=["entity_id", "language", "text"])
@@ -100,19 +92,20 @@ def mewsli_queries(split: str = "dev", languages=LANGUAGES) -> pd.DataFrame:
     if not path.is_file():
         raise DataUnavailable(f"{path} is missing: prepare Mewsli-X's {split} split (see xlir_utils/data/mewsli_x.py).")
     rows = []
-    for doc in _jsonl(path):
+    for n, doc in json_lines(path, "an article with its mentions (JSON)"):
         try:
             context = doc["context"]
             lang, text = context["language"], context["text"]
             if lang not in languages:
                 continue
             if not text:
-                raise DataError(f"{path}: article {context.get('document_id')} has no text: run the WikiNews "
+                raise DataError(f"{path}, line {n}: article {context.get('document_id')} has no text: run the WikiNews "
                                 "restoration of get-mewsli-x.sh (the _no_text files lack it)")
             for m in doc["mentions"]:
                 span = m["mention_span"]
                 rows.append((m["example_id"], lang, _query_text(text, span["start"], span["end"],
                                                                 context.get("sentence_spans")), m["entity_id"]))
-        except KeyError as exc:
-            raise DataError(f"{path}: a record lacks {exc}: expected context{{language,text}} and mentions") from exc
+        except (KeyError, TypeError) as exc:
+            raise DataError(f"{path}, line {n}: a record lacks {exc}: expected context{{language,text}} "
+                            "and mentions") from exc
     return pd.DataFrame(rows, columns=["example_id", "lang", "text", "entity_id"])

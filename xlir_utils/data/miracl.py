@@ -16,14 +16,14 @@ published digests online, ``SHA256SUMS`` in ``XLIR_DATA_DIR/miracl/`` and
 """
 from __future__ import annotations
 
-import gzip
-import json
 from collections.abc import Iterator
 
 import pandas as pd
 
+from ..errors import SettingsError
 from .fetch import DataError
 from .hub_files import HubDataset
+from .jsonl import json_lines
 
 NEEDED = "MIRACL is needed only by the paper profile"
 MIRACL = HubDataset("miracl/miracl", "miracl", NEEDED,
@@ -37,7 +37,7 @@ KNOWN_LANGUAGES = ("ar", "bn", "en", "es", "fa", "fi", "fr", "hi", "id", "ja", "
 
 def _lang(lang: str) -> str:
     if lang not in CORPUS_SHARDS:
-        raise ValueError(f"MIRACL has no language {lang!r}; it has {', '.join(sorted(CORPUS_SHARDS))}.")
+        raise SettingsError(f"MIRACL has no language {lang!r}; it has {', '.join(sorted(CORPUS_SHARDS))}.")
     return lang
 
 
@@ -87,12 +87,11 @@ def miracl_corpus(lang: str, shard: int | None = None) -> Iterator[pd.DataFrame]
     for relpath in files if shard is None else [files[shard]]:
         path = MIRACL_CORPUS.file(relpath)
         docids, texts = [], []
-        with gzip.open(path, "rt", encoding="utf-8") as handle:
-            for n, line in enumerate(handle, 1):
-                try:
-                    doc = json.loads(line)
-                    docids.append(doc["docid"])
-                    texts.append(f"{doc.get('title', '')} {doc['text']}".strip())
-                except (ValueError, KeyError) as exc:
-                    raise DataError(f"{path}:{n}: not a MIRACL passage ({exc}): expected JSON with docid, title, text")
+        for n, doc in json_lines(path, "a MIRACL passage (JSON with docid, title, text)"):
+            try:
+                docids.append(doc["docid"])
+                texts.append(f"{doc.get('title', '')} {doc['text']}".strip())
+            except KeyError as exc:
+                raise DataError(f"{path}, line {n}: a MIRACL passage lacks {exc}: expected JSON with docid, "
+                                "title, text") from None
         yield pd.DataFrame({"docid": docids, "text": texts})

@@ -37,6 +37,7 @@ import pandas as pd
 
 from .. import paths
 from ..config import PAPER_TRAIN_LANGS
+from ..errors import SettingsError
 from ..io_utils import atomic_write_json, atomic_write_parquet, json_digest
 from .fetch import DataError
 from .hub_files import HubDataset, git_blob_sha1, read_sha256sums  # noqa: F401 - part of this module's API
@@ -68,7 +69,7 @@ def collection_file(lang: str) -> str:
 
 def _name(lang: str) -> str:
     if lang not in MMARCO_LANGUAGES:
-        raise ValueError(
+        raise SettingsError(
             f"mMARCO has no language {lang!r}; it has {', '.join(sorted(MMARCO_LANGUAGES))} "
             "(kit codes; the paper uses en ar zh de es ru hi)."
         )
@@ -171,7 +172,7 @@ def load_mmarco(languages: Sequence[str] = PAPER_LANGUAGES, n_queries: int = 20_
     for lang in languages:
         _name(lang)
     if isinstance(n_queries, bool) or int(n_queries) < 1:
-        raise ValueError(f"n_queries must be a positive integer, got {n_queries!r}")
+        raise SettingsError(f"n_queries must be a positive integer, got {n_queries!r}")
     sample = MMarcoSample(languages, int(n_queries), int(seed), scan_lines, source_id())
     target = paths.data_dir() / "processed" / "mmarco" / f"{sample.digest()}.parquet"
     if cache and target.is_file():

@@ -12,12 +12,13 @@ import unicodedata
 import numpy as np
 import pandas as pd
 
+from ..errors import SettingsError, XlirError
 from .lareqa import RetrievalSet
 
 PAIR_COLUMNS = ["question_id", "query_lang", "query", "passage_lang", "passage", "dataset"]
 
 
-class LeakageError(RuntimeError):
+class LeakageError(XlirError):
     """Training data shares question ids or texts with the evaluation set."""
 
 
@@ -36,7 +37,7 @@ def build_pairs(rset: RetrievalSet, candidate_text: str = "sentence",
     """
     wanted = {_PAIR_KIND_NAMES.get(str(k).strip().lower(), k) for k in kinds}
     if not wanted <= set(PAIR_KINDS):
-        raise ValueError(f"unknown pair kind(s) {sorted(wanted - set(PAIR_KINDS))}; choose from {PAIR_KINDS}")
+        raise SettingsError(f"unknown pair kind(s) {sorted(wanted - set(PAIR_KINDS))}; choose from {PAIR_KINDS}")
     texts = rset.candidate_texts(candidate_text)
     cand_lang = rset.candidates["lang"].to_numpy()
     rows = []

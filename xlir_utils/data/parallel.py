@@ -5,6 +5,7 @@ MLM text too, is an evaluation set of the kit (:mod:`xlir_utils.data.tatoeba`).
 """
 from __future__ import annotations
 
+from ..errors import SettingsError
 from .fetch import fetch
 from .registry import NTREX_CODES, check_languages
 
@@ -27,7 +28,7 @@ def monolingual_text(lang: str, sources: tuple[str, ...] = ("ntrex128",),
     readers = {"ntrex128": ntrex_sentences}
     unknown = set(sources) - set(readers)
     if unknown:
-        raise ValueError(f"Unknown text source(s) {sorted(unknown)}; choose from {sorted(readers)}.")
+        raise SettingsError(f"Unknown text source(s) {sorted(unknown)}; choose from {sorted(readers)}.")
     texts = [t for source in sources for t in readers[source](lang)] + list(extra or [])
     texts = list(dict.fromkeys(texts))
     return texts[:limit] if limit else texts

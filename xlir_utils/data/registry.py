@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..config import MLQA_R_LANGS, XQUAD_R_LANGS
+from ..errors import SettingsError
 from .tatoeba_files import TATOEBA_XQUAD_R, TATOEBA_XTREME_R
 
 LAREQA_RAW = "https://raw.githubusercontent.com/google-research-datasets/lareqa"
@@ -99,7 +100,7 @@ def _lareqa_files() -> list[RemoteFile]:
 def tatoeba_file(lang: str, side: str) -> str:
     """The LASER file name of one side (``lang`` or ``"en"``) of a Tatoeba language: ``tatoeba.deu-eng.deu``."""
     if lang not in TATOEBA_XTREME_R:
-        raise ValueError(f"Tatoeba has no XTREME-R language {lang!r}; it has {', '.join(sorted(TATOEBA_XTREME_R))}.")
+        raise SettingsError(f"Tatoeba has no XTREME-R language {lang!r}; it has {', '.join(sorted(TATOEBA_XTREME_R))}.")
     code = TATOEBA_XTREME_R[lang][0]
     return f"tatoeba.{code}-eng.{'eng' if side == 'en' else code}"
 
@@ -127,24 +128,24 @@ def language_tuple(languages, what: str = "languages") -> tuple[str, ...]:
         languages = (languages,)
     out = tuple(languages)
     if not out:
-        raise ValueError(f"No {what} given: pass a list of ISO 639-1 codes such as ['en', 'de'].")
+        raise SettingsError(f"No {what} given: pass a list of ISO 639-1 codes such as ['en', 'de'].")
     bad = [x for x in out if not isinstance(x, str) or not x]
     if bad:
-        raise ValueError(f"{what} must be language codes (strings), got {bad!r}")
+        raise SettingsError(f"{what} must be language codes (strings), got {bad!r}")
     return out
 
 
 def check_languages(dataset: str, languages) -> tuple[str, ...]:
     """Validate language codes for a dataset; an unknown code raises a clear ValueError."""
     if dataset not in LANGUAGES:
-        raise ValueError(f"Unknown dataset {dataset!r}; choose one of {sorted(LANGUAGES)}.")
+        raise SettingsError(f"Unknown dataset {dataset!r}; choose one of {sorted(LANGUAGES)}.")
     known = LANGUAGES[dataset]
     if languages is None:
         return known
     languages = language_tuple(languages, f"{dataset} languages (None: all of {', '.join(known)})")
     bad = [lang for lang in languages if lang not in known]
     if bad:
-        raise ValueError(
+        raise SettingsError(
             f"Unknown language code(s) {bad} for {dataset}; it has {', '.join(known)} "
             "(ISO 639-1 codes, e.g. 'zh' not 'zh-CN')."
         )
@@ -161,5 +162,5 @@ def files_of(dataset: str) -> list[RemoteFile]:
     """Every registered file of a dataset (``xquad-r``, ``mlqa-r``, ``ntrex128``, ``tatoeba``)."""
     files = [f for f in REGISTRY.values() if f.dataset == dataset]
     if not files:
-        raise ValueError(f"Unknown dataset {dataset!r}; registered: {sorted({f.dataset for f in REGISTRY.values()})}.")
+        raise SettingsError(f"Unknown dataset {dataset!r}; registered: {sorted({f.dataset for f in REGISTRY.values()})}.")
     return files

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from ..errors import SettingsError
 from .fetch import DataError, fetch
 from .registry import language_tuple, tatoeba_file
 from .tatoeba_files import TATOEBA_XQUAD_R, TATOEBA_XTREME_R
@@ -37,7 +38,7 @@ def tatoeba_languages(languages: Sequence[str] | None = None) -> tuple[str, ...]
     langs = language_tuple(languages if languages is not None else TATOEBA_XQUAD_R, "Tatoeba languages")
     unknown = [x for x in langs if x not in TATOEBA_XTREME_R]
     if unknown:
-        raise ValueError(f"Tatoeba has no XTREME-R language {unknown}; it has {', '.join(sorted(TATOEBA_XTREME_R))}.")
+        raise SettingsError(f"Tatoeba has no XTREME-R language {unknown}; it has {', '.join(sorted(TATOEBA_XTREME_R))}.")
     return langs
 
 

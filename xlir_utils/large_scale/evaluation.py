@@ -14,6 +14,7 @@ from ..data.mewsli_x import mewsli_candidates, mewsli_queries
 from ..data.miracl import KNOWN_LANGUAGES as MIRACL_LANGUAGES
 from ..data.miracl import miracl_corpus, miracl_qrels, miracl_topics
 from ..metrics import ndcg_at_k, recall_at_k
+from ..systems.record import one_model_at_a_time
 from .index import build_index, search
 from .shards import encode_shards, load_shards, shard_folder
 
@@ -88,11 +89,12 @@ def evaluate_miracl(profile, system, languages: Sequence[str], *, split: str = "
 
 
 def run_large_scale(profile, system_list) -> pd.DataFrame:
-    """The suites of ``profile.large_scale`` for every system (notebook 04 §9, ``paper``). MIRACL's
+    """The suites of ``profile.large_scale`` for every system, one model in memory at a time
+    (notebook 04 §9, ``paper``). MIRACL's
     paper numbers (Tables 12-13 of arXiv 2408.10536) could not be read where this kit was built, so
     none are printed beside ours."""
     frames = []
-    for system in system_list:
+    for system in one_model_at_a_time(system_list):
         if "mewsli-x" in profile.large_scale:
             frames.append(evaluate_mewsli_x(profile, system))
         if "miracl" in profile.large_scale:

@@ -1,7 +1,7 @@
 """Resumable sharded encoding of a large corpus (notebook 04 §9; ``python -m xlir_utils.shard_encode``).
 
 A corpus is encoded in shards of ``shard_size`` texts, each stored in the kit's keyed array store
-(:func:`xlir_utils.io_utils.write_keyed_arrays`: atomic, keyed by the system's fingerprint and the
+(:func:`xlir_utils.keyed_arrays.write_keyed_arrays`: atomic, keyed by the system's fingerprint and the
 shard's texts, its checksum verified on every read) under the cache, so an interrupted run resumes
 at the first missing shard. With ``rank``/``world`` a process encodes every ``world``-th shard:
 several processes (or GPUs) split a corpus.
@@ -15,7 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import paths
-from ..io_utils import read_keyed_arrays, text_digest, write_keyed_arrays
+from ..keyed_arrays import read_keyed_arrays, text_digest, write_keyed_arrays
 from ..training import distributed as D
 
 TextsEncodeFn = Callable[[Sequence[str]], np.ndarray]  # texts -> L2-normalised rows

@@ -3,11 +3,19 @@
 import sys
 
 from .. import paths
+from ..cli import run
 from ..config import profile_name
 from .readme import update_readme
 from .redraw import make_figures
 
-name = profile_name(sys.argv[1] if len(sys.argv) > 1 else None)
-print("figures written:", ", ".join(make_figures(name)), "->", paths.figures_dir(name))
-if name == "quick" and update_readme(name):
-    print("README results block updated from results/")
+
+def main(argv: list[str]) -> None:
+    """Redraw the figures of ``argv[0]`` (default ``XLIR_PROFILE`` or quick; ``make figures``)."""
+    name = profile_name(argv[0] if argv else None)
+    print("figures written:", ", ".join(make_figures(name)), "->", paths.figures_dir(name))
+    if name == "quick" and update_readme(name):
+        print("README results block updated from results/")
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

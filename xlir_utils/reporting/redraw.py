@@ -2,12 +2,16 @@
 training or encoding (notebook 05 §8)."""
 from __future__ import annotations
 
+import logging
+
 from .. import figures as F
-from .. import outputs, paths, recipe_study
+from .. import manifest, outputs, paths, recipe_study
 from ..config import load
 from ..training import SAMPLINGS, run_name
 from .analysis import heatmap_systems
 from .tables import first_seed_logs, read_results, read_seed_means, write_tables
+
+logger = logging.getLogger(__name__)
 
 
 def make_figures(profile: str) -> list[str]:
@@ -20,6 +24,9 @@ def make_figures(profile: str) -> list[str]:
     cfg = load(profile)
     base = cfg.baselines
     folder = paths.results_dir(profile)
+    for writer, older in manifest.mixed_runs(folder).items():
+        logger.warning("results/ mixes two runs of %s: %s come from an earlier run than its other tables; "
+                       "rerun %s for figures from one run", writer, ", ".join(older), writer)
     written = []
 
     def save(fig, name):

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 import pandas as pd
 
 from .. import outputs, paths
-from ..io_utils import atomic_write_csv
 from ..languages import LANG_ORDER
 from ..systems.labels import describe_frame, mean_over_seeds, system_order
 
@@ -114,7 +113,6 @@ def xtreme_r_table(seed_means: pd.DataFrame, baselines: Sequence[str] = ()) -> p
 def write_tables(profile: str, baselines: Sequence[str] = ()) -> dict[str, pd.DataFrame]:
     """Table 1, Table 2 and per-language tables as CSV under results/tables/ (notebooks 04-05)."""
     results, seed_means = read_results(profile), read_seed_means(profile)
-    folder = paths.results_dir(profile) / "tables"
     tables = {"table1_map": table1(seed_means, baselines=baselines),
               "table2_rank_distance": table2(seed_means, baselines),
               "xtreme_r_retrieval": xtreme_r_table(seed_means, baselines)}
@@ -124,7 +122,7 @@ def write_tables(profile: str, baselines: Sequence[str] = ()) -> dict[str, pd.Da
             tables[f"{dataset}_{setting}_map_per_language"] = per_language(results, dataset, setting,
                                                                            baselines=baselines)
     for name, table in tables.items():
-        atomic_write_csv(table.round(4), folder / f"{name}.csv", index=True)
+        outputs.save_table(table.round(4), f"{outputs.TABLES_FOLDER}/{name}.csv", profile, index=True)
     return tables
 
 

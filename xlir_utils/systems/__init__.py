@@ -10,7 +10,17 @@ from __future__ import annotations
 
 import importlib
 
-from .record import FAMILIES, ROUTINGS, SAMPLINGS, SPEC_COLUMNS, EncodeFn, System, SystemSpec
+from .record import (
+    FAMILIES,
+    ROUTINGS,
+    SAMPLINGS,
+    SPEC_COLUMNS,
+    EncodeFn,
+    ModelSlot,
+    System,
+    SystemSpec,
+    one_model_at_a_time,
+)
 
 # Discovery, the store and evaluation load torch, the encoders and AdapterHub; they are imported
 # on first use so that reading tables and drawing figures (``make figures``) stays light.
@@ -22,7 +32,8 @@ _LAZY = {
     "evaluate_tatoeba_systems": "evaluation", "LABEL_COLUMNS": "evaluation",
 }
 
-__all__ = ["FAMILIES", "ROUTINGS", "SAMPLINGS", "SPEC_COLUMNS", "EncodeFn", "System", "SystemSpec", *_LAZY]
+__all__ = ["FAMILIES", "ROUTINGS", "SAMPLINGS", "SPEC_COLUMNS", "EncodeFn", "ModelSlot", "System", "SystemSpec",
+           "one_model_at_a_time", *_LAZY]
 
 
 def __getattr__(name: str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict
 
 from .. import language_adapters as la
@@ -13,28 +14,36 @@ from ..encoders.registry import load_encoder
 from ..io_utils import json_digest
 from ..training import canonical_sampling, finished_runs, run_name
 from ..sampling import sampling_alpha
-from .record import System, SystemSpec
+from .record import ModelSlot, System, SystemSpec
 
 logger = logging.getLogger(__name__)
 
 
-def encoder_system(label: str, spec: SystemSpec, model, batch_tokens: int, *, name: str = "",
+def encoder_system(label: str, spec: SystemSpec, load: Callable[[], object], batch_tokens: int, *, name: str = "",
                    seed: int | None = None, shared_layers: int = 0) -> System:
-    """A system from a plain sentence-transformers model (no routing). ``shared_layers``: the
-    frozen lower layers it shares with the profile's other models (computed once; same numbers)."""
+    """A system from a plain sentence-transformers model (no routing) that ``load()`` returns; it is
+    loaded on first use and let go by :func:`~xlir_utils.systems.record.one_model_at_a_time`.
+    ``shared_layers``: the frozen lower layers it shares with the profile's other models (computed
+    once; same numbers)."""
+    slot = ModelSlot(load)
 
-    def run(texts, langs, kind):
-        return encode(model, list(texts), kind, batch_tokens=batch_tokens, shared_layers=shared_layers)
+    def run(texts, langs, kind, cache=True):
+        return encode(slot.get(), list(texts), kind, batch_tokens=batch_tokens, shared_layers=shared_layers,
+                      cache=cache)
 
-    return System(label, spec, f"{embedding_signature(model)}|bt{batch_tokens}", run, name, seed)
+    return System(label, spec, lambda: f"{embedding_signature(slot.get())}|bt{batch_tokens}", run, name, seed,
+                  slot)
 
 
 def baseline_systems(profile) -> list[System]:
-    """The profile's zero-shot baselines (notebook 04 §2; hub models fail fast offline, with the fix)."""
-    return [encoder_system(name, SystemSpec("zero-shot", name), load_encoder(name, profile),
-                           profile.encode_batch_tokens,
-                           shared_layers=profile.train.freeze_layers if name == profile.encoder else 0)
-            for name in profile.baselines]
+    """The profile's zero-shot baselines (notebook 04 §2), loaded when first used: they come first,
+    so a hub model that cannot be had offline fails, with the fix, before any other work."""
+    systems = []
+    for name in profile.baselines:
+        systems.append(encoder_system(name, SystemSpec("zero-shot", name),
+                                      lambda name=name: load_encoder(name, profile), profile.encode_batch_tokens,
+                                      shared_layers=profile.train.freeze_layers if name == profile.encoder else 0))
+    return systems
 
 
 def full_run_systems(profile) -> list[System]:
@@ -54,8 +63,8 @@ def full_run_systems(profile) -> list[System]:
             continue
         alpha = sampling_alpha(sampling, profile.train.alpha if sweep_alpha is None else sweep_alpha)
         spec = SystemSpec("full", run["base_model"], sampling=sampling, alpha=alpha)
-        model = load_encoder(str(run_dir / "model"), profile)
-        systems.append(encoder_system(run_dir.name, spec, model, profile.encode_batch_tokens,
+        systems.append(encoder_system(run_dir.name, spec, lambda d=run_dir: load_encoder(str(d / "model"), profile),
+                                      profile.encode_batch_tokens,
                                       name=run_name(sampling, sweep_alpha), seed=run["seed"],
                                       shared_layers=run["train"].get("freeze_layers", 0)))
     return systems
@@ -70,29 +79,34 @@ def adapter_run_systems(profile) -> list[System]:
     """
     systems = []
     for run_dir in la.variant_run_dirs(profile.name):
-        if json.loads((run_dir / "model" / la.MANIFEST).read_text()).get("seed") not in profile.seeds:
+        manifest = json.loads((run_dir / "model" / la.MANIFEST).read_text())
+        seed = manifest.get("seed")
+        if seed not in profile.seeds:
             logger.info("left out %s: not one of the profile's seeds %s", run_dir.name, profile.seeds)
             continue
-        model, routing, manifest = la.load_variant(run_dir, profile=profile)
-        signature = embedding_signature(model)  # the routings below share the model
-        options = la.UNSEEN_OPTIONS if routing.variant in la.PER_SIDE else ("own",)
-        seed = manifest.get("seed")
-        for r in [routing.with_unseen(u) for u in options]:
+        slot = ModelSlot(lambda d=run_dir: la.load_variant(d, profile=profile)[:2])  # (model, routing)
+        variant = manifest["variant"]
+        for unseen in la.UNSEEN_OPTIONS if variant in la.PER_SIDE else ("own",):
             spec = SystemSpec("adapters", manifest["base_encoder"], sampling="hybrid", alpha=profile.train.alpha,
-                              adapter_variant=r.variant,
-                              unseen_routing=r.unseen if r.variant in la.PER_SIDE else None)
-            name = f"adapters-{r.variant}" + (f"-unseen-{r.unseen}" if spec.unseen_routing in ("en", "none") else "")
+                              adapter_variant=variant, unseen_routing=unseen if variant in la.PER_SIDE else None)
+            name = f"adapters-{variant}" + (f"-unseen-{unseen}" if spec.unseen_routing in ("en", "none") else "")
 
-            def run(texts, langs, kind, r=r, model=model, shared=manifest.get("freeze_layers", 0)):
-                return la.encode_routed(model, list(texts), list(langs), kind, r,
-                                        batch_tokens=profile.encode_batch_tokens, shared_layers=shared)
+            def run(texts, langs, kind, cache=True, slot=slot, unseen=unseen, shared=manifest.get("freeze_layers", 0)):
+                model, routing = slot.get()
+                return la.encode_routed(model, list(texts), list(langs), kind, routing.with_unseen(unseen),
+                                        batch_tokens=profile.encode_batch_tokens, shared_layers=shared, cache=cache)
 
-            systems.append(System(name if seed is None else f"{name}-s{seed}", spec,
-                                  f"{signature}|{r.key}|bt{profile.encode_batch_tokens}", run, name, seed))
+            def fingerprint(slot=slot, unseen=unseen):
+                model, routing = slot.get()
+                return f"{embedding_signature(model)}|{routing.with_unseen(unseen).key}|bt{profile.encode_batch_tokens}"
+
+            systems.append(System(name if seed is None else f"{name}-s{seed}", spec, fingerprint, run, name, seed,
+                                  slot))
     return systems
 
 
 def all_systems(profile) -> list[System]:
     """Every system of a profile: the zero-shot baselines, the finished full fine-tuning runs and
-    adapter variants (notebooks 04 §2, 05 §5)."""
+    adapter variants (notebooks 04 §2, 05 §5). No model is loaded yet: each is loaded when its
+    system is first used; iterate with :func:`~xlir_utils.systems.record.one_model_at_a_time`."""
     return baseline_systems(profile) + full_run_systems(profile) + adapter_run_systems(profile)

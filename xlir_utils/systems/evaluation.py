@@ -10,7 +10,7 @@ import pandas as pd
 from ..bitext import evaluate_tatoeba
 from ..evaluation import evaluate, paired_comparison
 from ..seed_statistics import RunValues, run_values
-from .record import SPEC_COLUMNS, System
+from .record import SPEC_COLUMNS, System, one_model_at_a_time
 from .store import embed_retrieval_set
 
 LABEL_COLUMNS = ["model", "system", "seed", *SPEC_COLUMNS]
@@ -26,13 +26,14 @@ def label_rows(table: pd.DataFrame, labels: dict, candidate_text: str | None = N
 
 def evaluate_systems(profile, system_list: Sequence[System], rsets: dict, *,
                      skip: Callable[[System, str], bool] | None = None):
-    """Encode and evaluate every system on every retrieval set (notebook 04 §3).
+    """Encode and evaluate every system on every retrieval set, one model in memory at a time
+    (notebook 04 §3).
 
     Returns (tidy table, per-query multilingual rows, per-query values of every run for the seed
     statistics). ``skip(system, dataset)`` leaves a pair out (e.g. MLQA-R for systems trained on it).
     """
     tables, per_query, values = [], [], []
-    for system in system_list:
+    for system in one_model_at_a_time(system_list):
         labels = system.columns()
         for name, rset in rsets.items():
             if skip is not None and skip(system, name):
@@ -62,11 +63,9 @@ def paired_against(profile, system_list: Sequence[System], rsets: dict, *, refer
         q, c = embed_retrieval_set(system, rset, profile.candidate_text, profile.name)
         return evaluate(rset, q, c, bootstrap=0, seed=profile.seed).per_query
 
-    ref = per_query(by_label[reference])
+    ref = next(per_query(s) for s in one_model_at_a_time([by_label[reference]]))
     rows = []
-    for system in system_list:
-        if system.label == reference:
-            continue
+    for system in one_model_at_a_time(s for s in system_list if s.label != reference):
         cmp = paired_comparison(per_query(system), ref, metrics=metrics, n=profile.bootstrap_samples,
                                 seed=profile.seed)
         rows.append(label_rows(cmp.assign(reference=reference, dataset=dataset), system.columns()))
@@ -80,7 +79,7 @@ def evaluate_tatoeba_systems(profile, system_list: Sequence[System],
     """Tatoeba for every system (notebook 04 §3, §8): tidy rows and per-query values, as
     :func:`evaluate_systems` returns them for LAReQA. Sentences go through the kit's cached encode."""
     tables, values = [], []
-    for s in system_list:
+    for s in one_model_at_a_time(system_list):
         table, vals = evaluate_tatoeba(s.encode, pairs_by_lang, bootstrap=profile.bootstrap_samples,
                                        seed=profile.seed)
         labels = s.columns()

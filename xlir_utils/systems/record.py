@@ -6,16 +6,20 @@ evaluates (notebook 04 §2). Labels and display order are derived from the spec 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+import gc
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from ..config import SAMPLINGS
+
 FAMILIES = ("zero-shot", "full", "adapters", "code-switching")
-SAMPLINGS = ("X-X", "X-Y", "hybrid")
 ROUTINGS = ("own", "en", "none")  # how a language without its own trained adapter is routed
 
-# (texts, langs, kind) -> L2-normalised rows; kind is "query" or "passage"
+# (texts, langs, kind) -> L2-normalised rows; kind is "query" or "passage"; the kit's own also take
+# cache=False (typed explorer questions stay out of the disk cache)
 EncodeFn = Callable[[Sequence[str], Sequence[str], str], np.ndarray]
 
 SPEC_COLUMNS = ("family", "base_model", "sampling", "alpha", "adapter_variant", "unseen_routing",
@@ -73,27 +77,77 @@ class SystemSpec:
         return self.family != "zero-shot"
 
 
+class ModelSlot:
+    """A system's model, loaded on first use and let go by :meth:`release`, so that notebooks
+    hold one model at a time however many systems they evaluate (notebooks 04-06)."""
+
+    def __init__(self, load: Callable[[], Any]):
+        self._load = load
+        self._model = None
+
+    def get(self):
+        """The model, loaded now if it is not in memory."""
+        if self._model is None:
+            self._model = self._load()
+        return self._model
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def release(self) -> None:
+        """Drop the model (it is loaded again if needed)."""
+        if self._model is not None:
+            self._model = None
+            gc.collect()
+
+
 @dataclass(frozen=True)
 class System:
     """Something to evaluate (notebook 04 §2): ``encode(texts, langs, kind)`` returns
     L2-normalised rows.
 
     ``label`` names one run and keys the embedding store (``"full-hybrid-s13"``); ``name`` is the
-    system the run is a seed of (``"full-hybrid"``); ``fingerprint`` is what produced the
-    embeddings (model, precision, batch budget, routing).
+    system the run is a seed of (``"full-hybrid"``); ``fingerprint_of`` is what produced the
+    embeddings (model, precision, batch budget, routing), or a function computing it from the
+    model in ``slot`` (computed once, when first needed). ``slot`` holds the model of a system
+    that loads it lazily (None: nothing to load or release).
     """
 
     label: str
     spec: SystemSpec
-    fingerprint: str
+    fingerprint_of: str | Callable[[], str]
     encode: EncodeFn
     name: str = ""
     seed: int | None = None
+    slot: ModelSlot | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
             object.__setattr__(self, "name", self.label)
 
+    @property
+    def fingerprint(self) -> str:
+        """What produced the embeddings (keys the embedding store)."""
+        if callable(self.fingerprint_of):
+            object.__setattr__(self, "fingerprint_of", self.fingerprint_of())
+        return self.fingerprint_of
+
     def columns(self) -> dict:
         """The run's label columns of a results row (``model`` = run, ``system`` = its system)."""
         return {"model": self.label, "system": self.name, "seed": self.seed, **self.spec.columns()}
+
+
+def one_model_at_a_time(systems: Iterable[System]) -> Iterator[System]:
+    """``systems`` in order, each model let go once the next system needs another one (the adapter
+    routings of one run share a model): peak memory is one model (notebooks 04-06)."""
+    current: ModelSlot | None = None
+    try:
+        for system in systems:
+            if current is not None and system.slot is not current:
+                current.release()
+            current = system.slot
+            yield system
+    finally:
+        if current is not None:
+            current.release()

@@ -17,14 +17,16 @@ in-batch InfoNCE loss scores each query against every passage of the batch.
 * :mod:`.cli` - the command line, ``python -m xlir_utils.training``.
 
 Runs live in ``runs/<profile>/<name>/``: ``model/`` (a sentence-transformers folder),
-``run.json`` (what produced it), ``train_log.csv`` (loss and batch kind per step) and, while
-training, ``checkpoint.pt`` (trainable weights, optimiser, scheduler, RNG), written
-atomically. A finished run with the same recipe is reused; an interrupted one resumes.
+``run.json`` (what produced it, and the SHA-256 of every saved file), ``train_log.csv`` (loss
+and batch kind per step) and, while training, ``checkpoint.pt`` (trainable weights, optimiser,
+scheduler, RNG), written atomically. A finished run with the same recipe and intact files is
+reused; an interrupted one resumes, a damaged one is trained again. One process writes a run at
+a time (``<name>.lock`` beside the folder; another gets ``BusyError``).
 """
 from .loop import train_run
 from .loss import info_nce
 from .runs import canonical_sampling, finished_runs, read_train_logs, run_name, run_summary, train_full
-from .spec import SAMPLINGS, RunSpec, finished_record, make_spec, pairs_digest
+from .spec import SAMPLINGS, RunSpec, finished_record, make_spec, pairs_digest, run_lock
 from .step import (
     EmbedFn,
     embed_with_grad,
@@ -38,5 +40,6 @@ from .step import (
 __all__ = [
     "SAMPLINGS", "EmbedFn", "RunSpec", "canonical_sampling", "embed_with_grad", "finished_record", "finished_runs",
     "info_nce", "linear_warmup_decay", "lr_schedule", "make_spec", "pairs_digest", "read_train_logs",
-    "resolve_train_precision", "run_name", "run_summary", "set_trainable", "train_full", "train_run", "warmup_constant",
+    "resolve_train_precision", "run_lock", "run_name", "run_summary", "set_trainable", "train_full", "train_run",
+    "warmup_constant",
 ]

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch.distributed as dist
 
 from .. import config, data
+from ..errors import SettingsError
 from . import distributed as D
 from .runs import train_full
 from .spec import SAMPLINGS
@@ -47,29 +48,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _json_arg(text: str, flag: str) -> dict:
+    """A JSON-object option; anything else raises a SettingsError naming the flag and an example."""
+    example = '\'{"train_queries": 50}\'' if flag == "--profile-overrides" else '\'{"steps": 4}\''
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise SystemExit(f"{flag} must be a JSON object, e.g. '{{\"steps\": 4}}' ({exc})") from None
+        raise SettingsError(f"{flag} {text!r} is not valid JSON ({exc}): pass a JSON object, e.g. "
+                            f"{flag} {example}") from None
     if not isinstance(value, dict):
-        raise SystemExit(f"{flag} must be a JSON object, e.g. '{{\"steps\": 4}}'")
+        raise SettingsError(f"{flag} {text!r} is not a JSON object: pass one, e.g. {flag} {example}")
     return value
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Train one run (every process of a distributed job runs this); prints the record on rank 0."""
+    """Train one run (every process of a distributed job runs this); prints the record on rank 0.
+    ``python -m xlir_utils.training`` runs it through :func:`xlir_utils.cli.run`."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    ctx = D.init_from_env()
     changes = _json_arg(args.profile_overrides, "--profile-overrides")
     train = _json_arg(args.train, "--train")
     if train:
         changes["train"] = train
     if args.encoder:
         changes["encoder"] = args.encoder
-    profile = config.load(args.profile)
+    profile = config.load(args.profile)  # a bad setting fails here, before any process group forms
     if changes:
         profile = profile.replace(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in changes.items()})
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    ctx = D.init_from_env()
     # rank 0 builds (and caches) the processed data first; the others read it
     pairs, _ = D.main_first(lambda: data.training_pairs(profile, data.evaluation_sets(profile)), ctx)
     record = train_full(profile, args.sampling, pairs, alpha=args.alpha, seed=args.seed,

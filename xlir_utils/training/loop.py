@@ -19,7 +19,7 @@ from ..io_utils import atomic_replace_dir, atomic_write_csv, atomic_write_json, 
 from ..sampling import XX_KIND, BatchInfo, HybridBatchSampler
 from . import distributed as D
 from .loss import info_nce
-from .spec import RunSpec, finished_record
+from .spec import FILES_KEY, RunSpec, finished_record, record_files, run_lock
 from .step import EmbedFn, autocast_for, embed_with_grad, lr_schedule, resolve_train_precision
 
 logger = logging.getLogger(__name__)
@@ -98,7 +98,9 @@ def train_run(model, pairs: pd.DataFrame, spec: RunSpec, run_dir: Path, *,
 
     One optimiser step per planned hybrid batch (``spec.alpha``, ``spec.seed``), in-batch InfoNCE,
     a checkpoint every ``train.checkpoint_every`` steps. A finished run in ``run_dir`` with the same
-    digest is returned without training; an interrupted one resumes from its checkpoint.
+    digest and intact saved files is returned without training; an interrupted or damaged one
+    resumes from its checkpoint (or starts again). The run folder has one writer: while this
+    trains it, another process gets :class:`~xlir_utils.errors.BusyError`.
 
     Under ``torchrun`` / ``accelerate launch`` every process runs this with the same arguments:
     each embeds its shard of every global batch, the embeddings are gathered across processes
@@ -121,8 +123,12 @@ def train_run(model, pairs: pd.DataFrame, spec: RunSpec, run_dir: Path, *,
     Returns:
         The run record (the content of ``run.json``): ``digest``, ``finished``, ``spec``,
         ``precision``, ``steps``, ``mono_share`` (the realised share of X-X batches),
-        ``train_seconds``, ``final_loss_mean_last10``, ``world_size``; or
-        ``{"finished": False, "step": n}`` when ``stop_after`` interrupted it.
+        ``train_seconds``, ``final_loss_mean_last10``, ``world_size``, ``files`` (SHA-256 and
+        size of each saved file); or ``{"finished": False, "step": n}`` when ``stop_after``
+        interrupted it.
+
+    Raises:
+        BusyError: another process is writing this run folder.
 
     Example::
 
@@ -140,14 +146,25 @@ def train_run(model, pairs: pd.DataFrame, spec: RunSpec, run_dir: Path, *,
         record = train_run(model, pairs, spec, Path("runs/demo-hybrid"))
         record["final_loss_mean_last10"]
     """
-    cfg = spec.train
     ctx = D.context()  # several processes under torchrun / accelerate launch (training.distributed)
     if ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+    if (record := D.main_first(lambda: finished_record(run_dir, spec.digest()), ctx)) is not None:
+        return record
+    with run_lock(run_dir, f"run {spec.name}"):
+        # another process may have finished it between the check above and taking the lock
+        if (record := D.main_first(lambda: finished_record(run_dir, spec.digest()), ctx)) is not None:
+            return record
+        return _train(model, pairs, spec, run_dir, ctx, embed_fn=embed_fn, save_fn=save_fn, stop_after=stop_after,
+                      on_step=on_step, show_progress=show_progress)
+
+
+def _train(model, pairs: pd.DataFrame, spec: RunSpec, run_dir: Path, ctx: D.DistContext, *, embed_fn: EmbedFn,
+           save_fn, stop_after: int | None, on_step: StepHook | None, show_progress: bool) -> dict:
+    """The body of :func:`train_run`, under the run folder's lock."""
+    cfg = spec.train
     digest = spec.digest()
     record_path = run_dir / "run.json"
-    if (record := D.main_first(lambda: finished_record(run_dir, digest), ctx)) is not None:
-        return record
     torch.manual_seed(spec.seed)
     device = next(model.parameters()).device
     precision = resolve_train_precision(cfg.precision, device)
@@ -212,6 +229,7 @@ def train_run(model, pairs: pd.DataFrame, spec: RunSpec, run_dir: Path, *,
               "train_seconds": float(log_df.seconds.sum()),
               "final_loss_mean_last10": float(log_df.loss.tail(10).mean())}
     record["world_size"] = ctx.world
+    record[FILES_KEY] = record_files(run_dir)  # checked before the run is reused
     atomic_write_json(record, record_path)
     ckpt_path.unlink(missing_ok=True)
     D.barrier(ctx)

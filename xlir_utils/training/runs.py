@@ -9,6 +9,7 @@ What determines a run (its spec and digest) is :mod:`.spec`.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,12 +18,15 @@ import pandas as pd
 from .. import paths
 from ..config import Profile
 from ..encoders.registry import load_encoder
+from ..file_digests import digest_problems
 from ..io_utils import atomic_replace_dir
 from ..sampling import sampling_alpha
 from .distributed import main_first
 from .loop import train_run
-from .spec import finished_record, make_spec
+from .spec import FILES_KEY, finished_record, make_spec, run_lock
 from .step import set_trainable
+
+logger = logging.getLogger(__name__)
 
 
 def run_name(sampling: str, alpha: float | None = None, seed: int | None = None) -> str:
@@ -48,9 +52,26 @@ def canonical_sampling(sampling: str, alpha: float | None, default_alpha: float)
 
 
 def finished_runs(runs_root: Path) -> list[Path]:
-    """Run folders holding a finished model, sorted by name."""
-    return sorted(p for p in runs_root.glob("*") if (p / "run.json").is_file()
-                  and json.loads((p / "run.json").read_text()).get("finished"))
+    """Run folders holding a finished model, sorted by name (notebooks 02-04). A run whose saved
+    files are missing or of another size than its record says is left out with a warning
+    (:func:`train_full` checks every SHA-256 and trains it again)."""
+    out = []
+    for p in sorted(runs_root.glob("*")):
+        if not (p / "run.json").is_file():
+            continue
+        try:
+            record = json.loads((p / "run.json").read_text())
+        except ValueError as exc:
+            logger.warning("left out run folder %s: its run.json is unreadable (%s); train it again", p, exc)
+            continue
+        if not record.get("finished"):
+            continue
+        if problems := digest_problems(p, record.get(FILES_KEY, {}), full=False):
+            logger.warning("left out run folder %s: it is damaged (%s); train it again (notebook 02 §4)",
+                           p, "; ".join(problems))
+            continue
+        out.append(p)
+    return out
 
 
 def read_train_logs(run_dirs: Sequence[Path]) -> pd.DataFrame:
@@ -67,7 +88,9 @@ def train_full(profile: Profile, sampling: str, pairs: pd.DataFrame, *, alpha: f
     """Full fine-tuning of the profile's base encoder with one sampling strategy and seed
     (notebook 02 §4-5; ``seed`` defaults to the profile's).
 
-    Reuses a finished run with the same recipe; resumes an interrupted one. A hybrid ``alpha`` of
+    Reuses a finished run with the same recipe whose saved files are intact; resumes an
+    interrupted one and trains a damaged one again; raises
+    :class:`~xlir_utils.errors.BusyError` while another process trains it. A hybrid ``alpha`` of
     1, 0 or the profile's alpha is the X-X, X-Y or hybrid run itself (:func:`canonical_sampling`).
     The saved model keeps the base encoder's maximum length: training truncates at
     ``train.max_seq_length``, evaluation encodes like the zero-shot model. ``stop_after``
@@ -80,16 +103,18 @@ def train_full(profile: Profile, sampling: str, pairs: pd.DataFrame, *, alpha: f
     spec = make_spec(name, profile.encoder, sampling, profile.train, seed, pairs, alpha, extra="format=2")
     if (record := main_first(lambda: finished_record(run_dir, spec.digest()))) is not None:
         return record  # skip loading the model (rank 0 first repairs an interrupted model-folder swap)
-    model = load_encoder(profile.encoder, profile)
-    base_length = model.max_seq_length
-    model.max_seq_length = profile.train.max_seq_length
-    set_trainable(model, profile.train.freeze_word_embeddings, profile.train.freeze_layers)
+    with run_lock(run_dir, f"run {name}"):  # a second process stops here, before loading the model
+        model = load_encoder(profile.encoder, profile)
+        base_length = model.max_seq_length
+        model.max_seq_length = profile.train.max_seq_length
+        set_trainable(model, profile.train.freeze_word_embeddings, profile.train.freeze_layers)
 
-    def save(m, folder):
-        m.max_seq_length = base_length
-        atomic_replace_dir(folder, lambda tmp: m.save(str(tmp)))
+        def save(m, folder):
+            m.max_seq_length = base_length
+            atomic_replace_dir(folder, lambda tmp: m.save(str(tmp)))
 
-    return train_run(model, pairs, spec, run_dir, save_fn=save, show_progress=show_progress, stop_after=stop_after)
+        return train_run(model, pairs, spec, run_dir, save_fn=save, show_progress=show_progress,
+                         stop_after=stop_after)
 
 
 def run_summary(records: Sequence[dict]) -> pd.DataFrame:

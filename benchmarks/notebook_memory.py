@@ -1,0 +1,86 @@
+"""Claim: notebook 04 holds one model in memory at a time, so its peak memory does not grow with
+the number of systems it evaluates.
+
+Runs a notebook (default 04) of one or more checkouts of the kit, each in its own kernel, and
+samples the kernel's resident memory (RSS, with its child processes) every 0.2 s: the peak is
+what a reader's machine must hold. Each checkout needs its own ``runs/<profile>/`` (run
+notebooks 01-03 there first); the kernel, ``xlir``, imports each checkout's ``xlir_utils``
+(``PYTHONPATH``). Give every checkout the same runs for a like-for-like comparison. Prints JSON (committed as
+``benchmarks/results/notebook_memory.json``)::
+
+    .venv/bin/python benchmarks/notebook_memory.py --profile smoke --checkout /path/to/older/checkout .
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+from nbclient import NotebookClient
+
+
+def _rss(pid: int) -> int:
+    try:
+        proc = psutil.Process(pid)
+        return proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
+    except psutil.Error:
+        return 0
+
+
+def run_notebook(checkout: Path, notebook: str, profile: str, kernel: str) -> dict:
+    """Execute ``checkout/notebooks/<notebook>*.ipynb`` in ``profile``; peak RSS and wall time."""
+    path = next((checkout / "notebooks").glob(f"{notebook}*.ipynb"))
+    nb = nbformat.read(path, as_version=4)
+    os.environ["XLIR_PROFILE"] = profile
+    os.environ["PYTHONPATH"] = str(checkout)  # the kernel imports this checkout's xlir_utils
+    client = NotebookClient(nb, kernel_name=kernel, timeout=-1, resources={"metadata": {"path": str(path.parent)}})
+    peak, samples, done = [0], [0], threading.Event()
+    with client.setup_kernel():
+        pid = client.km.provisioner.process.pid
+
+        def watch():
+            while not done.is_set():
+                peak[0] = max(peak[0], _rss(pid))
+                samples[0] += 1
+                time.sleep(0.2)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        start = time.perf_counter()
+        watcher.start()
+        try:
+            for index, cell in enumerate(nb.cells):
+                client.execute_cell(cell, index)
+        finally:
+            done.set()
+            watcher.join()
+        wall = time.perf_counter() - start
+    commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    return {"checkout": str(checkout), "commit": commit, "notebook": path.name, "profile": profile,
+            "peak_rss_gb": round(peak[0] / 2**30, 3), "wall_s": round(wall, 1), "rss_samples": samples[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkouts", nargs="*", default=["."], help="kit checkouts to run, in order")
+    parser.add_argument("--checkout", action="append", default=[], help="a checkout run before the others")
+    parser.add_argument("--notebook", default="04")
+    parser.add_argument("--profile", default="smoke")
+    parser.add_argument("--kernel", default="xlir")
+    args = parser.parse_args()
+    runs = [run_notebook(Path(c).resolve(), args.notebook, args.profile, args.kernel)
+            for c in [*args.checkout, *args.checkouts]]
+    print(json.dumps({"claim": "notebook 04's peak memory is bounded by one model", "machine": {
+        "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version()}, "runs": runs}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

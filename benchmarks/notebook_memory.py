@@ -77,7 +77,8 @@ def main() -> None:
     args = parser.parse_args()
     runs = [run_notebook(Path(c).resolve(), args.notebook, args.profile, args.kernel)
             for c in [*args.checkout, *args.checkouts]]
-    print(json.dumps({"claim": "notebook 04's peak memory is bounded by one model", "machine": {
+    print(json.dumps({"claim": "notebook 04's peak memory is bounded by one model",
+                      "seeds": os.environ.get("XLIR_SEEDS", "the profile's"), "machine": {
         "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "python": platform.python_version()}, "runs": runs}, indent=2))
 

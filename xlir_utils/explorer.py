@@ -221,10 +221,28 @@ class Explorer:
 
     def explore(self, query: str | int, systems: str | Sequence[str], k: int = 10,
                 languages: str | Sequence[str] | None = None, query_lang: str | None = None) -> pd.DataFrame:
-        """The top ``k`` candidates of each system for one question (notebook 06 §2): columns
-        :data:`RESULT_COLUMNS`; ``relevant`` is NA for a question that is not one of the set's.
-        ``systems``: labels (one string is one label); ``languages`` restricts the candidate pool
-        (a code such as ``"de"``, a list of codes, or None for every language)."""
+        """The top ``k`` candidates of each system for one question (notebook 06 §2).
+
+        Args:
+            query: a row of the set's queries (an int), one of its questions' texts, or any typed
+                question (encoded on the fly by each system, outside the disk cache).
+            systems: labels of the explorer's systems (one string is one label).
+            k: how many candidates per system (a whole number ≥ 1).
+            languages: restricts the candidate pool: a code such as ``"de"``, a list of codes, or
+                None for every language.
+            query_lang: the language of a typed question (guessed from its script if None;
+                :func:`guess_language`).
+
+        Returns:
+            A table with :data:`RESULT_COLUMNS`, ``k`` rows per system in rank order (ties ranked
+            as the evaluation engine ranks them); ``relevant`` marks the question's parallel
+            answers, NA for a question that is not one of the set's.
+
+        Example::
+
+            explorer = load_explorer(cfg, dataset="xquad-r")
+            explorer.explore("Who won Super Bowl 50?", explorer.labels[:2], k=5, languages=["en", "de"])
+        """
         k = _top_k(k)
         systems = self.system_labels(systems)
         languages = self._languages(languages)

@@ -359,7 +359,7 @@ def _with_lir(base: ExplorerSystem, rset, rank: int) -> ExplorerSystem:
     """``base`` after LIR of ``rank`` (:mod:`xlir_utils.lir`, as notebook 05 §5 applies it): the
     directions are fitted on the set's queries and candidates, and a typed question is projected
     with them too."""
-    from .post_hoc import LIR_FIT, lir_label  # lazy: post_hoc loads the evaluation and store layers
+    from .post_hoc import lir_label, lir_spec  # lazy: post_hoc loads the evaluation and store layers
 
     q_langs, c_langs = rset.queries.lang.to_numpy(), rset.candidates.lang.to_numpy()
     dirs = fit_language_directions(base.queries, q_langs, base.candidates, c_langs, rank)
@@ -370,7 +370,7 @@ def _with_lir(base: ExplorerSystem, rset, rank: int) -> ExplorerSystem:
         v = np.asarray(base.encode_query(text, lang), dtype=np.float32)[None, :]
         return remove_language_information(v, [lang], dirs)[0]
 
-    return ExplorerSystem(lir_label(base.label, rank), base.spec.with_post_hoc(f"LIR r={rank}", LIR_FIT), q, c,
+    return ExplorerSystem(lir_label(base.label, rank), lir_spec(base.spec, rank), q, c,
                           encode_query)
 
 

@@ -207,17 +207,24 @@ def atomic_write_json(obj, path: str | os.PathLike) -> Path:
     return atomic_write_bytes(json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default).encode(), path)
 
 
+def table_bytes(df: pd.DataFrame, parquet: bool, **csv_kwargs) -> bytes:
+    """A DataFrame as Parquet (no index) or CSV (no index unless asked): the bytes every table
+    write of the kit stores."""
+    if parquet:
+        buffer = io.BytesIO()
+        df.to_parquet(buffer, index=False)
+        return buffer.getvalue()
+    return df.to_csv(**{"index": False, **csv_kwargs}).encode()
+
+
 def atomic_write_csv(df: pd.DataFrame, path: str | os.PathLike, **kwargs) -> Path:
     """Write a DataFrame as CSV (no index by default), atomically."""
-    kwargs.setdefault("index", False)
-    return atomic_write_bytes(df.to_csv(**kwargs).encode(), path)
+    return atomic_write_bytes(table_bytes(df, False, **kwargs), path)
 
 
 def atomic_write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write a DataFrame as Parquet (no index), atomically."""
-    buffer = io.BytesIO()
-    df.to_parquet(buffer, index=False)
-    return atomic_write_bytes(buffer.getvalue(), path)
+    return atomic_write_bytes(table_bytes(df, True), path)
 
 
 def atomic_write_npz(path: str | os.PathLike, **arrays) -> Path:

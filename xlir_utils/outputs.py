@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import manifest, paths
 from .errors import DamagedFileError
-from .io_utils import atomic_write_bytes
+from .io_utils import atomic_write_bytes, table_bytes
 
 # result tables, in the order the notebooks write them
 DATA_COUNTS_FILE = "data_counts.csv"  # questions and candidates per language (notebook 01)
@@ -71,12 +71,8 @@ def table_path(name: str, profile: str) -> Path:
 def save_table(df: pd.DataFrame, name: str, profile: str, **csv_kwargs) -> Path:
     """Write a result table atomically and record it in the manifest: Parquet for ``*.parquet``,
     else CSV (no index unless asked); notebooks 01-05."""
-    buffer = io.BytesIO()
-    if name.endswith(".parquet"):
-        df.to_parquet(buffer, index=False)
-    else:
-        buffer.write(df.to_csv(**{"index": False, **csv_kwargs}).encode())
-    return manifest.write_result(paths.results_dir(profile), name, buffer.getvalue(), writer_of(name))
+    data = table_bytes(df, name.endswith(".parquet"), **csv_kwargs)
+    return manifest.write_result(paths.results_dir(profile), name, data, writer_of(name))
 
 
 def save_json(obj, name: str, profile: str) -> Path:

@@ -17,7 +17,7 @@ from .evaluation import evaluate
 from .lir import project_out_language_directions
 from .seed_statistics import RunValues, run_values
 from .systems.evaluation import label_rows
-from .systems.record import System, one_model_at_a_time
+from .systems.record import System, SystemSpec, one_model_at_a_time
 from .systems.store import embed_retrieval_set
 
 LIR_FIT = "evaluation pool"  # LIR's directions come from the embeddings it is evaluated on
@@ -28,11 +28,16 @@ def lir_label(system: str, rank: int) -> str:
     return f"{system} + LIR r={rank}"
 
 
+def lir_spec(spec: SystemSpec, rank: int) -> SystemSpec:
+    """``spec`` after LIR of rank ``rank``, fitted on the evaluation pool (notebooks 05 §5, 06)."""
+    return spec.with_post_hoc(f"LIR r={rank}", LIR_FIT)
+
+
 def with_lir(system: System, rank: int) -> System:
     """``system`` after LIR of rank ``rank``: its name, run label and spec (notebook 05 §5).
     Its ``encode`` is the plain system's: LIR is applied to stored embeddings, not while encoding."""
     return dataclasses.replace(system, label=f"{system.label}+lir{rank}", name=lir_label(system.name, rank),
-                               spec=system.spec.with_post_hoc(f"LIR r={rank}", LIR_FIT))
+                               spec=lir_spec(system.spec, rank))
 
 
 def lir_systems(profile, system_list: Sequence[System], rset, *, ranks_zero_shot: Sequence[int] = (1, 3),

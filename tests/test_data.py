@@ -1,6 +1,7 @@
 """The data layer on the real LAReQA files: counts, relevance, edge cases, bad input."""
 from __future__ import annotations
 
+import importlib
 import json
 import shutil
 from collections import Counter
@@ -326,3 +327,41 @@ def test_no_tatoeba_sentence_is_training_text(tmp_path, monkeypatch, shared_data
     leaked = pd.concat([pairs.head(3), pairs.head(1).assign(question_id="t", passage=de.xx.iat[5])])
     with pytest.raises(LeakageError, match="tatoeba"):
         check_no_leakage(leaked, [], other_texts={"tatoeba": de.xx.tolist()})
+
+
+def test_mkqa_questions_are_parallel_and_never_evaluation_text(shared_data):
+    from xlir_utils.data.mkqa import MKQA_LANGS, mkqa_parallel, mkqa_questions
+    from xlir_utils.data.pairs import normalise_text
+
+    assert MKQA_LANGS == ("ar", "en", "es", "ru", "tr", "zh")
+    zh = mkqa_questions("zh")  # the file says zh_cn: ids are still joined across languages
+    assert len(zh) == 1758 and set(zh) == set(mkqa_questions("en"))
+    pairs = mkqa_parallel("en", "ru")
+    assert len(pairs) == 1758 and pairs[0][0].startswith("who sings i hear you knocking")
+    xquad = load_retrieval_set("xquad-r")
+    evaluated = {normalise_text(t) for t in xquad.queries.text} | {normalise_text(t) for t in xquad.candidates.sentence}
+    assert not any(normalise_text(q) in evaluated for q in zh.values())
+    with pytest.raises(ValueError, match="MKQA has no questions in 'de'.*ar, en, es, ru, tr, zh"):
+        mkqa_questions("de")
+
+
+def test_a_file_inside_a_zip_archive_is_downloaded_and_verified(tmp_path, monkeypatch, shared_data):
+    """MKQA ships as one zip: the member is extracted and checked against the file's sha256."""
+    import dataclasses
+    import zipfile
+
+    fetch_mod = importlib.import_module("xlir_utils.data.fetch")
+
+    archive = tmp_path / "mkqa_dev.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(shared_data / "mkqa-mia-dev/mkqa-tr.jsonl", "mkqa_dev/mkqa-tr.jsonl")
+        zf.writestr("mkqa_dev/mkqa-es.jsonl", "not the file\n")
+    isolated_project(tmp_path, monkeypatch, None)
+    entry = dataclasses.replace(REGISTRY["mkqa-mia-dev/mkqa-tr.jsonl"], url=archive.as_uri())
+    target = paths.raw_dir() / entry.path
+    fetch_mod._download(entry, target)
+    assert target.read_bytes() == (shared_data / "mkqa-mia-dev/mkqa-tr.jsonl").read_bytes()
+    wrong = dataclasses.replace(entry, member="mkqa_dev/mkqa-es.jsonl", path="mkqa-mia-dev/x.jsonl")
+    with pytest.raises(ChecksumMismatch, match="mkqa-es.jsonl in file:.*nothing was written"):
+        fetch_mod._download(wrong, paths.raw_dir() / wrong.path)
+    assert not (paths.raw_dir() / wrong.path).exists()

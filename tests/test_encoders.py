@@ -256,14 +256,34 @@ def test_encode_matches_sentence_transformers(model, shared_data):
     np.testing.assert_allclose(q, model.encode(texts[:3], prompt_name="query"), atol=2e-5)
 
 
-def test_token_batches_respect_budget():
-    lengths = [5, 50, 7, 30, 30, 600, 12]
-    batches = enc_mod.token_batches(lengths, 64)
+def test_token_batches_respect_budget_and_buckets():
+    lengths = [5, 50, 7, 30, 30, 600, 12, 17, 16]
+    batches = enc_mod.token_batches(lengths, 64, max_len=600)
     assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    width = {i: enc_mod.padded_width(lengths[i], 600) for i in range(len(lengths))}
+    assert [width[i] for i in (0, 1, 5, 7, 8)] == [16, 64, 600, 32, 16]
     for b in batches:
-        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 64
-    flat = [lengths[i] for b in batches for i in b]
-    assert flat == sorted(lengths, reverse=True)
+        assert len({width[i] for i in b}) == 1, "a batch mixes widths"
+        assert len(b) == 1 or len(b) * width[b[0]] <= 64
+    flat = [width[i] for b in batches for i in b]
+    assert flat == sorted(flat, reverse=True)
+    # within a width, input order; a text never wider than the truncation length
+    assert [i for b in batches for i in b if width[i] == 16] == [0, 2, 6, 8]
+    assert enc_mod.padded_width(8, 8) == 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "bf16-autocast"])
+def test_embedding_does_not_depend_on_the_other_texts(model, shared_data, precision):
+    """Before width buckets, bf16 autocast moved a text's embedding by up to 7.7e-4 with the texts
+    it was batched with; now fp32 stays within one ulp and bf16 (on native-bf16 CPUs) is exact."""
+    texts = [t for _, t in sample_texts(shared_data, 6)]
+    kw = dict(cache=False, show_progress=False, precision=precision, batch_tokens=512)
+    whole = encode(model, texts, "passage", **kw)
+    backwards = encode(model, texts[::-1], "passage", **kw)[::-1]
+    odd = encode(model, texts[1::2], "passage", **kw)
+    assert np.abs(whole - backwards).max() <= 1e-6
+    assert np.abs(whole[1::2] - odd).max() <= 1e-6
 
 
 @pytest.mark.slow
@@ -464,7 +484,7 @@ def test_stored_evaluation_embeddings_are_keyed_by_precision(model, monkeypatch)
     """Notebook 04's embedding store keys on the system fingerprint: a change of the default
     precision (e.g. a CPU without bf16) must not reuse embeddings made at another precision."""
     fp = model_fingerprint(model)
-    assert enc_mod.embedding_signature(model, "fp32") == f"{fp}|fp32"
+    assert enc_mod.embedding_signature(model, "fp32") == f"{fp}|fp32|{enc_mod.ENCODING_SCHEME}"
     spec = SystemSpec("zero-shot", "m")
     monkeypatch.setattr(environment, "cpu_has_native_bf16", lambda: True)
     with_bf16 = encoder_system("m", spec, lambda: model, 512).fingerprint

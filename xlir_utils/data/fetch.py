@@ -10,8 +10,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -78,6 +80,16 @@ def _from_offline_dir(remote: RemoteFile, root: Path) -> Path | None:
     return source
 
 
+def _copy(source, out, digest, bar=None) -> None:
+    """Copy a binary stream into ``out`` in blocks, hashing what is written."""
+    while block := source.read(1 << 16):
+        out.write(block)
+        if digest is not None:
+            digest.update(block)
+        if bar is not None:
+            bar.update(len(block))
+
+
 def _download(remote: RemoteFile, target: Path, timeout: float = 30.0) -> None:
     digest = hashlib.sha256()
     try:
@@ -85,19 +97,24 @@ def _download(remote: RemoteFile, target: Path, timeout: float = 30.0) -> None:
                 urllib.request.urlopen(remote.url, timeout=timeout) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=remote.path, leave=False) as bar:
-                while block := resp.read(1 << 16):
-                    out.write(block)
-                    digest.update(block)
-                    bar.update(len(block))
+                if not remote.member:
+                    _copy(resp, out, digest, bar)
+                else:  # the file is one member of a zip archive: fetch the archive, extract the member
+                    with tempfile.TemporaryFile() as archive_file:
+                        _copy(resp, archive_file, None, bar)
+                        archive_file.seek(0)
+                        with zipfile.ZipFile(archive_file) as archive, archive.open(remote.member) as member:
+                            _copy(member, out, digest)
             if digest.hexdigest() != remote.sha256:  # raised inside: the temporary file is removed
+                source = f"{remote.member} in {remote.url}" if remote.member else remote.url
                 raise ChecksumMismatch(
-                    f"Downloaded {remote.url} has sha256 {digest.hexdigest()}, expected {remote.sha256}. "
+                    f"Downloaded {source} has sha256 {digest.hexdigest()}, expected {remote.sha256}. "
                     "The upstream file changed or the download was corrupted; nothing was written. "
                     "Retry, or put a verified copy in XLIR_DATA_DIR."
                 )
     except XlirError:
         raise
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+    except (urllib.error.URLError, OSError, TimeoutError, zipfile.BadZipFile, KeyError) as exc:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EACCES, errno.EROFS):
             raise DataError(  # a local disk problem, not the network's
                 f"Could not write {target} ({exc}): free space in or make {paths.raw_dir()} writable, or set "

@@ -17,6 +17,18 @@ XQUAD_R_COMMIT = "5405d2a77e83d5ccb47623a3f9e5604c3f103193"
 MLQA_R_COMMIT = "354d67d1cd066854cdfbf5ad0e6105528976141d"  # removed from the default branch later
 NTREX_RAW = "https://raw.githubusercontent.com/MicrosoftTranslator/NTREX/8561f6a622db9edad1217683e5c83daefd8bb2bf"
 LASER_RAW = "https://raw.githubusercontent.com/facebookresearch/LASER/74bc6ae7ffb7cba670fe0f428d0ede9f666fb821"
+# MKQA's development questions as re-split by the MIA 2022 shared task: one zip, a JSON Lines file per language
+MKQA_ZIP = ("https://raw.githubusercontent.com/mia-workshop/MIA-Shared-Task-2022/"
+            "ea2491a3e3a588e270b2dd30ce7e044584c3eeb5/data/eval/mkqa_dev.zip")
+# ISO 639-1 (kit) -> MKQA's file code, for the 6 XQUAD-R languages MKQA has, with the files' sha256
+MKQA_FILES = {
+    "ar": ("ar", "7eaf61ad1888f4293b8a1754465be28f6b2eed9196e6218d9a0ddc9941d59e8a"),
+    "en": ("en", "d8a77aa9c9af266635e7c726512d99ad7eccf585252da4089eb4d1d71531d80e"),
+    "es": ("es", "9d75d627f1a70f8842ccd6cc09679c4c66ce410944d670ef74720504927502e1"),
+    "ru": ("ru", "49f0bc5e10aa72bee6727871eac14a4c9ae55f0fd7d8f9b3c34e2168c6c1640e"),
+    "tr": ("tr", "0f727027b653edf07b56a6afe7f9389e3d08df644796ff91f4db941e8d3c7f27"),
+    "zh": ("zh_cn", "b5781cc1f17822d47ffc391a7ab7f7d7d7ea86831ce26155d10d797a86a5d914"),
+}
 
 # ISO 639-1 (kit) -> the three-letter codes of NTREX-128 and Tatoeba/LASER file names.
 NTREX_CODES = {
@@ -72,6 +84,7 @@ class RemoteFile:
     url: str
     sha256: str
     licence: str
+    member: str = ""  # the file's path inside the zip archive at ``url`` ("" when ``url`` is the file itself)
 
 
 LICENCES = {
@@ -79,6 +92,7 @@ LICENCES = {
     "mlqa-r": "CC BY-NC 4.0",
     "ntrex128": "CC BY-SA 4.0",
     "tatoeba": "CC BY 2.0 FR (Tatoeba sentences)",
+    "mkqa": "CC BY-SA 3.0",
 }
 LANGUAGES = {"xquad-r": XQUAD_R_LANGS, "mlqa-r": MLQA_R_LANGS}
 
@@ -118,7 +132,12 @@ def _parallel_files() -> list[RemoteFile]:
     return files
 
 
-REGISTRY: dict[str, RemoteFile] = {f.path: f for f in _lareqa_files() + _parallel_files()}
+def _mkqa_files() -> list[RemoteFile]:
+    return [RemoteFile("mkqa", f"mkqa-mia-dev/mkqa-{code}.jsonl", MKQA_ZIP, sha, LICENCES["mkqa"],
+                       member=f"mkqa_dev/mkqa-{code}.jsonl") for code, sha in MKQA_FILES.values()]
+
+
+REGISTRY: dict[str, RemoteFile] = {f.path: f for f in _lareqa_files() + _parallel_files() + _mkqa_files()}
 
 
 def language_tuple(languages, what: str = "languages") -> tuple[str, ...]:
@@ -159,7 +178,7 @@ def lareqa_file(dataset: str, lang: str) -> RemoteFile:
 
 
 def files_of(dataset: str) -> list[RemoteFile]:
-    """Every registered file of a dataset (``xquad-r``, ``mlqa-r``, ``ntrex128``, ``tatoeba``)."""
+    """Every registered file of a dataset (``xquad-r``, ``mlqa-r``, ``ntrex128``, ``tatoeba``, ``mkqa``)."""
     files = [f for f in REGISTRY.values() if f.dataset == dataset]
     if not files:
         raise SettingsError(f"Unknown dataset {dataset!r}; registered: {sorted({f.dataset for f in REGISTRY.values()})}.")

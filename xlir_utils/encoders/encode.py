@@ -1,8 +1,9 @@
 """Fast, cached sentence encoding for any sentence-transformers model of the kit.
 
 :func:`encode` prepends the model's prompt for ``kind`` (``model.prompts``), tokenises once,
-sorts by token length and runs batches bounded by a padded-token budget under
-``torch.inference_mode()``. Results are cached on disk under
+pads each text to a fixed width bucket (:func:`padded_width`), runs texts of one bucket together in
+batches bounded by a padded-token budget under ``torch.inference_mode()``, so that a text's
+embedding does not depend on which other texts are encoded with it (``benchmarks/determinism.py``). Results are cached on disk under
 ``paths.cache_dir()/embeddings/``, keyed by :func:`model_fingerprint`, the texts, the prefix,
 the maximum length, the precision and ``cache_key_extra``, in the kit's keyed array store
 (:func:`xlir_utils.keyed_arrays.read_keyed_arrays`): a cache file is verified (key, SHA-256 of the
@@ -42,7 +43,15 @@ DEFAULT_PRECISION = "auto"
 # On CPU large matrices fall out of cache: batches above this many padded tokens were
 # measured slower (benchmarks/encode.py), so a bigger budget is split further.
 CPU_BATCH_TOKENS = 2048
-_CACHE_VERSION = 1
+# Every text is padded to the next multiple of BUCKET_TOKENS and shares batches only with texts
+# of that width: its row then sees the same shapes whatever else is encoded. Measured on 600
+# XQuAD-R sentences in 3 orders and a subset (benchmarks/determinism.py): bfloat16 autocast
+# bit-identical (before: up to 7.7e-4 apart), fp32 within 1.3e-7 (one float32 ulp: the CPU's
+# fp32 matrix kernels still depend on the number of rows), at the same speed.
+BUCKET_TOKENS = 16
+# The name of the batching rule, part of every cache and store key of an embedding.
+ENCODING_SCHEME = f"bucket{BUCKET_TOKENS}"
+_CACHE_VERSION = 2
 
 
 # ------------------------------------------------------------------------- fingerprint
@@ -118,16 +127,16 @@ def embedding_signature(model, precision: str = DEFAULT_PRECISION) -> str:
     """What ``encode(model, ..., precision=precision)`` embeddings depend on beyond the texts:
     the model fingerprint and the concrete precision on the model's device (stores of
     embeddings outside :func:`encode`'s own cache key on it)."""
-    return f"{model_fingerprint(model)}|{resolve_precision(precision, _model_device(model))}"
+    return f"{model_fingerprint(model)}|{resolve_precision(precision, _model_device(model))}|{ENCODING_SCHEME}"
 
 
 # ------------------------------------------------------------------------------- cache
 def cache_key(fingerprint: str, texts: Sequence[str], prefix: str, max_seq_length: int,
               precision: str, batch_tokens: int, extra: str = "") -> str:
-    """The cache key of one :func:`encode` call. ``batch_tokens`` is the effective budget: under
-    bfloat16 the batch a text shares changes its embedding (by up to 1e-3)."""
+    """The cache key of one :func:`encode` call. ``batch_tokens`` is the effective budget (under
+    fp32 the number of rows in a batch can move an embedding by one float32 ulp)."""
     payload = {
-        "v": _CACHE_VERSION, "model": fingerprint, "texts": text_digest(texts), "n": len(texts),
+        "v": _CACHE_VERSION, "scheme": ENCODING_SCHEME, "model": fingerprint, "texts": text_digest(texts), "n": len(texts),
         "prefix": prefix, "max_seq_length": int(max_seq_length), "precision": precision,
         "batch_tokens": int(batch_tokens), "extra": extra,
     }
@@ -205,23 +214,35 @@ def _prompt_length(model, prefix: str) -> int | None:
     return len(ids) - 1
 
 
-def token_batches(lengths: Sequence[int], batch_tokens: int) -> list[np.ndarray]:
-    """Indices, longest first, grouped so that each batch's padded size
-    (rows x longest row) stays within ``batch_tokens`` (a single longer row is its own batch)."""
-    lengths = np.asarray(lengths)
-    order = np.argsort(-lengths, kind="stable")
+def padded_width(length: int, max_len: int, bucket: int = BUCKET_TOKENS) -> int:
+    """The width a text of ``length`` tokens is padded to: the next multiple of ``bucket``, at most
+    ``max_len`` (a text is never longer than ``max_len``: it was truncated)."""
+    return int(min(max(-(-int(length) // bucket) * bucket, bucket), max(int(max_len), int(length))))
+
+
+def token_batches(lengths: Sequence[int], batch_tokens: int, max_len: int | None = None,
+                  bucket: int = BUCKET_TOKENS) -> list[np.ndarray]:
+    """Indices grouped into batches of one padded width each (:func:`padded_width`), widest first
+    and in input order within a width, each batch's padded size (rows x width) within
+    ``batch_tokens`` (a single wider row is its own batch)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    cap = int(max_len) if max_len is not None else int(lengths.max(initial=0))
+    widths = np.fromiter((padded_width(n, cap, bucket) for n in lengths), np.int64, len(lengths))
+    order = np.lexsort((np.arange(len(widths)), -widths))
     batches, i = [], 0
     while i < len(order):
-        width = int(lengths[order[i]])
-        rows = max(1, batch_tokens // max(width, 1))
-        batches.append(order[i : i + rows])
-        i += rows
+        width = int(widths[order[i]])
+        rows = max(1, batch_tokens // width)
+        end = i + int(np.searchsorted(-widths[order[i:]], -width, side="right"))
+        for start in range(i, end, rows):
+            batches.append(order[start : min(start + rows, end)])
+        i = end
     return batches
 
 
-def _features(enc, lengths, idx, pad_id, device) -> dict[str, torch.Tensor]:
-    """The padded input ids and attention mask of one batch."""
-    width = int(lengths[idx].max())
+def _features(enc, lengths, idx, pad_id, device, max_len: int) -> dict[str, torch.Tensor]:
+    """The input ids and attention mask of one batch, padded to the batch's bucket width."""
+    width = padded_width(int(lengths[idx].max()), max_len)
     ids = np.full((len(idx), width), pad_id, np.int64)
     mask = np.zeros((len(idx), width), np.int64)
     for r, j in enumerate(idx):
@@ -246,8 +267,9 @@ def encode(
     """Embed ``texts`` as ``kind`` ("query" or "passage"): float32, L2-normalised rows, in input order
     (notebooks 02-05 through :mod:`xlir_utils.systems`).
 
-    The model's prompt for ``kind`` is prepended, texts are tokenised once, sorted by length and
-    run in batches of at most ``batch_tokens`` padded tokens. Results are cached on disk, keyed by
+    The model's prompt for ``kind`` is prepended, texts are tokenised once, padded to a width
+    bucket (:func:`padded_width`) and run with texts of the same bucket in batches of at most
+    ``batch_tokens`` padded tokens, so a text's embedding does not depend on the other texts. Results are cached on disk, keyed by
     the model's fingerprint, the texts, the prompt, the maximum length, the precision, the batch
     budget and ``cache_key_extra``; a cached file is verified before it is used.
 
@@ -333,7 +355,7 @@ def _encode_uncached(model, texts, prefix, max_len, batch_tokens, precision, sho
     model.eval()
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16,
                               enabled=precision == "bf16-autocast")
-    batches = token_batches(lengths, batch_tokens)
+    batches = token_batches(lengths, batch_tokens, max_len)
     k = shared_layers if shared_layers and prefix_mod.shareable(model, shared_layers) else 0
     states = None
     if k:
@@ -348,11 +370,11 @@ def _encode_uncached(model, texts, prefix, max_len, batch_tokens, precision, sho
                 states = []
                 with prefix_mod.lower_layers_only(model, k):
                     for idx in batches:
-                        feats = _features(enc, lengths, idx, pad_id, device)
+                        feats = _features(enc, lengths, idx, pad_id, device, max_len)
                         states.append(model[0].auto_model(**feats).last_hidden_state)
                 prefix_mod.store_states(store_key, states)
             for b, idx in enumerate(batches):
-                features = _features(enc, lengths, idx, pad_id, device)
+                features = _features(enc, lengths, idx, pad_id, device, max_len)
                 if prompt_length is not None:
                     features["prompt_length"] = prompt_length
                 if k:

@@ -231,7 +231,7 @@ def test_a_damaged_language_adapter_is_not_reused_nor_built_upon(pairs, tmp_path
         (root / lang / "run.json").write_text(json.dumps(record))
     assert finished_record(root / "de", "la-de", ("adapter",)) is not None
     (root / "de" / "adapter" / "pytorch_adapter.bin").write_bytes(bytes(range(256)) * 3)
-    monkeypatch.setattr(la.variants, "head_record", lambda profile: {"usable": True})
+    monkeypatch.setattr(la.variants, "head_record", lambda profile: {"chosen": "final layer"})
     monkeypatch.setattr(la.variants, "load_encoder", lambda *a, **k: pytest.fail("built on a damaged adapter"))
     cfg = config.load("smoke")
     with pytest.raises(DamagedFileError, match=r"language adapter 'de' in .*de is damaged .*train_language_adapters"):

@@ -92,10 +92,28 @@ def test_rank_distance_boxes_per_system(evaluated):
 def test_mlm_figure_shows_the_head_per_language_when_no_adapter_was_trained():
     log = pd.DataFrame({"phase": "head", "lang": "all", "step": [1, 2, 3], "loss": [7.6, 7.2, 7.1]})
     held = pd.DataFrame({"lang": ["en", "de", "th"], "head_loss": [6.9, 7.0, 7.2]})
-    fig = figures.plot_mlm_loss(log, held, head_max_loss=4.0)
+    fig = figures.plot_mlm_loss(log, held)
     head_ax, lang_ax = fig.axes
     assert [round(p.get_height(), 1) for p in lang_ax.patches] == [6.9, 7.0, 7.2]  # en, de, th in the kit's order
     assert "no language adapter trained" in lang_ax.get_title()
-    assert any(line.get_ydata()[0] == 4.0 for line in head_ax.get_lines()[1:])  # the usable bar
-    far = figures.plot_mlm_loss(log, held, head_max_loss=100.0)  # the smoke profile's bar: off the scale, not drawn
-    assert len(far.axes[0].get_lines()) == 1
+    assert list(head_ax.get_lines()[0].get_ydata()) == [7.6, 7.2, 7.1]
+
+
+def test_head_study_and_matrix_figures_show_what_they_say():
+    from xlir_utils import mlm_figures
+
+    per_lang = pd.DataFrame({"candidate": ["a", "a", "b", "b"], "lang": ["de", "en", "de", "en"],
+                             "head_loss": [6.0, 6.5, 5.0, 5.5]})
+    study = pd.DataFrame({"name": ["a", "b"], "heldout_loss": [6.25, 5.25], "heldout_accuracy": [0.1, 0.2],
+                          "seconds": [60, 120], "chosen": [False, True]})
+    fig = mlm_figures.plot_head_study(per_lang, study, vocab=1000)
+    ax = fig.axes[0]
+    assert [list(line.get_ydata()) for line in ax.get_lines()[:2]] == [[6.5, 6.0], [5.5, 5.0]]  # en, de: kit order
+    assert ax.get_lines()[1].get_linestyle() == "-" and ax.get_lines()[0].get_linestyle() == ":"
+    assert "chosen" in ax.get_legend().get_texts()[1].get_text()
+    matrix = pd.DataFrame({"adapter": ["de", "de", "en", "en"], "lang": ["de", "en", "de", "en"],
+                           "delta": [-0.4, 0.1, 0.0, -0.2]})
+    mfig = mlm_figures.plot_mlm_matrix(matrix)
+    image = mfig.axes[0].get_images()[0]
+    assert image.get_clim() == (-0.4, 0.4)  # symmetric around 0, fitted to the data
+    assert image.get_array()[0].tolist() == [-0.2, 0.0]  # row en (kit order), columns en, de

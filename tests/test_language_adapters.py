@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from xlir_utils import config
+from xlir_utils import config, paths
 from xlir_utils import language_adapters as la
 from xlir_utils.encoders import prefix
 from xlir_utils.language_adapters import lang_training, plumbing, variants
@@ -45,7 +46,7 @@ def tiny_profile():
         seeds=(13,),
         adapters={"languages": ("de", "en"), "mlm_steps": 12, "mlm_batch_size": 4, "mlm_max_seq_length": 24,
                   "mlm_lr": 3e-3, "task_lr": 1e-3, "heldout_fraction": 0.2, "head_lr": 2e-3, "head_batch": 64,
-                  "head_max_epochs": 15, "head_patience": 2, "head_max_loss": 100.0},
+                  "head_max_epochs": 15, "head_patience": 2, "head_maskings": 2},
         train={"batch_size": 4, "max_seq_length": 32, "checkpoint_every": 1, "steps": 2},
     )
 
@@ -95,8 +96,8 @@ def e5_head(prof, corpus, tmp_path_factory):
     model = load_encoder("e5-small-offline")
     root = tmp_path_factory.mktemp("e5-head")
     _, held = la.split_heldout(corpus, prof.adapters.heldout_fraction)
-    head, head_log, _ = la.train_mlm_head(model, corpus, prof, root / la.HEAD_DIR, show_progress=False)
-    return {"model": model, "head": head, "head_log": head_log, "root": root, "held_text": held}
+    head, head_log, head_held = la.train_mlm_head(model, corpus, prof, root / la.HEAD_DIR, show_progress=False)
+    return {"model": model, "head": head, "head_log": head_log, "held": head_held, "root": root, "held_text": held}
 
 
 @pytest.fixture(scope="module")
@@ -167,13 +168,16 @@ def test_the_head_learns_on_cached_states(e5_head, prof):
     from xlir_utils.language_adapters import mlm
 
     model, head = e5_head["model"], e5_head["head"]
-    fresh = la.new_mlm_head(model, head.vocab)
+    fresh = la.new_mlm_head(model, head.vocab, layer=head.layer, context_layers=len(head.context))
     held = [t for texts in e5_head["held_text"].values() for t in texts]
     with plumbing.no_adapters(la.enable_adapters(model)):
         states = mlm.masked_states(model, head, held, prof.adapters.mlm_max_seq_length, seed=3)
-    assert mlm.head_loss(head, *states)[0] < mlm.head_loss(fresh, *states)[0] - 0.5
+    assert mlm.head_loss(head, states)[0] < mlm.head_loss(fresh, states)[0] - 0.5
     record = json.loads((e5_head["root"] / la.HEAD_DIR / "run.json").read_text())
-    assert record["heldout_loss"] == pytest.approx(e5_head["head_log"].heldout_loss.min()) and record["usable"]
+    log = e5_head["head_log"]
+    assert record["heldout_loss"] == pytest.approx(
+        e5_head["held"].query("candidate == @record['chosen']").head_loss.mean())
+    assert log[log.candidate == record["chosen"]].heldout_loss.min() < 10
     assert record["vocab"] < 10_000  # the softmax ranges over the ids of this text only
     reloaded = lang_training._load_head(e5_head["model"], e5_head["root"] / la.HEAD_DIR)
     assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), e5_head["head"].state_dict().values()))
@@ -318,12 +322,12 @@ def test_save_reload_is_bit_identical(runs):
         assert np.array_equal(a, b), f"reloaded {kind} embeddings differ (max {np.abs(a - b).max()})"
 
 
-def test_finished_variant_is_reused_and_a_bad_head_stops_mlm_variants(prof, runs, monkeypatch):
+def test_finished_variant_is_reused_and_mlm_variants_need_trained_adapters(prof, runs, monkeypatch):
     monkeypatch.setattr(variants, "load_encoder", lambda *a, **k: pytest.fail("retrained"))  # train_variant's
     record = la.train_variant(prof, "task-only", toy_pairs(), show_progress=False)
     assert record["digest"] == runs["task-only"]["record"]["digest"]
-    monkeypatch.setattr(variants, "head_record", lambda p: {"usable": False})
-    with pytest.raises(RuntimeError, match="MLM head did not reach"):
+    monkeypatch.setattr(variants, "head_record", lambda p: None)
+    with pytest.raises(RuntimeError, match="needs MLM language adapters, and none were trained"):
         la.train_variant(prof, "english", toy_pairs(), show_progress=False)
 
 
@@ -347,3 +351,110 @@ def test_no_tatoeba_sentence_is_mlm_text(shared_data, tmp_path, monkeypatch):
     tatoeba = {normalise_text(t) for t in tatoeba_texts()}
     assert not {normalise_text(t) for texts in corpus.values() for t in texts} & tatoeba
     assert plumbing.FORMAT_VERSION >= 3
+
+
+# ------------------------------------------------------------------ the head study and the adapter matrix
+def test_every_candidate_head_is_scored_on_the_same_held_out_tokens_and_the_best_is_kept(e5_head, prof):
+    study = pd.read_csv(e5_head["root"] / la.HEAD_DIR / "study.csv")
+    names = [c.name for c in la.head_candidates(prof, 12)]
+    assert study.name.tolist() == names and study.chosen.sum() == 1
+    assert study.loc[study.chosen, "heldout_loss"].iloc[0] == study.heldout_loss.min()
+    assert study.loc[study.chosen, "name"].iloc[0] == json.loads((e5_head["root"] / la.HEAD_DIR / "run.json").read_text())["chosen"]
+    held = e5_head["held"]
+    tokens = held.pivot(index="candidate", columns="lang", values="masked_tokens")
+    assert (tokens.nunique() == 1).all(), "candidates were scored on different masked tokens"
+    # the intermediate candidate reads the layer halfway between the frozen prefix and the top
+    assert la.head_candidates(prof, 12)[2].layer == 9 and la.head_candidates(prof, 8)[2].layer == 7
+    # a candidate with more text trains on more positions than the one without
+    assert study.set_index("name").train_positions[names[1]] > study.set_index("name").train_positions[names[0]]
+
+
+def test_a_head_on_an_intermediate_layer_reads_that_layers_states(e5_head):
+    """The encoder is cut after layer k for the head (cheaper), which must give hidden_states[k]."""
+    from xlir_utils.language_adapters import mlm
+
+    model = e5_head["model"]
+    head = la.new_mlm_head(model, e5_head["head"].vocab, layer=9)
+    tok = model.tokenizer(TEXTS["de"][:3], padding=True, return_tensors="pt")
+    labels = tok["input_ids"].clone()
+    labels[:, 0] = -100
+    with torch.inference_mode(), plumbing.no_adapters(la.enable_adapters(model)):
+        (states,), _ = mlm._head_inputs(model, head, tok["input_ids"], tok["attention_mask"], labels, invertible=False)
+        full = model[0].auto_model(**tok, output_hidden_states=True).hidden_states[9]
+    torch.testing.assert_close(states, full[labels != -100], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="0 or 1"):
+        la.new_mlm_head(model, e5_head["head"].vocab, context_layers=2)
+
+
+def test_language_adapters_live_where_their_mlm_loss_reaches(prof, corpus, tmp_path):
+    """Against a head on layer k, a language adapter has bottlenecks in layers [frozen, k) only."""
+    from xlir_utils.encoders import load_encoder
+    from xlir_utils.language_adapters import mlm
+
+    model = load_encoder(prof.encoder)
+    train, held = la.split_heldout(corpus, prof.adapters.heldout_fraction)
+    head = la.new_mlm_head(model, mlm.corpus_vocab(model.tokenizer, train["de"], 24), layer=7)
+    la.train_language_adapter(model, head, "de", train["de"][:8], held["de"][:4], prof.replace(adapters={"mlm_steps": 1}),
+                              show_progress=False)
+    layers = {int(n.split("layer.")[1].split(".")[0]) for n, _ in la.enable_adapters(model).named_parameters()
+              if "la_de" in n and "layer." in n}
+    assert layers == {6}, layers  # the tiny encoder: frozen 0-5, head on layer 7 -> only layer 6
+
+
+def test_the_adapter_matrix_compares_each_adapter_with_the_head_alone_on_the_same_tokens(trained, prof):
+    held = {lang: trained["held_text"][lang][:12] for lang in ("de", "en")}
+    matrix = la.cross_language_mlm(trained["model"], trained["head"], held, ["de", "en"],
+                                   prof.adapters.mlm_max_seq_length, seed=5, bootstrap=200)
+    assert len(matrix) == 4 and set(zip(matrix.adapter, matrix.lang)) == {(a, b) for a in ("de", "en") for b in ("de", "en")}
+    np.testing.assert_allclose(matrix.loss - matrix.head_loss, matrix.delta, atol=1e-9)
+    assert (matrix.groupby("lang").tokens.nunique() == 1).all()
+    assert (matrix.ci_low <= matrix.delta).all() and (matrix.delta <= matrix.ci_high).all()
+    # the head-alone loss is the trained adapter record's "before" (same text, same head, no adapter)
+    assert (matrix.groupby("lang").head_loss.nunique() == 1).all()
+
+
+def test_an_adapter_counts_as_learned_only_when_it_helps_its_own_language_most():
+    rows = [("de", "de", -0.30, -0.40, -0.20), ("de", "en", -0.05, -0.10, 0.00),
+            ("en", "en", -0.02, -0.05, 0.01), ("en", "de", 0.00, -0.01, 0.01),
+            ("th", "th", -0.10, -0.15, -0.05), ("th", "de", -0.20, -0.30, -0.10)]
+    matrix = pd.DataFrame(rows, columns=["adapter", "lang", "delta", "ci_low", "ci_high"])
+    learned = la.learned_adapters(matrix).set_index("adapter").learned
+    assert learned.to_dict() == {"de": True, "en": False, "th": False}  # en: interval crosses 0; th: helps de more
+
+
+# ------------------------------------------------------------------ no routing through an untrained adapter
+def _manifest(variant: str, mlm_langs=(), train=("de", "en"), own=("de", "en", "th")) -> dict:
+    per_side = variant in la.PER_SIDE
+    return {"variant": variant, "task": la.TASK, "own": {x: la.lang_adapter_name(x) for x in own} if per_side else {},
+            "default": la.lang_adapter_name("en") if variant == "english" else None, "train_languages": list(train),
+            "digest": "d", "lang_adapter_digests": {x: f"mlm-{x}" for x in mlm_langs}, "seed": 13,
+            "base_encoder": "e5-small-offline", "freeze_layers": K}
+
+
+def test_a_routing_through_an_adapter_no_step_updated_is_named():
+    scratch = _manifest("joint-per-side")  # th never occurs in training: its random adapter was never updated
+    assert la.untrained_routes(scratch) == ["th"]
+    assert la.untrained_routes(scratch, "none") == [] and la.untrained_routes(scratch, "en") == []
+    assert la.untrained_routes(_manifest("joint-per-side", mlm_langs=("de", "en", "th"))) == []
+    assert la.untrained_routes(_manifest("mlm-per-side", mlm_langs=("de", "en"))) == ["th"]
+    assert la.untrained_routes(_manifest("english")) == ["en"]  # every language through an untrained la_en
+    assert la.untrained_routes(_manifest("english", mlm_langs=("en",))) == []
+    assert la.untrained_routes(_manifest("task-only")) == []
+
+
+def test_evaluated_systems_never_route_through_an_untrained_adapter(tmp_path, monkeypatch, caplog):
+    """Notebook 04's systems: a scratch joint run keeps only its unseen-en / unseen-none routings."""
+    from xlir_utils.systems import discovery
+
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
+    cfg = config.load("smoke")
+    for variant, manifest in (("joint-per-side", _manifest("joint-per-side")),
+                              ("mlm-per-side", _manifest("mlm-per-side", mlm_langs=("de", "en", "th")))):
+        folder = paths.runs_dir(cfg.name) / la.variant_run_name(variant, 13) / "model"
+        folder.mkdir(parents=True)
+        (folder / la.MANIFEST).write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING):
+        names = sorted(s.name for s in discovery.adapter_run_systems(cfg))
+    assert names == ["adapters-joint-per-side-unseen-en", "adapters-joint-per-side-unseen-none",
+                     "adapters-mlm-per-side", "adapters-mlm-per-side-unseen-en", "adapters-mlm-per-side-unseen-none"]
+    assert "sends th through language adapters that no training step updated" in caplog.text

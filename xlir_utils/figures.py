@@ -89,12 +89,10 @@ def plot_loss_curves(logs: pd.DataFrame, smooth: int = 5):
     return fig
 
 
-def plot_mlm_loss(log: pd.DataFrame, heldout: pd.DataFrame | None = None, smooth: int = 5,
-                  head_max_loss: float | None = None):
-    """The shared MLM head's held-out loss per epoch, each language adapter's training loss
+def plot_mlm_loss(log: pd.DataFrame, heldout: pd.DataFrame | None = None, smooth: int = 5):
+    """The chosen MLM head's held-out loss per epoch, each language adapter's training loss
     (rolling mean), and held-out MLM loss per language before and after its adapter (notebook 03 §3).
-    When no adapter was trained (the head missed ``head_max_loss``), the second panel shows the
-    head's held-out loss per language against that bar instead."""
+    When no adapter was trained, the second panel shows the head's held-out loss per language."""
     use_style()
     panels = 3 if heldout is not None and "loss_after" in heldout.columns else 2
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels + 1, 3.3),
@@ -102,17 +100,10 @@ def plot_mlm_loss(log: pd.DataFrame, heldout: pd.DataFrame | None = None, smooth
     head = log[log.phase == "head"]
     axes[0].plot(head.step, head.loss, marker="o", color="grey")
     axes[0].set(title="shared MLM head (cached states)", xlabel="epoch", ylabel="held-out MLM loss (nats)")
-    if head_max_loss is not None and head_max_loss > 2 * head.loss.max():
-        head_max_loss = None  # a bar far off the scale (the smoke profile's) is not drawn
-    if head_max_loss is not None:
-        axes[0].axhline(head_max_loss, ls="--", color="black", lw=0.8, label=f"usable below {head_max_loss:g} nats")
-        axes[0].legend(frameon=False, fontsize=7)
     ad = log[log.phase == "adapter"]
     if not len(ad) and heldout is not None and "head_loss" in heldout.columns:
         h = heldout.set_index("lang").reindex(_langs_in(heldout.lang))
         axes[1].bar(range(len(h)), h.head_loss, color=[lang_colour(x) for x in h.index])
-        if head_max_loss is not None:
-            axes[1].axhline(head_max_loss, ls="--", color="black", lw=0.8)
         axes[1].set_xticks(range(len(h)), h.index)
         axes[1].set(title="head's held-out loss per language: no language adapter trained", ylabel="nats")
         fig.tight_layout()

@@ -29,6 +29,9 @@ TRAIN_LOGS_FILE = "train_logs.csv"  # loss per step of the full fine-tuning runs
 ADAPTER_RUNS_FILE = "adapter_runs.csv"  # one row per adapter variant (notebook 03)
 MLM_LOG_FILE = "mlm_log.csv"  # MLM head's held-out loss per epoch, each language adapter's loss per step (notebook 03)
 MLM_HELDOUT_FILE = "mlm_heldout.csv"  # held-out MLM loss per language: head, adapters before/after (notebook 03)
+MLM_HEAD_STUDY_FILE = "mlm_head_study.csv"  # the candidate MLM heads: set-up, macro held-out loss, budget (notebook 03)
+MLM_HEAD_LANGS_FILE = "mlm_head_study_languages.csv"  # held-out loss per candidate head and language (notebook 03)
+MLM_MATRIX_FILE = "mlm_adapter_matrix.csv"  # held-out MLM loss change, language adapter x language (notebook 03)
 HIDDEN_SHIFT_FILE = "adapter_hidden_shift.csv"  # how far each language adapter moves its language (notebook 03)
 ADAPTER_LOGS_FILE = "adapter_train_logs.csv"  # loss per step of the task-adapter runs (notebook 03)
 EVAL_FILE = "evaluation.parquet"  # tidy rows of every system (notebook 04; Parquet: 0.8 MB where CSV took 7 MB)
@@ -47,6 +50,7 @@ WRITERS = {  # who writes each file: named in an error so the reader knows what 
     DATA_COUNTS_FILE: "notebook 01", LENGTHS_FILE: "notebook 01", RECIPE_GRID_FILE: "make recipe-study",
     RECIPE_CHOICE_FILE: "make recipe-study", TRAIN_RUNS_FILE: "notebook 02", TRAIN_LOGS_FILE: "notebook 02",
     ADAPTER_RUNS_FILE: "notebook 03", MLM_LOG_FILE: "notebook 03", MLM_HELDOUT_FILE: "notebook 03",
+    MLM_HEAD_STUDY_FILE: "notebook 03", MLM_HEAD_LANGS_FILE: "notebook 03", MLM_MATRIX_FILE: "notebook 03",
     HIDDEN_SHIFT_FILE: "notebook 03", ADAPTER_LOGS_FILE: "notebook 03", EVAL_FILE: "notebook 04",
     PER_QUERY_FILE: "notebook 04", PAIRED_FILE: "notebook 04", SEED_MEANS_FILE: "notebook 04",
     SEED_COMPARISONS_FILE: "notebook 04", LARGE_SCALE_FILE: "notebook 04", LIR_FILE: "notebook 05",

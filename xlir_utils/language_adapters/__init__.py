@@ -20,8 +20,10 @@ Modules, in the order notebook 03 uses them:
   text (LAReQA and Tatoeba) removed, a held-out share kept aside;
 * :mod:`.mlm` - the shared MLM head e5-small lacks (trained on cached states), BERT masking, the
   MLM losses and loop;
+* :mod:`.head_study` - the candidate heads and the choice among them by held-out loss;
 * :mod:`.lang_training` - the head and one language adapter per language (or AdapterHub's), with
   held-out MLM loss before and after;
+* :mod:`.cross_mlm` - held-out MLM loss, language adapter by language: did each adapter learn its language?
 * :mod:`.routing` - which set-up each language goes through, routed embedding and encoding;
 * :mod:`.variants` - the variants (task-only, MLM per-side, joint per-side, a shared control,
   English), trained with hybrid batches above the frozen prefix, saved and reloaded.
@@ -31,12 +33,15 @@ set-up, so it is called first and the routing is applied per forward pass;
 ``SentenceTransformer(folder)`` drops adapter weights, so adapters are saved and loaded
 with ``save_adapter``/``load_adapter`` only.
 """
-from .corpus import evaluation_texts, mlm_corpus, mlm_texts, split_heldout
+from .corpus import evaluation_texts, mlm_corpus, mlm_texts, question_corpus, split_heldout
+from .head_study import HeadCandidate, choose_head, head_candidates
 from .lang_training import (
     HEAD_DIR,
+    adapter_mlm_matrix,
     adapter_recipe,
     head_recipe,
     head_record,
+    head_study_table,
     language_adapters_dir,
     load_hub_language_adapters,
     train_language_adapter,
@@ -63,6 +68,9 @@ from .variants import (
     control_reduction_factor,
     joint_init,
     load_variant,
+    saved_routing,
+    trained_language_adapters,
+    untrained_routes,
     prepare_variant,
     save_variant,
     train_variant,
@@ -71,16 +79,20 @@ from .variants import (
     variant_run_name,
     variants_summary,
 )
+from .cross_mlm import cross_language_mlm, learned_adapters
 from .diagnostics import hidden_shift
 
 __all__ = [
     "FORMAT_VERSION", "HEAD_DIR", "HUB_ADAPTERS", "LANG_CONFIG", "MANIFEST", "MLM_VARIANTS", "PER_SIDE", "TASK",
     "TASK_CONFIG", "UNSEEN_OPTIONS", "VARIANTS", "MLMHead", "Routing", "adapter_languages", "adapter_parameters",
     "adapter_recipe", "control_reduction_factor", "drop_invertible", "enable_adapters", "encode_routed",
-    "evaluation_texts", "group_by_setup", "head_recipe", "head_record", "heldout_mlm", "joint_init",
+    "evaluation_texts", "group_by_setup", "head_recipe", "head_record", "head_study_table", "HeadCandidate",
+    "choose_head", "head_candidates", "question_corpus", "heldout_mlm", "joint_init",
     "lang_adapter_name", "language_adapters_dir", "load_hub_language_adapters", "load_variant", "make_routing",
     "mask_tokens", "mlm_corpus", "mlm_loss", "mlm_texts", "mlm_training_loop", "new_mlm_head", "prepare_variant",
     "routed_embed_fn", "save_variant", "split_heldout", "train_language_adapter",
     "train_language_adapters", "train_mlm_head", "train_variant", "variant_languages",
-    "variant_run_dirs", "variant_run_name", "variants_summary", "hidden_shift",
+    "variant_run_dirs", "variant_run_name", "variants_summary", "hidden_shift", "adapter_mlm_matrix",
+    "saved_routing", "trained_language_adapters", "untrained_routes",
+    "cross_language_mlm", "learned_adapters",
 ]

@@ -2,7 +2,8 @@
 
 NTREX-128 (news, 1,997 sentences per language, all 11 XQuAD-R languages) plus the training set's
 own sentences of that language (MLQA-R's training part, for its 7 languages), minus any text that
-occurs in an evaluation set. Tatoeba is an evaluation set of the kit (notebook 04), so none of its
+occurs in an evaluation set. :func:`question_corpus` adds questions: the training part's (7
+languages) and MKQA's (ar, en, es, ru, tr, zh), for the heads that are offered more text. Tatoeba is an evaluation set of the kit (notebook 04), so none of its
 sentences is MLM text. A seeded share of each language's text is held out to measure MLM loss.
 Languages never trained on for retrieval (el, ru, th, tr under ``quick``) still get their own text.
 """
@@ -17,6 +18,7 @@ from ..config import Profile
 from ..data import evaluation_sets, monolingual_text, training_set
 from ..data.pairs import normalise_text
 from ..data.registry import language_tuple
+from ..data.mkqa import MKQA_LANGS, mkqa_questions
 from ..data.tatoeba import TATOEBA_XQUAD_R, tatoeba_texts
 from ..seeding import derived_seed
 
@@ -64,6 +66,24 @@ def mlm_corpus(profile: Profile, languages: Sequence[str] | None = None) -> dict
         corpus[lang] = mlm_texts(lang, profile, limit=a.max_texts_per_language, eval_texts=eval_texts,
                                  train_sentences=extra)
     return corpus
+
+
+def question_corpus(profile: Profile, languages: Sequence[str], exclude: dict[str, list[str]] | None = None
+                    ) -> dict[str, list[str]]:
+    """More MLM text per language: the training part's questions and MKQA's, evaluation text and
+    any text in ``exclude`` (e.g. the held-out MLM text) removed, in a seeded order, at most
+    ``adapters.max_texts_per_language`` (notebook 03 §3)."""
+    train = training_set(profile) if profile.train_dataset in ("mlqa-r", "xquad-r") else None
+    eval_texts = evaluation_texts(profile)
+    out = {}
+    for lang in language_tuple(languages, "adapter languages"):
+        texts = train.queries.text[train.queries.lang == lang].tolist() if train is not None else []
+        texts += list(mkqa_questions(lang).values()) if lang in MKQA_LANGS else []
+        skip = eval_texts | {normalise_text(t) for t in (exclude or {}).get(lang, [])}
+        texts = list(dict.fromkeys(t for t in texts if normalise_text(t) not in skip))
+        rng = np.random.default_rng(derived_seed(profile.seed, "mlm-questions", lang))
+        out[lang] = [texts[i] for i in rng.permutation(len(texts))][: profile.adapters.max_texts_per_language]
+    return out
 
 
 def split_heldout(corpus: dict[str, list[str]], fraction: float) -> tuple[dict[str, list[str]], dict[str, list[str]]]:

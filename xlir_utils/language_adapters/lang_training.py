@@ -1,10 +1,11 @@
 """The shared MLM head, then one MAD-X language adapter per language (notebook 03 §3).
 
 In MAD-X the MLM head is part of the pre-trained model and stays frozen; e5-small has none, so a
-**shared head is trained first** on cached states of the frozen encoder (:func:`train_mlm_head`,
-:mod:`.mlm`) and used only if its held-out loss is at most ``adapters.head_max_loss`` nats. Then
-each language adapter is trained against the frozen head (:func:`train_language_adapter`): a
-language adapter is the only thing its MLM phase changes. Its held-out MLM loss is measured
+**shared head is trained first** on cached states of the frozen encoder: the candidates of
+:mod:`.head_study` are trained under one budget and the one with the lowest held-out loss is kept
+(:func:`train_mlm_head`). Then each language adapter is trained against the frozen head
+(:func:`train_language_adapter`), in the layers between the frozen prefix and the layer the head
+reads: a language adapter is the only thing its MLM phase changes. Its held-out MLM loss is measured
 before (the base model), after with its invertible adapter, and after without it. With
 ``use_hub_adapters`` (``paper``, ``xlm-roberta-base``) AdapterHub's pretrained adapters are
 loaded instead. Everything is saved under ``runs/<profile>/language-adapters/`` and reused when
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,9 +33,10 @@ from ..io_utils import (atomic_replace_dir, atomic_write_csv, atomic_write_json,
 from ..seeding import derived_seed
 from ..training import finished_record, resolve_train_precision
 from ..training.spec import FILES_KEY, record_files, run_lock
-from .corpus import mlm_corpus, split_heldout
-from .mlm import (MLMHead, corpus_vocab, head_loss, heldout_mlm, masked_states, mlm_training_loop, new_mlm_head,
-                  text_batches, train_head)
+from .corpus import mlm_corpus, question_corpus, split_heldout
+from .cross_mlm import cross_language_mlm
+from .head_study import candidate_states, choose_head, head_candidates, summarise, train_candidate
+from .mlm import CachedStates, MLMHead, corpus_vocab, head_from_state, heldout_mlm, mlm_training_loop, text_batches
 from .plumbing import (FORMAT_VERSION, HUB_ADAPTERS, LANG_CONFIG, drop_invertible, enable_adapters,
                        lang_adapter_config, lang_adapter_name, no_adapters)
 
@@ -45,14 +48,23 @@ def language_adapters_dir(profile: str) -> Path:
     return paths.runs_dir(profile) / "language-adapters"
 
 
-def head_recipe(profile: Profile, corpus: dict[str, list[str]]) -> dict:
-    """What determines the shared MLM head (its digest keys reuse)."""
+def head_recipe(profile: Profile, corpus: dict[str, list[str]], questions: dict[str, list[str]] | None = None) -> dict:
+    """What determines the shared MLM head and its study (their digest keys reuse)."""
     a = profile.adapters
     return {"format": FORMAT_VERSION, "encoder": profile.encoder, "lr": a.head_lr, "batch": a.head_batch,
             "max_epochs": a.head_max_epochs, "patience": a.head_patience, "max_len": a.mlm_max_seq_length,
-            "max_positions": a.head_max_positions,
+            "max_positions": a.head_max_positions, "maskings": a.head_maskings, "max_seconds": a.head_max_seconds,
+            "frozen": profile.train.freeze_layers,
             "heldout": a.heldout_fraction, "seed": profile.seed, "precision": profile.train.precision,
-            "texts": json_digest({k: v for k, v in sorted(corpus.items())})}
+            "texts": json_digest({k: v for k, v in sorted(corpus.items())}),
+            "questions": json_digest({k: v for k, v in sorted((questions or {}).items())})}
+
+
+def adapter_layers(n_layers: int, frozen: int, head_layer: int) -> range:
+    """The transformer layers a language adapter lives in: above the frozen prefix and below the
+    layer its MLM head reads (-1: the last), where its MLM training reaches (notebook 03 §3)."""
+    top = n_layers if head_layer < 0 else min(head_layer, n_layers)
+    return range(frozen, top)
 
 
 def adapter_recipe(profile: Profile, lang: str, texts: Sequence[str], head_digest: str) -> dict:
@@ -71,27 +83,29 @@ def _finished(folder: Path, digest: str, saved: str) -> bool:
 
 
 def _load_head(model, folder: Path) -> MLMHead:
-    state = torch.load(folder / "head.pt", weights_only=True)
-    head = new_mlm_head(model, state["vocab"])
-    head.load_state_dict(state)
+    head = head_from_state(model, torch.load(folder / "head.pt", weights_only=True))
     head.requires_grad_(False)
     return head
 
 
 def train_mlm_head(model, corpus: dict[str, list[str]], profile: Profile, folder: Path, *,
-                   show_progress: bool = True) -> tuple[MLMHead, pd.DataFrame, pd.DataFrame]:
-    """Train (or reuse) the shared MLM head on cached states of the frozen encoder (notebook 03 §3).
+                   questions: dict[str, list[str]] | None = None, show_progress: bool = True
+                   ) -> tuple[MLMHead, pd.DataFrame, pd.DataFrame]:
+    """Train (or reuse) the candidate MLM heads on cached states of the frozen encoder and keep the
+    one with the lowest held-out loss (notebook 03 §3; :mod:`.head_study`).
 
-    Returns (head, per-epoch log, held-out loss and accuracy per language). Saved as
-    ``folder/head.pt`` + ``head_log.csv`` + ``heldout.csv`` + ``run.json``.
+    ``questions``: the extra text the "more text" candidates train on (:func:`.corpus.question_corpus`).
+    Returns (the chosen head, the per-epoch log of every candidate, held-out loss and accuracy per
+    language and candidate). Saved as ``folder/head.pt`` (the chosen head) + ``head_log.csv`` +
+    ``heldout.csv`` + ``study.csv`` (one row per candidate) + ``run.json``.
     """
-    digest = json_digest(head_recipe(profile, corpus))
+    digest = json_digest(head_recipe(profile, corpus, questions))
     if _finished(folder, digest, "head.pt"):
         return _reuse_head(model, folder, digest)
     with run_lock(folder, "the MLM head"):
         if _finished(folder, digest, "head.pt"):  # another process trained it meanwhile
             return _reuse_head(model, folder, digest)
-        return _train_head(model, corpus, profile, folder, show_progress=show_progress)
+        return _train_head(model, corpus, questions or {}, profile, folder, show_progress=show_progress)
 
 
 def _reuse_head(model, folder: Path, digest: str) -> tuple[MLMHead, pd.DataFrame, pd.DataFrame]:
@@ -100,60 +114,65 @@ def _reuse_head(model, folder: Path, digest: str) -> tuple[MLMHead, pd.DataFrame
     return head, pd.read_csv(folder / "head_log.csv"), pd.read_csv(folder / "heldout.csv")
 
 
-def _train_head(model, corpus: dict[str, list[str]], profile: Profile, folder: Path, *,
-                show_progress: bool) -> tuple[MLMHead, pd.DataFrame, pd.DataFrame]:
+def _train_head(model, corpus: dict[str, list[str]], questions: dict[str, list[str]], profile: Profile,
+                folder: Path, *, show_progress: bool) -> tuple[MLMHead, pd.DataFrame, pd.DataFrame]:
     """The body of :func:`train_mlm_head`, under the head folder's lock."""
     a = profile.adapters
-    recipe = head_recipe(profile, corpus)
+    recipe = head_recipe(profile, corpus, questions)
     digest = json_digest(recipe)
     train_text, held_text = split_heldout(corpus, a.heldout_fraction)
     auto = enable_adapters(model)
     auto.requires_grad_(False)
     precision = resolve_train_precision(profile.train.precision, next(auto.parameters()).device)
-    vocab = corpus_vocab(model.tokenizer, [t for texts in corpus.values() for t in texts], a.mlm_max_seq_length)
-    torch.manual_seed(derived_seed(profile.seed, "head-init"))
-    head = new_mlm_head(model, vocab)
+    all_text = [t for texts in (*corpus.values(), *questions.values()) for t in texts]
+    vocab = corpus_vocab(model.tokenizer, all_text, a.mlm_max_seq_length)  # one vocabulary for every candidate
+    candidates = head_candidates(profile, auto.config.num_hidden_layers)
+    heads, logs, held = {}, [], []
     with no_adapters(auto):
-        states = {lang: masked_states(model, head, texts, a.mlm_max_seq_length,
-                                      derived_seed(profile.seed, "head", lang), precision=precision)
-                  for lang, texts in train_text.items()}
-        held = {lang: masked_states(model, head, texts, a.mlm_max_seq_length,
-                                    derived_seed(profile.seed, "heldout", lang), precision=precision)
-                for lang, texts in held_text.items()}
-    train = (torch.cat([h for h, _ in states.values()]), torch.cat([t for _, t in states.values()]))
-    if a.head_max_positions and len(train[0]) > a.head_max_positions:  # a seeded subsample of the positions
-        keep = torch.randperm(len(train[0]), generator=torch.Generator().manual_seed(
-            derived_seed(profile.seed, "head-positions")))[: a.head_max_positions]
-        train = (train[0][keep], train[1][keep])
-    held_all = (torch.cat([h for h, _ in held.values()]), torch.cat([t for _, t in held.values()]))
-    log = train_head(head, train, held_all, lr=a.head_lr, batch=a.head_batch, max_epochs=a.head_max_epochs,
-                     patience=a.head_patience, seed=derived_seed(profile.seed, "head-epochs"), precision=precision,
-                     show_progress=show_progress)
-    head.eval()
-    head.requires_grad_(False)
-    per_lang = []
-    for lang, (h, t) in held.items():
-        loss, acc = head_loss(head, h, t, precision=precision)
-        per_lang.append({"lang": lang, "heldout_texts": len(held_text[lang]), "masked_tokens": len(t),
-                         "head_loss": loss, "head_accuracy": acc})
-    per_lang = pd.DataFrame(per_lang)
-    best = log.loc[log.heldout_loss.idxmin()]
-    record = {"digest": digest, "recipe": recipe, "finished": True, "vocab": int(len(vocab)),
-              "train_positions": int(len(train[0])), "heldout_positions": int(len(held_all[0])),
-              "epochs": int(len(log)), "best_epoch": int(best.epoch), "heldout_loss": float(best.heldout_loss),
-              "heldout_accuracy": float(best.heldout_accuracy), "usable": bool(best.heldout_loss <= a.head_max_loss)}
+        started = time.perf_counter()
+        train_states = candidate_states(model, candidates, vocab, train_text, questions, profile, "head",
+                                        precision=precision)
+        held_states = candidate_states(model, candidates, vocab, held_text, {}, profile, "heldout", once=True,
+                                       precision=precision)
+        states_seconds = time.perf_counter() - started
+        for candidate in tqdm(candidates, desc="MLM head candidates", disable=not show_progress):
+            train = CachedStates.concat(list(train_states.pop(candidate.name).values()))
+            head, log, per_lang = train_candidate(model, candidate, vocab, train, held_states[candidate.name],
+                                                  held_text, profile, precision=precision, show_progress=show_progress)
+            heads[candidate.name] = head
+            logs.append(log)
+            held.append(per_lang)
+    logs, held = pd.concat(logs, ignore_index=True), pd.concat(held, ignore_index=True)
+    study = summarise(held, logs, candidates)
+    chosen = choose_head(study)
+    study["chosen"] = study.name == chosen
+    head = heads[chosen]
+    best = study[study.chosen].iloc[0]
+    record = {"digest": digest, "recipe": recipe, "finished": True, "vocab": int(len(vocab)), "chosen": chosen,
+              "states_seconds": states_seconds,
+              "layer": int(best.layer), "context_layers": int(best.context_layers),
+              "heldout_loss": float(best.heldout_loss), "heldout_accuracy": float(best.heldout_accuracy)}
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_torch(head.state_dict(), folder / "head.pt")
-    atomic_write_csv(log, folder / "head_log.csv")
-    atomic_write_csv(per_lang, folder / "heldout.csv")
+    atomic_write_csv(logs, folder / "head_log.csv")
+    atomic_write_csv(held, folder / "heldout.csv")
+    atomic_write_csv(study, folder / "study.csv")
     record[FILES_KEY] = record_files(folder, ("head.pt",))  # checked before the head is reused
     atomic_write_json(record, folder / "run.json")
     head.digest = digest
-    return head, log, per_lang
+    return head, logs, held
+
+
+def head_study_table(profile: Profile) -> pd.DataFrame | None:
+    """The head candidates compared (one row each, ``chosen`` marks the kept one), or None before
+    training (notebook 03 §3)."""
+    path = language_adapters_dir(profile.name) / HEAD_DIR / "study.csv"
+    return pd.read_csv(path) if path.is_file() else None
 
 
 def head_record(profile: Profile) -> dict | None:
-    """The trained head's record (held-out loss, ``usable``), or None before training (notebook 03 §3)."""
+    """The trained head's record (the chosen candidate, its layer and held-out loss), or None
+    before training (notebook 03 §3)."""
     path = language_adapters_dir(profile.name) / HEAD_DIR / "run.json"
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -208,7 +227,9 @@ def _train_adapter(model, head: MLMHead, lang: str, texts: Sequence[str], heldou
     if name in auto.adapters_config:
         auto.delete_adapter(name)
     torch.manual_seed(derived_seed(profile.seed, "adapter-init", lang))
-    auto.add_adapter(name, config=lang_adapter_config(a.reduction_factor, range(profile.train.freeze_layers)))
+    n_layers = auto.config.num_hidden_layers
+    layers = adapter_layers(n_layers, profile.train.freeze_layers, head.layer)
+    auto.add_adapter(name, config=lang_adapter_config(a.reduction_factor, [i for i in range(n_layers) if i not in layers]))
     auto.adapter_to(name, device)
     auto.train_adapter(name)  # freezes everything else; activates `name`
     head.requires_grad_(False)
@@ -272,8 +293,7 @@ def train_language_adapters(profile: Profile, *, languages: Sequence[str] | None
 
     Writes ``runs/<profile>/language-adapters/{_mlm_head,<lang>}/``; returns (the MLM log: head
     epochs and adapter steps, column ``phase``; the held-out table: one row per language, the
-    head's loss and each adapter's before and after). Language adapters are trained only when the
-    head is usable (held-out loss at most ``adapters.head_max_loss``). With ``use_hub_adapters``
+    head's loss and each adapter's before and after). With ``use_hub_adapters``
     AdapterHub's pretrained adapters are loaded instead (online only) and both tables are empty.
     """
     a = profile.adapters
@@ -293,17 +313,49 @@ def train_language_adapters(profile: Profile, *, languages: Sequence[str] | None
     corpus = corpus if corpus is not None else mlm_corpus(profile, languages)
     corpus = {lang: corpus[lang] for lang in languages}
     model = model if model is not None else load_encoder(profile.encoder, profile)
-    head, head_log, head_held = train_mlm_head(model, corpus, profile, root / HEAD_DIR, show_progress=show_progress)
-    logs = [head_log.rename(columns={"epoch": "step", "heldout_loss": "loss"})[["step", "loss"]]
-            .assign(lang="all", phase="head")]
-    held_rows = []
     train_text, held_text = split_heldout(corpus, a.heldout_fraction)
-    if head_record(profile)["usable"]:
-        for lang in tqdm(languages, desc="language adapters", disable=not show_progress):
-            log, held = train_language_adapter(model, head, lang, train_text[lang], held_text[lang], profile,
-                                               root / lang, show_progress=show_progress)
-            logs.append(log[["step", "loss", "lang"]].assign(phase="adapter"))
-            held_rows.append(held)
-    heldout = head_held.merge(pd.DataFrame(held_rows), on=["lang", "heldout_texts"], how="left") \
-        if held_rows else head_held
+    questions = question_corpus(profile, languages, exclude=held_text)
+    head, head_log, head_held = train_mlm_head(model, corpus, profile, root / HEAD_DIR, questions=questions,
+                                               show_progress=show_progress)
+    chosen = head_record(profile)["chosen"]
+    logs = [head_log[head_log.candidate == chosen].rename(columns={"epoch": "step", "heldout_loss": "loss"})
+            [["step", "loss"]].assign(lang="all", phase="head")]
+    held_rows = []
+    for lang in tqdm(languages, desc="language adapters", disable=not show_progress):
+        log, held = train_language_adapter(model, head, lang, train_text[lang], held_text[lang], profile,
+                                           root / lang, show_progress=show_progress)
+        logs.append(log[["step", "loss", "lang"]].assign(phase="adapter"))
+        held_rows.append(held)
+    head_held = head_held[head_held.candidate == chosen].drop(columns="candidate")
+    heldout = head_held.merge(pd.DataFrame(held_rows), on=["lang", "heldout_texts"], how="left")
     return pd.concat(logs, ignore_index=True), heldout
+
+
+def adapter_mlm_matrix(profile: Profile, model, corpus: dict[str, list[str]], *, bootstrap: int = 1000
+                       ) -> pd.DataFrame:
+    """Held-out MLM loss of every language's text through every language adapter, against the head
+    alone (:func:`.cross_mlm.cross_language_mlm`; notebook 03 §3). ``model`` holds the adapters
+    that :func:`train_language_adapters` trained or loaded. Reused from
+    ``runs/<profile>/language-adapters/_matrix.csv`` while the head and adapters are the same."""
+    root = language_adapters_dir(profile.name)
+    languages = [lang for lang in corpus if (root / lang / "run.json").is_file()]
+    digests = {lang: json.loads((root / lang / "run.json").read_text())["digest"] for lang in languages}
+    head_digest = json.loads((root / HEAD_DIR / "run.json").read_text())["digest"]
+    key = json_digest({"head": head_digest, "adapters": digests, "bootstrap": bootstrap})
+    folder = root / "_matrix"
+    if _finished(folder, key, "matrix.csv"):
+        return pd.read_csv(folder / "matrix.csv")
+    head = _load_head(model, root / HEAD_DIR)
+    _, held_text = split_heldout(corpus, profile.adapters.heldout_fraction)
+    matrix = cross_language_mlm(model, head, {lang: held_text[lang] for lang in languages}, languages,
+                                profile.adapters.mlm_max_seq_length, derived_seed(profile.seed, "matrix"),
+                                bootstrap=bootstrap)
+
+    def write(tmp: Path) -> None:
+        atomic_write_csv(matrix, tmp / "matrix.csv")
+        atomic_write_json({"digest": key, "finished": True, FILES_KEY: record_files(tmp, ("matrix.csv",))},
+                          tmp / "run.json")
+
+    with run_lock(folder, "the adapter MLM matrix"):
+        atomic_replace_dir(folder, write)
+    return matrix

@@ -5,19 +5,24 @@ LayerNorm, then a decoder *tied to the frozen word embeddings* plus a bias (:cla
 in BERT/XLM-R). Its softmax ranges over the token ids that occur in the kit's MLM text
 (``vocab``), not XLM-R's 250k pieces: a stated restriction that makes training affordable.
 
-**A head that learned.** The head is trained on *cached* states: every text is masked once
-(seeded), the frozen encoder runs once over the masked texts (no adapter, no dropout), and the
-final hidden states at the masked positions are kept (:func:`masked_states`); the head then
-trains for many cheap epochs on those states with early stopping on held-out text
-(:func:`train_head`). A language adapter is then trained against the frozen head with fresh
-masks every step (:func:`mlm_loss`); its invertible adapter is inverted (``rev=True``) on the
-final hidden states before the head, as AdapterHub's MLM heads do.
+A head reads the states of one layer (``layer``; the last by default) and may put one
+transformer layer of its own (:class:`ContextBlock`) between those states and the transform.
+Which of these learns best is measured on held-out text (:mod:`.head_study`).
+
+**A head trained on cached states.** Every text is masked (seeded), the frozen encoder runs once
+over the masked texts (no adapter, no dropout), and the states the head reads are kept
+(:func:`masked_states`); the head then trains for many cheap epochs on them with early stopping
+on held-out text (:func:`train_head`). A language adapter is then trained against the frozen
+head with fresh masks every step (:func:`mlm_loss`); its invertible adapter is inverted
+(``rev=True``) on the states before the head, as AdapterHub's MLM heads do.
 """
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -26,28 +31,63 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..encoders.prefix import lower_layers_only
 from ..training import linear_warmup_decay
 from ..training.step import autocast_for
+
+
+class ContextBlock(nn.Module):
+    """One post-LayerNorm transformer layer over frozen states, evaluated at the masked positions
+    only: keys and values come from every real position, the output and feed-forward part run
+    where a token is predicted (what an MLM head needs, at a fraction of a full layer's cost)."""
+
+    def __init__(self, hidden: int, heads: int, eps: float):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.out = nn.Linear(hidden, hidden)
+        self.norm1 = nn.LayerNorm(hidden, eps=eps)
+        self.ffn = nn.Sequential(nn.Linear(hidden, 4 * hidden), nn.GELU(), nn.Linear(4 * hidden, hidden))
+        self.norm2 = nn.LayerNorm(hidden, eps=eps)
+        for module in (self.qkv, self.out, self.ffn[0], self.ffn[2]):
+            nn.init.normal_(module.weight, std=0.02)
+            nn.init.zeros_(module.bias)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """``states`` (batch, seq, hidden), ``mask`` (batch, seq; 1 = real token), ``where`` (batch,
+        seq; True = predicted): the block's output at the ``where`` positions, (n, hidden)."""
+        b, t, h = states.shape
+        q, k, v = self.qkv(states).view(b, t, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :].bool())
+        context = context.transpose(1, 2).reshape(b, t, h)[where]
+        x = self.norm1(states[where] + self.out(context))
+        return self.norm2(x + self.ffn(x))
 
 
 class MLMHead(nn.Module):
     """BERT-style MLM head: dense + GELU + LayerNorm, decoder tied to the word embeddings, a bias,
     over the token ids ``vocab`` (all of them when None).
 
+    ``layer``: the hidden state it reads (1 = after the first transformer layer; -1 = the last).
+    ``context_layers``: 1 puts a :class:`ContextBlock` of its own before the transform (0: none).
     The decoder weight *is* the encoder's (frozen) word-embedding matrix; it is held outside the
-    module's parameters, so ``state_dict()`` holds only the small head and ``vocab``.
+    module's parameters, so ``state_dict()`` holds only the small head, ``vocab`` and ``layer``.
     """
 
     def __init__(self, word_embeddings: nn.Embedding, vocab: torch.Tensor | None = None,
-                 layer_norm_eps: float = 1e-12):
+                 layer_norm_eps: float = 1e-12, *, layer: int = -1, context_layers: int = 0, heads: int = 12):
         super().__init__()
+        if context_layers not in (0, 1):
+            raise ValueError(f"context_layers must be 0 or 1, got {context_layers!r}")
         n_vocab, hidden = word_embeddings.weight.shape
         vocab = torch.arange(n_vocab) if vocab is None else torch.as_tensor(vocab, dtype=torch.long).unique()
+        self.context = nn.ModuleList([ContextBlock(hidden, heads, layer_norm_eps)] * context_layers)
         self.dense = nn.Linear(hidden, hidden)
         self.act = nn.GELU()
         self.layer_norm = nn.LayerNorm(hidden, eps=layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(len(vocab)))
         self.register_buffer("vocab", vocab)
+        self.register_buffer("source_layer", torch.tensor(int(layer)))
         position = torch.full((n_vocab,), -100, dtype=torch.long)
         position[vocab] = torch.arange(len(vocab))
         self.register_buffer("position", position, persistent=False)
@@ -56,6 +96,14 @@ class MLMHead(nn.Module):
         nn.init.normal_(self.dense.weight, std=0.02)
         nn.init.zeros_(self.dense.bias)
 
+    @property
+    def layer(self) -> int:
+        return int(self.source_layer)
+
+    def reads_layer(self, n_layers: int) -> int:
+        """The number of transformer layers the encoder runs for this head (``layer``, or all)."""
+        return n_layers if self.layer < 0 else min(self.layer, n_layers)
+
     def transform(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.layer_norm(self.act(self.dense(hidden)))
 
@@ -63,16 +111,36 @@ class MLMHead(nn.Module):
         """Logits over ``vocab`` (in its order)."""
         return hidden @ self._tied[0].weight[self.vocab].T + self.bias
 
+    def forward(self, states: torch.Tensor, mask: torch.Tensor | None = None,
+                where: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits at the predicted positions: ``states`` (n, hidden) already at those positions, or
+        (batch, seq, hidden) with the attention ``mask`` and the predicted positions ``where``."""
+        if where is not None:
+            states = self.context[0](states, mask, where) if len(self.context) else states[where]
+        elif len(self.context):
+            raise ValueError("a head with a context layer needs whole sequences (mask and where)")
+        return self.decode(self.transform(states))
+
     def targets(self, token_ids: torch.Tensor) -> torch.Tensor:
         """Token ids as positions in ``vocab`` (-100 for ignored positions)."""
         return torch.where(token_ids >= 0, self.position[token_ids.clamp(min=0)], token_ids)
 
 
-def new_mlm_head(model, vocab: torch.Tensor | None = None) -> MLMHead:
-    """A fresh :class:`MLMHead` tied to ``model``'s word embeddings."""
+def new_mlm_head(model, vocab: torch.Tensor | None = None, *, layer: int = -1, context_layers: int = 0) -> MLMHead:
+    """A fresh :class:`MLMHead` tied to ``model``'s word embeddings, reading hidden state ``layer``."""
     auto = model[0].auto_model
     eps = getattr(auto.config, "layer_norm_eps", 1e-12)
-    return MLMHead(auto.get_input_embeddings(), vocab, eps)
+    heads = getattr(auto.config, "num_attention_heads", 12)
+    return MLMHead(auto.get_input_embeddings(), vocab, eps, layer=layer, context_layers=context_layers, heads=heads)
+
+
+def head_from_state(model, state: dict) -> MLMHead:
+    """Rebuild a saved head (its ``state_dict``) tied to ``model``'s word embeddings."""
+    layer = int(state.get("source_layer", torch.tensor(-1)))
+    context = 1 if any(k.startswith("context.0.") for k in state) else 0
+    head = new_mlm_head(model, state["vocab"], layer=layer, context_layers=context)
+    head.load_state_dict(state)
+    return head
 
 
 def corpus_vocab(tokenizer, texts: Sequence[str], max_seq_length: int) -> torch.Tensor:
@@ -110,15 +178,22 @@ def _masked_batch(model, head, texts, max_seq_length, generator):
     return ids, enc["attention_mask"], labels
 
 
-def _final_states(model, ids, mask, labels, *, invertible: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _head_inputs(model, head: MLMHead, ids, mask, labels, *, invertible: bool):
+    """Run the encoder as far as ``head`` reads and return (what the head takes, the target token
+    ids): the states at the predicted positions, or for a context head (states, mask, where)."""
     auto = model[0].auto_model
     device = next(auto.parameters()).device
-    out = auto(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
-    where = (labels != -100).to(device)
-    hidden = out[where]
+    n_layers = auto.config.num_hidden_layers
+    upto = head.reads_layer(n_layers)
+    with lower_layers_only(model, upto) if upto < n_layers else nullcontext():
+        out = auto(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
     if invertible and hasattr(auto, "invertible_adapters_forward"):
-        hidden = auto.invertible_adapters_forward(hidden[None], rev=True)[0]  # it wants (batch, seq, dim)
-    return hidden, labels[where.cpu()].to(device)
+        out = auto.invertible_adapters_forward(out, rev=True)  # a per-token map
+    where = (labels != -100).to(device)
+    targets = labels.to(device)[where]
+    if len(head.context):
+        return (out, mask.to(device), where), targets
+    return (out[where],), targets
 
 
 def mlm_loss(model, head: MLMHead, texts: Sequence[str], max_seq_length: int, generator: torch.Generator,
@@ -126,74 +201,127 @@ def mlm_loss(model, head: MLMHead, texts: Sequence[str], max_seq_length: int, ge
     """MLM loss (nats) of ``texts`` through the active adapter set-up; with ``invertible``, the
     active language adapter's invertible adapter is inverted before the head."""
     ids, mask, labels = _masked_batch(model, head, texts, max_seq_length, generator)
-    hidden, targets = _final_states(model, ids, mask, labels, invertible=invertible)
-    logits = head.decode(head.transform(hidden)).float()
-    return F.cross_entropy(logits, head.targets(targets))
+    inputs, targets = _head_inputs(model, head, ids, mask, labels, invertible=invertible)
+    return F.cross_entropy(head(*inputs).float(), head.targets(targets))
 
 
-@torch.inference_mode()
+@dataclass
+class CachedStates:
+    """What a head reads, computed once: ``items`` of (inputs, target positions in ``vocab``), one
+    per encoded batch; inputs are the states at the predicted positions, or (states, mask, where)
+    for a context head (states kept in bfloat16 to halve the memory)."""
+
+    items: list
+
+    def __len__(self) -> int:
+        """Predicted positions."""
+        return sum(len(t) for _, t in self.items)
+
+    def batches(self, size: int, generator: torch.Generator | None = None) -> Iterator[tuple[tuple, torch.Tensor]]:
+        """Training batches: ``size`` positions at a time for a position head (shuffled with
+        ``generator``), whole encoded batches (in shuffled order) for a context head."""
+        if self.items and len(self.items[0][0]) == 1:
+            h = torch.cat([x[0] for x, _ in self.items])
+            t = torch.cat([t for _, t in self.items])
+            order = torch.randperm(len(h), generator=generator) if generator is not None else torch.arange(len(h))
+            for start in range(0, len(h), size):
+                idx = order[start:start + size]
+                yield (h[idx],), t[idx]
+            return
+        order = torch.randperm(len(self.items), generator=generator).tolist() if generator is not None \
+            else range(len(self.items))
+        for i in order:
+            (states, mask, where), t = self.items[i]
+            yield (states.float(), mask, where), t
+
+    def sample(self, n: int, seed: int) -> "CachedStates":
+        """At most ``n`` predicted positions, a seeded sample (position heads; a context head's
+        batches are kept whole until ``n`` positions are reached)."""
+        if len(self) <= n:
+            return self
+        if self.items and len(self.items[0][0]) == 1:
+            h = torch.cat([x[0] for x, _ in self.items])
+            t = torch.cat([t for _, t in self.items])
+            keep = torch.randperm(len(h), generator=torch.Generator().manual_seed(seed))[:n]
+            return CachedStates([((h[keep],), t[keep])])
+        order = torch.randperm(len(self.items), generator=torch.Generator().manual_seed(seed)).tolist()
+        kept, total = [], 0
+        for i in order:
+            if total >= n:
+                break
+            kept.append(self.items[i])
+            total += len(self.items[i][1])
+        return CachedStates(kept)
+
+    @staticmethod
+    def concat(parts: Sequence["CachedStates"]) -> "CachedStates":
+        return CachedStates([item for part in parts for item in part.items])
+
+
+@torch.no_grad()  # not inference_mode: the cached tensors are trained on later
 def masked_states(model, head: MLMHead, texts: Sequence[str], max_seq_length: int, seed: int,
-                  batch_size: int = 64, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
-    """(final hidden states at the masked positions, their target positions in ``head.vocab``) for
-    ``texts`` masked once with ``seed``, through the active set-up (the frozen base when none is)."""
+                  batch_size: int = 64, precision: str = "fp32") -> CachedStates:
+    """What ``head`` reads for ``texts`` masked once with ``seed``, through the active set-up (the
+    frozen base when none is), with the targets as positions in ``head.vocab``."""
     gen = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    hs, ts = [], []
+    items = []
     try:
         with autocast_for(precision, device):
             for start in range(0, len(texts), batch_size):
                 ids, mask, labels = _masked_batch(model, head, texts[start:start + batch_size], max_seq_length, gen)
-                h, t = _final_states(model, ids, mask, labels, invertible=False)
-                hs.append(h.float().cpu())
-                ts.append(head.targets(t).cpu())
+                inputs, t = _head_inputs(model, head, ids, mask, labels, invertible=False)
+                if len(inputs) == 1:
+                    inputs = (inputs[0].float().cpu(),)
+                else:
+                    inputs = (inputs[0].to(torch.bfloat16).cpu(), inputs[1].cpu(), inputs[2].cpu())
+                items.append((inputs, head.targets(t).cpu()))
     finally:
         if was_training:
             model.train()
-    return torch.cat(hs), torch.cat(ts)
+    return CachedStates(items)
 
 
-def head_loss(head: MLMHead, hidden: torch.Tensor, targets: torch.Tensor, batch: int = 1024,
-              precision: str = "fp32") -> tuple[float, float]:
+def head_loss(head: MLMHead, states: CachedStates, batch: int = 1024, precision: str = "fp32") -> tuple[float, float]:
     """(mean loss in nats, accuracy) of the head on cached states."""
-    total, correct = 0.0, 0
-    with torch.no_grad(), autocast_for(precision, hidden.device):
-        for start in range(0, len(hidden), batch):
-            logits = head.decode(head.transform(hidden[start:start + batch])).float()
-            t = targets[start:start + batch]
+    total, correct, n = 0.0, 0, 0
+    with torch.no_grad(), autocast_for(precision, torch.device("cpu")):
+        for inputs, t in states.batches(batch):
+            logits = head(*inputs).float()
             total += F.cross_entropy(logits, t, reduction="sum").item()
             correct += int((logits.argmax(1) == t).sum())
-    return total / max(1, len(hidden)), correct / max(1, len(hidden))
+            n += len(t)
+    return total / max(1, n), correct / max(1, n)
 
 
-def train_head(head: MLMHead, train: tuple[torch.Tensor, torch.Tensor], heldout: tuple[torch.Tensor, torch.Tensor],
-               *, lr: float, batch: int, max_epochs: int, patience: int, seed: int, precision: str = "fp32",
+def train_head(head: MLMHead, train: CachedStates, heldout: CachedStates, *, lr: float, batch: int, max_epochs: int,
+               patience: int, seed: int, precision: str = "fp32", max_seconds: float | None = None,
                show_progress: bool = True) -> pd.DataFrame:
-    """Train ``head`` on cached (state, target) pairs, one seeded shuffle per epoch, until the
-    held-out loss stops improving for ``patience`` epochs; the best epoch's weights are kept.
-    Under bf16 autocast the vocabulary matrix products run in bfloat16, the loss in fp32."""
+    """Train ``head`` on cached states, one seeded shuffle per epoch, until the held-out loss stops
+    improving for ``patience`` epochs, ``max_epochs`` are done or an epoch ends past
+    ``max_seconds``; the best epoch's weights are kept. Under bf16 autocast the vocabulary matrix
+    products run in bfloat16, the loss in fp32."""
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)
-    h, t = train
-    best, best_state, since, log = math.inf, None, 0, []
+    best, best_state, since, log, started = math.inf, None, 0, [], time.perf_counter()
     for epoch in tqdm(range(1, max_epochs + 1), desc="MLM head", disable=not show_progress, leave=False):
         t0 = time.perf_counter()
         head.train()
-        order = torch.randperm(len(h), generator=gen)
-        running = 0.0
-        for start in range(0, len(h), batch):
-            idx = order[start:start + batch]
-            with autocast_for(precision, h.device):
-                logits = head.decode(head.transform(h[idx]))
-            loss = F.cross_entropy(logits.float(), t[idx])
+        running, seen = 0.0, 0
+        for inputs, t in train.batches(batch, gen):
+            with autocast_for(precision, torch.device("cpu")):
+                logits = head(*inputs)
+            loss = F.cross_entropy(logits.float(), t)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            running += loss.item() * len(idx)
+            running += loss.item() * len(t)
+            seen += len(t)
         head.eval()
-        held_loss, held_acc = head_loss(head, *heldout, precision=precision)
-        log.append({"epoch": epoch, "train_loss": running / len(h), "heldout_loss": held_loss,
+        held_loss, held_acc = head_loss(head, heldout, precision=precision)
+        log.append({"epoch": epoch, "train_loss": running / max(1, seen), "heldout_loss": held_loss,
                     "heldout_accuracy": held_acc, "seconds": time.perf_counter() - t0})
         if held_loss < best - 1e-4:
             best, since = held_loss, 0
@@ -202,6 +330,8 @@ def train_head(head: MLMHead, train: tuple[torch.Tensor, torch.Tensor], heldout:
             since += 1
             if since >= patience:
                 break
+        if max_seconds is not None and time.perf_counter() - started > max_seconds:
+            break
     if best_state is not None:
         head.load_state_dict(best_state)
     return pd.DataFrame(log)
@@ -218,8 +348,8 @@ def heldout_mlm(model, head: MLMHead, texts: Sequence[str], max_seq_length: int,
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 ids, mask, labels = _masked_batch(model, head, texts[start:start + batch_size], max_seq_length, gen)
-                hidden, targets = _final_states(model, ids, mask, labels, invertible=invertible)
-                logits = head.decode(head.transform(hidden)).float()
+                inputs, targets = _head_inputs(model, head, ids, mask, labels, invertible=invertible)
+                logits = head(*inputs).float()
                 t = head.targets(targets)
                 total += F.cross_entropy(logits, t, reduction="sum").item()
                 correct += int((logits.argmax(1) == t).sum())

@@ -46,7 +46,7 @@ from ..seeding import derived_seed
 from ..training import finished_record, make_spec, pairs_digest, train_run
 from ..training.frozen_prefix import PrefixCache
 from ..training.spec import FILES_KEY, run_lock
-from .lang_training import head_record, language_adapters_dir
+from .lang_training import adapter_layers, head_record, language_adapters_dir
 from .plumbing import (FORMAT_VERSION, MANIFEST, TASK, TASK_CONFIG, drop_invertible, enable_adapters,
                        lang_adapter_config, lang_adapter_name, task_adapter_config)
 from .routing import PER_SIDE, VARIANTS, Routing, make_routing, routed_embed_fn
@@ -54,7 +54,7 @@ from .routing import PER_SIDE, VARIANTS, Routing, make_routing, routed_embed_fn
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-MLM_VARIANTS = ("mlm-per-side", "english")  # need MLM language adapters (a usable head)
+MLM_VARIANTS = ("mlm-per-side", "english")  # need MLM language adapters (a trained head)
 _PREFIX_CACHES: dict = {}
 
 
@@ -76,11 +76,12 @@ def variant_run_dirs(profile: str) -> list[Path]:
                                         d.name))
 
 
-def control_reduction_factor(hidden: int, lang_rf: float, task_rf: float) -> float:
-    """The reduction factor of one shared adapter whose bottleneck equals a language adapter's plus
-    the task adapter's (the capacity each input goes through in a per-side variant)."""
-    bottleneck = int(hidden / lang_rf) + int(hidden / task_rf)
-    return hidden / bottleneck
+def control_reduction_factor(hidden: int, lang_rf: float, task_rf: float, lang_share: float = 1.0) -> float:
+    """The reduction factor of one shared adapter (in every layer the task adapter has) as large as a
+    language adapter plus the task adapter (the capacity each input goes through in a per-side
+    variant); ``lang_share``: the share of those layers the language adapter lives in."""
+    bottleneck = int(hidden / task_rf) + round(int(hidden / lang_rf) * lang_share)
+    return hidden / (bottleneck + 1e-6)  # AdapterHub takes int(hidden / factor): keep it from rounding down
 
 
 def variant_languages(variant: str, languages) -> list[str]:
@@ -100,10 +101,9 @@ def adapter_languages(profile: Profile, pairs: pd.DataFrame | None = None) -> tu
 
 
 def joint_init(profile: Profile) -> str:
-    """Where the joint variant's language adapters start: ``mlm`` when the head learned, else ``scratch``
-    (notebook 03 §4)."""
-    record = head_record(profile)
-    return "mlm" if record is not None and record.get("usable") and profile.adapters.joint_from_mlm else "scratch"
+    """Where the joint variant's language adapters start: ``mlm`` (the MLM-trained adapters) when
+    ``adapters.joint_from_mlm`` and a head was trained, else ``scratch`` (notebook 03 §4)."""
+    return "mlm" if head_record(profile) is not None and profile.adapters.joint_from_mlm else "scratch"
 
 
 def prepare_variant(model, variant: str, lang_adapter_dirs: dict[str, Path], profile: Profile, seed: int,
@@ -136,8 +136,12 @@ def prepare_variant(model, variant: str, lang_adapter_dirs: dict[str, Path], pro
         auto.adapter_to(name, device)
     if TASK in auto.adapters_config:
         auto.delete_adapter(TASK)
-    rf = control_reduction_factor(hidden, a.reduction_factor, a.task_reduction_factor) \
-        if variant == "shared-control" else a.task_reduction_factor
+    rf = a.task_reduction_factor
+    if variant == "shared-control":
+        n_layers, frozen = auto.config.num_hidden_layers, profile.train.freeze_layers
+        head = head_record(profile)
+        lang_layers = adapter_layers(n_layers, frozen, head["layer"] if head else -1)
+        rf = control_reduction_factor(hidden, a.reduction_factor, rf, len(lang_layers) / max(1, n_layers - frozen))
     torch.manual_seed(seed)
     auto.add_adapter(TASK, config=task_adapter_config(rf, leave_out))
     auto.adapter_to(TASK, device)
@@ -210,7 +214,7 @@ def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, seed: 
         holds the variant's set-up as JSON.
 
     Raises:
-        RuntimeError: an MLM variant (``mlm-per-side``, ``english``) when the MLM head is not usable.
+        RuntimeError: an MLM variant (``mlm-per-side``, ``english``) before the language adapters were trained.
         FileNotFoundError: a language adapter the variant needs was not trained.
         DamagedFileError: a language adapter the variant needs is damaged (train them again).
         BusyError: another process is writing this run folder.
@@ -228,9 +232,9 @@ def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, seed: 
     """
     a = profile.adapters
     seed = profile.seed if seed is None else int(seed)
-    if variant in MLM_VARIANTS and not (head_record(profile) or {}).get("usable"):
-        raise RuntimeError(f"variant {variant!r} needs MLM language adapters, but the MLM head did not reach "
-                           f"{a.head_max_loss} nats held-out: see notebook 03 §3")
+    if variant in MLM_VARIANTS and head_record(profile) is None and not a.use_hub_adapters:
+        raise RuntimeError(f"variant {variant!r} needs MLM language adapters, and none were trained: run "
+                           "language_adapters.train_language_adapters(cfg) first (notebook 03 §3)")
     lang_dir = lang_dir or language_adapters_dir(profile.name)
     run_dir = run_dir or paths.runs_dir(profile.name) / variant_run_name(variant, seed)
     languages = tuple(languages or adapter_languages(profile, pairs))
@@ -286,6 +290,32 @@ def _check_language_adapter(folder: Path, lang: str) -> None:
                                "trains it again, then this variant.")
 
 
+def saved_routing(manifest: dict) -> Routing:
+    """The routing a saved variant was trained with (its ``xlir_adapters.json`` manifest)."""
+    return Routing(manifest["variant"], manifest["task"], tuple(sorted(manifest["own"].items())),
+                   manifest["default"], tuple(manifest["train_languages"]), "own", manifest["digest"])
+
+
+def trained_language_adapters(manifest: dict) -> set[str]:
+    """The languages whose adapter in a saved variant some training step updated: every
+    MLM-trained (or AdapterHub) one it loaded, and in the joint variant those of the training
+    languages (notebook 04 §2)."""
+    trained = set(manifest.get("lang_adapter_digests") or {})
+    if manifest["variant"] == "joint-per-side":
+        trained |= set(manifest.get("train_languages", []))
+    return trained
+
+
+def untrained_routes(manifest: dict, unseen: str = "own", languages=None) -> list[str]:
+    """The languages that the saved variant, routed with ``unseen``, would send through a language
+    adapter that no training step updated (such a routing is never evaluated; notebook 04 §2)."""
+    routing = saved_routing(manifest).with_unseen(unseen) if unseen != "own" else saved_routing(manifest)
+    languages = sorted(languages if languages is not None else (set(manifest["own"]) | {"en"}))
+    trained = trained_language_adapters(manifest)
+    return [lang for lang in languages
+            if (name := routing.adapter_for(lang)) is not None and name.removeprefix("la_") not in trained]
+
+
 def load_variant(run_dir: Path, *, unseen: str = "own", profile: Profile | None = None,
                  model=None) -> tuple[SentenceTransformer, Routing, dict]:
     """Rebuild a trained variant: ``(model, routing, manifest)`` (notebooks 03 §5, 04 §2).
@@ -314,8 +344,7 @@ def load_variant(run_dir: Path, *, unseen: str = "own", profile: Profile | None 
     auto.requires_grad_(False)
     auto.active_adapters = None
     model.eval()
-    routing = Routing(manifest["variant"], manifest["task"], tuple(sorted(manifest["own"].items())),
-                      manifest["default"], tuple(manifest["train_languages"]), "own", manifest["digest"])
+    routing = saved_routing(manifest)
     if unseen != "own":
         routing = routing.with_unseen(unseen)
     return model, routing, manifest

@@ -43,8 +43,7 @@ def make_figures(profile: str) -> list[str]:
     if (folder / outputs.MLM_LOG_FILE).is_file():
         held = outputs.read_table(outputs.MLM_HELDOUT_FILE, profile) if (folder / outputs.MLM_HELDOUT_FILE).is_file() \
             else None
-        save(F.plot_mlm_loss(outputs.read_table(outputs.MLM_LOG_FILE, profile), held,
-                             head_max_loss=cfg.adapters.head_max_loss), "03_mlm_loss")
+        save(F.plot_mlm_loss(outputs.read_table(outputs.MLM_LOG_FILE, profile), held), "03_mlm_loss")
     grid, choice = recipe_study.read_grid(profile), recipe_study.read_choice(profile)
     if grid is not None and choice is not None:
         save(F.plot_recipe_study(grid, choice["chosen"]), "02_recipe_study")

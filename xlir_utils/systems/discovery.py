@@ -76,6 +76,9 @@ def adapter_run_systems(profile) -> list[System]:
     A per-side variant appears three times: languages never seen in training through their own
     language adapter, through the English one (``…-unseen-en``) and through none
     (``…-unseen-none``); the other variants once. Every seed of a variant is a run of one system.
+    A routing that would send a language through an adapter no training step updated (e.g. a
+    joint adapter started from random weights for a language absent from training) is left out,
+    with a warning.
     """
     systems = []
     for run_dir in la.variant_run_dirs(profile.name):
@@ -87,6 +90,10 @@ def adapter_run_systems(profile) -> list[System]:
         slot = ModelSlot(lambda d=run_dir: la.load_variant(d, profile=profile)[:2])  # (model, routing)
         variant = manifest["variant"]
         for unseen in la.UNSEEN_OPTIONS if variant in la.PER_SIDE else ("own",):
+            if untrained := la.untrained_routes(manifest, unseen):
+                logger.warning("left out %s routed with unseen=%s: it sends %s through language adapters that no "
+                               "training step updated", run_dir.name, unseen, ", ".join(untrained))
+                continue
             spec = SystemSpec("adapters", manifest["base_encoder"], sampling="hybrid", alpha=profile.train.alpha,
                               adapter_variant=variant, unseen_routing=unseen if variant in la.PER_SIDE else None)
             name = f"adapters-{variant}" + (f"-unseen-{unseen}" if spec.unseen_routing in ("en", "none") else "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from .. import figures as F
-from .. import manifest, outputs, paths, recipe_study
+from .. import manifest, mlm_figures, outputs, paths, recipe_study
 from ..config import load
 from ..training import SAMPLINGS, run_name
 from .analysis import heatmap_systems
@@ -44,6 +44,11 @@ def make_figures(profile: str) -> list[str]:
         held = outputs.read_table(outputs.MLM_HELDOUT_FILE, profile) if (folder / outputs.MLM_HELDOUT_FILE).is_file() \
             else None
         save(F.plot_mlm_loss(outputs.read_table(outputs.MLM_LOG_FILE, profile), held), "03_mlm_loss")
+    if (folder / outputs.MLM_HEAD_STUDY_FILE).is_file() and (folder / outputs.MLM_HEAD_LANGS_FILE).is_file():
+        save(mlm_figures.plot_head_study(outputs.read_table(outputs.MLM_HEAD_LANGS_FILE, profile),
+                                         outputs.read_table(outputs.MLM_HEAD_STUDY_FILE, profile)), "03_head_study")
+    if (folder / outputs.MLM_MATRIX_FILE).is_file():
+        save(mlm_figures.plot_mlm_matrix(outputs.read_table(outputs.MLM_MATRIX_FILE, profile)), "03_mlm_matrix")
     grid, choice = recipe_study.read_grid(profile), recipe_study.read_choice(profile)
     if grid is not None and choice is not None:
         save(F.plot_recipe_study(grid, choice["chosen"]), "02_recipe_study")

@@ -25,6 +25,7 @@ from tokenizers import normalizers
 from transformers import XLMRobertaConfig, XLMRobertaModel
 
 from xlir_utils import environment
+from xlir_utils.errors import SettingsError
 from xlir_utils import language_adapters as la
 from xlir_utils.encoders import (
     HubModelUnavailable,
@@ -473,10 +474,51 @@ def test_end_to_end_retrieval_ranks_the_answer_sentence(model, shared_data, q_la
 
 def test_auto_precision_resolves_per_hardware(monkeypatch):
     monkeypatch.setattr(environment, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(environment, "cpu_bf16_faster", lambda: True)
     assert enc_mod.resolve_precision("auto", "cpu") == "bf16-autocast"  # measured faster than the bf16 copy
+    monkeypatch.setattr(environment, "cpu_bf16_faster", lambda: False)  # native bf16, but slower than fp32
+    assert enc_mod.resolve_precision("auto", "cpu") == "fp32"
     monkeypatch.setattr(environment, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(environment, "cpu_bf16_faster", lambda: True)
     assert enc_mod.resolve_precision("auto", "cpu") == "fp32"
     assert enc_mod.resolve_precision("bf16", "cpu") == "bf16" and enc_mod.resolve_precision("fp32") == "fp32"
+
+
+def test_the_cpu_precision_probe_is_measured_once_and_kept(monkeypatch, tmp_path):
+    monkeypatch.setenv("XLIR_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("XLIR_CPU_BF16", raising=False)
+    monkeypatch.setattr(environment, "_PROBED", {})
+    timed = []
+
+    def fake_timing(bf16: bool, reps: int = 12) -> float:
+        timed.append(bf16)
+        return 0.05 if bf16 else 0.10
+
+    monkeypatch.setattr(environment, "_time_block", fake_timing)
+    assert environment.cpu_bf16_faster() is True and timed == [False, True]
+    assert environment.cpu_bf16_faster() is True and len(timed) == 2  # the kept verdict, not timed again
+    monkeypatch.setattr(environment, "_PROBED", {})  # a new process reads the verdict from the file
+    assert environment.cpu_bf16_faster() is True and len(timed) == 2
+    (tmp_path / "precision.json").write_text("{not json")  # an unreadable verdict is measured again
+    monkeypatch.setattr(environment, "_PROBED", {})
+    monkeypatch.setattr(environment, "_time_block", lambda bf16, reps=12: 0.09 if bf16 else 0.10)
+    assert environment.cpu_bf16_faster() is False  # under 20 % faster is not enough
+    monkeypatch.setenv("XLIR_CPU_BF16", "1")  # the user decides: no probe
+    assert environment.cpu_bf16_faster() is True
+    monkeypatch.setenv("XLIR_CPU_BF16", "yes")
+    with pytest.raises(SettingsError, match="XLIR_CPU_BF16"):
+        environment.cpu_bf16_faster()
+
+
+def test_the_precision_probe_runs_where_gradients_are_off(monkeypatch, tmp_path):
+    monkeypatch.setenv("XLIR_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("XLIR_CPU_BF16", raising=False)
+    monkeypatch.setattr(environment, "_PROBED", {})
+    with torch.inference_mode():
+        assert environment.cpu_bf16_faster() in (True, False)
+    verdict = next(iter(json.loads((tmp_path / "precision.json").read_text()).values()))
+    assert verdict["fp32_seconds"] > 0 and verdict["bf16_seconds"] > 0
+    assert verdict["bf16_faster"] == (verdict["bf16_seconds"] < 0.8 * verdict["fp32_seconds"])
 
 
 @pytest.mark.slow
@@ -487,6 +529,7 @@ def test_stored_evaluation_embeddings_are_keyed_by_precision(model, monkeypatch)
     assert enc_mod.embedding_signature(model, "fp32") == f"{fp}|fp32|{enc_mod.ENCODING_SCHEME}"
     spec = SystemSpec("zero-shot", "m")
     monkeypatch.setattr(environment, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(environment, "cpu_bf16_faster", lambda: True)
     with_bf16 = encoder_system("m", spec, lambda: model, 512).fingerprint
     monkeypatch.setattr(environment, "cpu_has_native_bf16", lambda: False)
     assert encoder_system("m", spec, lambda: model, 512).fingerprint not in (with_bf16, fp)

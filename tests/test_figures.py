@@ -117,3 +117,22 @@ def test_head_study_and_matrix_figures_show_what_they_say():
     image = mfig.axes[0].get_images()[0]
     assert image.get_clim() == (-0.4, 0.4)  # symmetric around 0, fitted to the data
     assert image.get_array()[0].tolist() == [-0.2, 0.0]  # row en (kit order), columns en, de
+
+
+def test_lr_grid_and_separation_figures_show_what_they_say():
+    from xlir_utils import adapter_figures
+    from xlir_utils.language_separation import separation_summary
+
+    grid = pd.DataFrame({"variant": ["task-only"] * 3, "lr": [3e-3, 3e-4, 1e-3], "S": [.5, .6, .7],
+                         "dev_mono": [.8] * 3, "dev_cross": [.6] * 3, "dev_multi": [.4] * 3})
+    ax = adapter_figures.plot_lr_grid(grid).axes[0]
+    line, ring = ax.get_lines()[:2]
+    assert list(line.get_xdata()) == [3e-4, 1e-3, 3e-3] and list(line.get_ydata()) == [.6, .7, .5]  # sorted by rate
+    assert list(ring.get_xdata()) == [1e-3]  # the rate with the best S is ringed
+    table = pd.DataFrame({"model": ["z", "h-s13", "h-s14"], "system": ["z", "h", "h"], "seed": [None, 13, 14],
+                          "translation_cosine": [.5, .7, .9], "centroid_distance": [.4, .2, .3]})
+    fig = adapter_figures.plot_language_separation(separation_summary(table))
+    bars = fig.axes[0].containers[0]
+    x = bars.lines[0].get_xdata()
+    assert list(x) == [.5, pytest.approx(.8)]  # seed means, in the summary's order
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["z", "h"]

@@ -46,7 +46,8 @@ def tiny_profile():
         seeds=(13,),
         adapters={"languages": ("de", "en"), "mlm_steps": 12, "mlm_batch_size": 4, "mlm_max_seq_length": 24,
                   "mlm_lr": 3e-3, "task_lr": 1e-3, "heldout_fraction": 0.2, "head_lr": 2e-3, "head_batch": 64,
-                  "head_max_epochs": 15, "head_patience": 2, "head_maskings": 2},
+                  "head_max_epochs": 15, "head_patience": 2, "head_maskings": 2, "head_study_texts": None,
+                  "lr_grid": (1e-3, 3e-3)},
         train={"batch_size": 4, "max_seq_length": 32, "checkpoint_every": 1, "steps": 2},
     )
 
@@ -171,8 +172,9 @@ def test_the_head_learns_on_cached_states(e5_head, prof):
     fresh = la.new_mlm_head(model, head.vocab, layer=head.layer, context_layers=len(head.context))
     held = [t for texts in e5_head["held_text"].values() for t in texts]
     with plumbing.no_adapters(la.enable_adapters(model)):
-        states = mlm.masked_states(model, head, held, prof.adapters.mlm_max_seq_length, seed=3)
-    assert mlm.head_loss(head, states)[0] < mlm.head_loss(fresh, states)[0] - 0.5
+        trained_loss, _ = mlm.heldout_mlm(model, head, held, prof.adapters.mlm_max_seq_length, seed=3, invertible=False)
+        fresh_loss, _ = mlm.heldout_mlm(model, fresh, held, prof.adapters.mlm_max_seq_length, seed=3, invertible=False)
+    assert trained_loss < fresh_loss - 0.5
     record = json.loads((e5_head["root"] / la.HEAD_DIR / "run.json").read_text())
     log = e5_head["head_log"]
     assert record["heldout_loss"] == pytest.approx(
@@ -458,3 +460,60 @@ def test_evaluated_systems_never_route_through_an_untrained_adapter(tmp_path, mo
     assert names == ["adapters-joint-per-side-unseen-en", "adapters-joint-per-side-unseen-none",
                      "adapters-mlm-per-side", "adapters-mlm-per-side-unseen-en", "adapters-mlm-per-side-unseen-none"]
     assert "sends th through language adapters that no training step updated" in caplog.text
+
+
+# ------------------------------------------------------------------ the study's text budget; the adapters' learning rate
+def test_the_head_study_encodes_at_most_head_study_texts_per_language(prof, corpus, tiny_encoder, tmp_path, monkeypatch):
+    seen = []
+    original = lang_training.candidate_states
+
+    def spy(model, candidates, vocab, texts, more, profile, purpose, **kwargs):
+        seen.append((purpose, {x: len(v) for x, v in texts.items()}, {x: len(v) for x, v in more.items()}))
+        return original(model, candidates, vocab, texts, more, profile, purpose, **kwargs)
+
+    monkeypatch.setattr(lang_training, "candidate_states", spy)
+    capped = prof.replace(adapters={"head_study_texts": 7, "head_max_epochs": 1})
+    questions = {"de": TEXTS["de"], "en": TEXTS["en"]}
+    la.train_mlm_head(tiny_encoder(), corpus, capped, tmp_path / "head", questions=questions, show_progress=False)
+    (_, train, more), (_, held, _) = seen
+    _, held_text = la.split_heldout(corpus, prof.adapters.heldout_fraction)
+    assert train == {"de": 7, "en": 7} and more == {"de": 7, "en": 7}
+    assert held == {x: len(v) for x, v in held_text.items()}  # every held-out text is scored
+    assert json.loads((tmp_path / "head" / "run.json").read_text())["recipe"]["study_texts"] == 7
+
+
+def test_the_adapter_learning_rate_is_chosen_on_dev_and_used(prof, project, runs, monkeypatch):
+    from xlir_utils.data.processed import read_processed
+    from xlir_utils.language_adapters import learning_rate as grid_module
+
+    def dev_de_en(profile, name):
+        # The toy runs have adapters for de and en only, and the smoke dev set has one question
+        # in en and none in de, so an XQuAD-R article in de and en stands in for it here.
+        assert name == "mlqa-r-dev"
+        return read_processed("xquad-r", profile.name, languages=("de", "en"), articles=1)
+
+    monkeypatch.setattr(grid_module, "retrieval_set", dev_de_en)
+    pairs = toy_pairs()
+    grid = la.lr_grid(prof, pairs, languages=("de", "en"), show_progress=False)
+    assert sorted(zip(grid.variant, grid.lr)) == sorted((v, lr) for v in la.GRID_VARIANTS for lr in (1e-3, 3e-3))
+    assert np.isfinite(grid[["dev_mono", "dev_cross", "dev_multi", "S"]].to_numpy()).all()
+    np.testing.assert_allclose(grid.S, grid[["dev_mono", "dev_cross", "dev_multi"]].mean(axis=1))
+    for row in grid.itertuples():  # each run trained at its row's rate, apart from notebook 04's runs
+        run_dir = la.grid_run_dir(prof.name, row.variant, row.lr, 13)
+        assert json.loads((run_dir / "run.json").read_text())["spec"]["train"]["lr"] == row.lr
+    assert not any(d.parent.name == "adapter-lr-grid" for d in la.variant_run_dirs(prof.name))
+    rates = la.chosen_rates(grid)
+    for variant, field in (("task-only", "task_lr"), ("joint-per-side", "joint_lr")):
+        rows = grid[grid.variant == variant]
+        assert rows.set_index("lr").S[rates[field]] == rows.S.max()
+    chosen = prof.replace(adapters=rates)
+    assert la.variant_lr(chosen, "joint-per-side") == rates["joint_lr"]
+    assert la.variant_lr(chosen, "mlm-per-side") == la.variant_lr(chosen, "task-only") == rates["task_lr"]
+    assert la.chosen_rates(grid.iloc[:0]) == {}
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a scored run was loaded again")
+
+    monkeypatch.setattr(grid_module, "load_variant", no_loading)  # a rerun reuses runs and scores
+    pd.testing.assert_frame_equal(la.lr_grid(prof, pairs, languages=("de", "en"), show_progress=False)
+                                  .drop(columns="train_minutes"), grid.drop(columns="train_minutes"))

@@ -99,9 +99,16 @@ def test_readme_block_and_make_figures(evaluated, tmp_path, monkeypatch, shared_
     outputs.save_table(log.assign(run="adapters-task-only"), outputs.ADAPTER_LOGS_FILE, "smoke")
     outputs.save_table(pd.concat([log.assign(phase="head", lang="mixed"), log.assign(phase="adapter", lang="de")]),
                        outputs.MLM_LOG_FILE, "smoke")
+    grid = pd.DataFrame({"variant": ["task-only"] * 2 + ["joint-per-side"] * 2, "lr": [1e-3, 3e-3] * 2,
+                         "dev_mono": [.8, .7, .6, .7], "dev_cross": [.6, .5, .4, .5], "dev_multi": [.5, .4, .3, .4]})
+    outputs.save_table(grid.assign(S=grid[["dev_mono", "dev_cross", "dev_multi"]].mean(axis=1)),
+                       outputs.ADAPTER_LR_GRID_FILE, "smoke")
+    outputs.save_table(pd.DataFrame({"model": ["z", "h-s13", "h-s14"], "system": ["z", "h", "h"], "seed": [None, 13, 14],
+                                     "translation_cosine": [.5, .7, .8], "centroid_distance": [.4, .2, .3]}),
+                       outputs.SEPARATION_FILE, "smoke")
     written = reporting.make_figures("smoke")
     for name in ("01_lengths", "02_loss_curves", "03_mlm_loss", "03_task_loss", "04_headline_xquad-r",
-                 "05_language_pair_heatmaps"):
+                 "05_language_pair_heatmaps", "03_lr_grid", "05_language_separation"):
         assert name in written
         assert (paths.figures_dir("smoke") / f"{name}.png").stat().st_size > 5_000
     assert (paths.results_dir("smoke") / "tables" / "table1_map.csv").is_file()

@@ -2,10 +2,12 @@
 encoder on real XQuAD-R texts (the evaluation embedding store: tests/test_embedding_store.py)."""
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from helpers import CountingEncoder, stand_in_system as _system
 
 from xlir_utils import config, systems
+from xlir_utils.training.spec import make_spec
 
 
 def test_paired_comparison_against_the_reference(store_project, xquad_article):
@@ -41,13 +43,20 @@ def test_only_runs_of_the_profiles_recipe_and_seeds_are_evaluated(tmp_path, monk
     monkeypatch.setattr("xlir_utils.systems.discovery.load_encoder", lambda path, profile: loaded.append(path))
     monkeypatch.setattr("xlir_utils.systems.discovery.encoder_system", lambda label, spec, load, *a, **k: (label, load))
     old_recipe = dataclasses.asdict(dataclasses.replace(cfg.train, temperature=0.05, steps=60))
-    for name, seed, train in [("full-hybrid-s13", 13, dataclasses.asdict(cfg.train)),
+    toy = pd.DataFrame({"query": ["q"], "passage": ["p"]})
+    recorded = dataclasses.asdict(make_spec("full-hybrid-s13", "m", "hybrid", cfg.train, 13, toy).train)
+    assert recorded["precision"] in ("fp32", "bf16-autocast")  # "auto" resolved, as every run records it
+    for name, seed, train in [("full-hybrid-s13", 13, recorded),
                               ("full-hybrid-s99", 99, dataclasses.asdict(cfg.train)),
                               ("full-hybrid-s14", 14, old_recipe)]:
         folder = paths.runs_dir("smoke") / name
         folder.mkdir(parents=True)
         spec = {"sampling": "hybrid", "alpha": cfg.train.alpha, "seed": seed, "train": train, "base_model": "m"}
         (folder / "run.json").write_text(json.dumps({"finished": True, "spec": spec}))
+    legacy = paths.runs_dir("smoke") / "full-X-X-s14"  # recorded before "auto" was resolved: retrained, not evaluated
+    legacy.mkdir(parents=True)
+    spec = {"sampling": "X-X", "alpha": 1.0, "seed": 14, "train": dataclasses.asdict(cfg.train), "base_model": "m"}
+    (legacy / "run.json").write_text(json.dumps({"finished": True, "spec": spec}))
     found = systems.full_run_systems(cfg)
     assert [label for label, _ in found] == ["full-hybrid-s13"]
     assert loaded == []  # discovery loads no model: each is loaded when its system is first used

@@ -161,7 +161,7 @@ def test_resume_restores_the_cuda_random_state_when_present(pairs, tmp_path, mon
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: saved.append(1) or [torch.tensor([7], dtype=torch.uint8)])
     monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.append(states))
-    cfg = _tiny(2, checkpoint_every=100)
+    cfg = _tiny(2, checkpoint_every=100, precision="fp32")  # "auto" would ask the faked CUDA for bf16
     spec = make_spec("g", ENCODER, "hybrid", cfg, 5, pairs)
     training.train_run(first, pairs, spec, tmp_path / "g", stop_after=1, show_progress=False)
     assert saved
@@ -221,3 +221,20 @@ def test_frozen_layers_stay_and_bf16_learns_what_fp32_learns(pairs, tmp_path, ti
     # bf16 autocast (where the CPU has it; else both are fp32) follows the fp32 loss closely
     assert np.abs(losses["fp32"] - losses["bf16-autocast"]).max() < 0.05
     assert resolve_train_precision("fp32") == "fp32"
+
+
+def test_the_recipe_digest_names_the_precision_auto_resolves_to(pairs, monkeypatch):
+    """A run trained under bf16 autocast on one machine is not reused as the fp32 run of another."""
+    from xlir_utils import environment
+
+    cfg = _tiny(2)
+    assert cfg.precision == "auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the CPU's verdict decides
+    monkeypatch.setattr(environment, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(environment, "cpu_bf16_faster", lambda: True)
+    bf16 = make_spec("p", ENCODER, "hybrid", cfg, 5, pairs)
+    monkeypatch.setattr(environment, "cpu_bf16_faster", lambda: False)
+    fp32 = make_spec("p", ENCODER, "hybrid", cfg, 5, pairs)
+    assert (bf16.train.precision, fp32.train.precision) == ("bf16-autocast", "fp32")
+    assert bf16.digest() != fp32.digest()
+    assert make_spec("p", ENCODER, "hybrid", dataclasses.replace(cfg, precision="fp32"), 5, pairs).digest() == fp32.digest()

@@ -41,7 +41,7 @@ class TrainConfig:
     freeze_word_embeddings: bool = True
     checkpoint_every: int = 50
     alpha_sweep: tuple[float, ...] = ()  # hybrid alphas of the sweep (0, alpha and 1 are the main runs)
-    precision: str = "auto"  # "auto": bf16 autocast where native (fp32 master weights and loss); "fp32": exact
+    precision: str = "auto"  # "auto": bf16 autocast where native and faster (fp32 master weights and loss); "fp32": exact
     freeze_layers: int = 0  # k > 0: the embedding block and the lowest k transformer layers stay frozen
     schedule: str = "linear"  # "linear" (warm-up, decay to 0) or "constant" (warm-up, then constant)
     warmup_steps: int = 10  # schedule "constant": linear warm-up steps
@@ -50,7 +50,8 @@ class TrainConfig:
 @dataclass(frozen=True)
 class AdapterConfig:
     """MAD-X style language adapters and the adapter variants (notebook 03). The variants train
-    with ``Profile.train`` (same recipe and steps as full fine-tuning) at learning rate ``task_lr``."""
+    with ``Profile.train`` (same recipe and steps as full fine-tuning) at ``task_lr`` or ``joint_lr``
+    (:func:`~xlir_utils.language_adapters.variant_lr`)."""
 
     languages: tuple[str, ...]
     mlm_steps: int  # per language adapter
@@ -60,7 +61,9 @@ class AdapterConfig:
     heldout_fraction: float = 0.1  # of each language's MLM text, to measure held-out MLM loss
     reduction_factor: int = 2  # language adapter bottleneck (MAD-X default for lang adapters)
     task_reduction_factor: int = 16
-    task_lr: float = 1e-3  # the adapters' learning rate under the retrieval loss (chosen on dev)
+    task_lr: float = 1e-3  # the task adapter's learning rate under the retrieval loss (notebook 03 §4 chooses it on dev)
+    joint_lr: float | None = None  # joint-per-side's (task and language adapters'); None: task_lr
+    lr_grid: tuple[float, ...] = ()  # the rates notebook 03 §4 tries on mlqa-r-dev (one seed); (): keep task_lr
     mlm_lr: float = 1e-3
     head_lr: float = 1e-3  # the shared MLM head, trained on cached states of the frozen encoder
     head_batch: int = 512
@@ -69,6 +72,8 @@ class AdapterConfig:
     head_max_positions: int | None = 60_000  # masked positions a head trains on (a seeded sample)
     head_maskings: int = 3  # times each text is masked for the heads offered more text (notebook 03 §3)
     head_max_seconds: float | None = None  # wall-clock budget of one candidate head's epochs (the head then depends on the machine's speed)
+    head_study_texts: int | None = None  # texts per language and source the head study encodes (a seeded sample; None: all)
+    matrix_texts: int | None = None  # held-out texts per language in the adapter-by-language matrix (None: all)
     joint_from_mlm: bool = True  # joint-per-side starts from the MLM adapters (else from scratch)
     variants: tuple[str, ...] = ("task-only", "mlm-per-side", "joint-per-side", "shared-control", "english")
     use_hub_adapters: bool = False  # paper: AdapterHub's MAD-X adapters for xlm-roberta-base
@@ -138,6 +143,7 @@ def _smoke() -> Profile:
         adapters=AdapterConfig(
             languages=XQUAD_R_LANGS, mlm_steps=2, mlm_batch_size=8, max_texts_per_language=64,
             head_max_epochs=2, head_maskings=2,  # (a smoke head cannot learn; the paths run)
+            head_study_texts=40, matrix_texts=5, lr_grid=(1e-3, 3e-3),
         ),
         bootstrap_samples=100,
         seeds=(13,),  # one seed keeps CI fast; the seed statistics over several seeds are unit-tested
@@ -170,6 +176,9 @@ def _quick() -> Profile:
             # each candidate MLM head: 60k positions, at most 6 epochs, lr 2e-3 (a 600-texts-per-language
             # probe stopped improving after 4 epochs at 2e-3 and was still falling after 8 at 1e-3)
             head_lr=2e-3, head_maskings=1, head_max_positions=60_000, head_max_epochs=6,
+            # the study encodes 500 texts per language and source (the encoder pass is most of its
+            # cost: ~75 texts/s on 2 cores); the matrix scores 100 held-out texts per cell
+            head_study_texts=500, matrix_texts=100, lr_grid=(3e-4, 1e-3, 3e-3),
         ),
         seeds=(13, 14, 15),
         dev_fraction=0.15,

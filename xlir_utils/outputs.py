@@ -34,6 +34,7 @@ MLM_HEAD_LANGS_FILE = "mlm_head_study_languages.csv"  # held-out loss per candid
 MLM_MATRIX_FILE = "mlm_adapter_matrix.csv"  # held-out MLM loss change, language adapter x language (notebook 03)
 HIDDEN_SHIFT_FILE = "adapter_hidden_shift.csv"  # how far each language adapter moves its language (notebook 03)
 ADAPTER_LOGS_FILE = "adapter_train_logs.csv"  # loss per step of the task-adapter runs (notebook 03)
+ADAPTER_LR_GRID_FILE = "adapter_lr_grid.csv"  # the adapters' learning rates on mlqa-r-dev, one seed (notebook 03)
 EVAL_FILE = "evaluation.parquet"  # tidy rows of every system (notebook 04; Parquet: 0.8 MB where CSV took 7 MB)
 PER_QUERY_FILE = "per_query_multi.parquet"  # per-query multilingual AP and rank distance (notebook 04)
 PAIRED_FILE = "paired_tests.csv"  # per run, paired comparisons against the zero-shot baseline (notebook 04)
@@ -44,17 +45,20 @@ LIR_FILE = "lir_evaluation.parquet"  # Language Information Removal rows (notebo
 LIR_SEED_MEANS_FILE = "lir_seed_means.csv"  # seed means of every system + LIR (notebook 05)
 LIR_COMPARISONS_FILE = "lir_seed_comparisons.csv"  # trained + LIR against zero-shot + LIR (notebook 05)
 PROJECTION_FILE = "projection.csv"  # 2-D projection of parallel answers (notebook 05)
-TABLES_FOLDER = "tables"  # paper-style tables as CSV (make figures, notebook 05 §8)
+SEPARATION_FILE = "language_separation.csv"  # how far apart the languages sit, per system and seed (notebook 05)
+TABLES_FOLDER = "tables"  # paper-style tables as CSV (make figures, notebook 05 §9)
 
 WRITERS = {  # who writes each file: named in an error so the reader knows what to rerun
     DATA_COUNTS_FILE: "notebook 01", LENGTHS_FILE: "notebook 01", RECIPE_GRID_FILE: "make recipe-study",
     RECIPE_CHOICE_FILE: "make recipe-study", TRAIN_RUNS_FILE: "notebook 02", TRAIN_LOGS_FILE: "notebook 02",
     ADAPTER_RUNS_FILE: "notebook 03", MLM_LOG_FILE: "notebook 03", MLM_HELDOUT_FILE: "notebook 03",
     MLM_HEAD_STUDY_FILE: "notebook 03", MLM_HEAD_LANGS_FILE: "notebook 03", MLM_MATRIX_FILE: "notebook 03",
-    HIDDEN_SHIFT_FILE: "notebook 03", ADAPTER_LOGS_FILE: "notebook 03", EVAL_FILE: "notebook 04",
+    HIDDEN_SHIFT_FILE: "notebook 03", ADAPTER_LOGS_FILE: "notebook 03", ADAPTER_LR_GRID_FILE: "notebook 03",
+    EVAL_FILE: "notebook 04",
     PER_QUERY_FILE: "notebook 04", PAIRED_FILE: "notebook 04", SEED_MEANS_FILE: "notebook 04",
     SEED_COMPARISONS_FILE: "notebook 04", LARGE_SCALE_FILE: "notebook 04", LIR_FILE: "notebook 05",
     LIR_SEED_MEANS_FILE: "notebook 05", LIR_COMPARISONS_FILE: "notebook 05", PROJECTION_FILE: "notebook 05",
+    SEPARATION_FILE: "notebook 05",
 }
 
 

@@ -57,13 +57,19 @@ def dev_scores(model, dev, profile, *, max_seq_length: int, shared_layers: int =
     # lazy (here and in study_run): encoding, evaluation and training need torch, which reading the
     # study's table (notebook 02, `make figures`) must not load
     from .encoders import encode
-    from .evaluation import evaluate
 
     kw = dict(cache=False, show_progress=False, max_seq_length=max_seq_length, batch_tokens=profile.encode_batch_tokens,
               shared_layers=shared_layers)
     q = encode(model, dev.queries.text.tolist(), "query", **kw)
     c = encode(model, dev.candidate_texts(profile.candidate_text), "passage", **kw)
-    t = evaluate(dev, q, c, bootstrap=0).table
+    return scores_of(dev, q, c)
+
+
+def scores_of(dev, query_emb, cand_emb) -> dict[str, float]:
+    """Mono, cross and multi mAP, rank distance and *S* from the dev set's embeddings (notebooks 02 §1, 03 §4)."""
+    from .evaluation import evaluate
+
+    t = evaluate(dev, query_emb, cand_emb, bootstrap=0).table
     t = t[t.query_lang == "all"]
     get = {(s, m): v for s, m, v in zip(t.setting, t.metric, t.value)}
     out = {f"dev_{s}": get[(s, "map")] for s in ("mono", "cross", "multi")}

@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 TEXT_KINDS = ("query", "passage")
 # "fp32": exact. "bf16": a cached bfloat16 copy of the model (weights and activations).
 # "bf16-autocast": fp32 weights, matrix products in bfloat16. "auto": "bf16-autocast" on a CPU
-# with native bfloat16 (avx512_bf16 / AMX), "bf16" on a bf16-capable GPU, else "fp32". On a
+# with native bfloat16 (avx512_bf16 / AMX) where it is also measured faster than fp32
+# (environment.cpu_bf16_faster), "bf16" on a bf16-capable GPU, else "fp32". On a
 # 2-core CPU, autocast was both faster and closer to fp32 than the bf16 copy (benchmarks/encode.py,
 # benchmarks/results/encode.json: 2.7x vs 2.4x sentence-transformers' default, min cosine
 # 0.999982 vs 0.999954).
@@ -285,7 +286,7 @@ def encode(
             (a routing set-up, the candidate text), added to the cache key.
         show_progress: a progress bar while encoding.
         precision: one of :data:`PRECISIONS`. ``"fp32"`` is exact; ``"auto"`` picks bfloat16 where
-            the hardware runs it natively (cosine to fp32 > 0.9999 on XQuAD-R).
+            the hardware runs it natively and faster (cosine to fp32 > 0.9999 on XQuAD-R).
         shared_layers: k > 0 computes the embedding block and the lowest k layers once for these
             texts and shares them with every model whose prefix has the same weights
             (:mod:`.prefix`; the same numbers as without sharing).

@@ -25,6 +25,7 @@ Modules, in the order notebook 03 uses them:
   held-out MLM loss before and after;
 * :mod:`.cross_mlm` - held-out MLM loss, language adapter by language: did each adapter learn its language?
 * :mod:`.routing` - which set-up each language goes through, routed embedding and encoding;
+* :mod:`.learning_rate` - the adapters' learning rate, chosen on the dev set (one seed);
 * :mod:`.variants` - the variants (task-only, MLM per-side, joint per-side, a shared control,
   English), trained with hybrid batches above the frozen prefix, saved and reloaded.
 
@@ -48,6 +49,7 @@ from .lang_training import (
     train_language_adapters,
     train_mlm_head,
 )
+from .learning_rate import GRID_VARIANTS, chosen_rates, grid_run_dir, lr_grid
 from .mlm import MLMHead, heldout_mlm, mask_tokens, mlm_loss, mlm_training_loop, new_mlm_head
 from .plumbing import (
     FORMAT_VERSION,
@@ -75,6 +77,7 @@ from .variants import (
     save_variant,
     train_variant,
     variant_languages,
+    variant_lr,
     variant_run_dirs,
     variant_run_name,
     variants_summary,
@@ -93,6 +96,7 @@ __all__ = [
     "routed_embed_fn", "save_variant", "split_heldout", "train_language_adapter",
     "train_language_adapters", "train_mlm_head", "train_variant", "variant_languages",
     "variant_run_dirs", "variant_run_name", "variants_summary", "hidden_shift", "adapter_mlm_matrix",
-    "saved_routing", "trained_language_adapters", "untrained_routes",
+    "saved_routing", "trained_language_adapters", "untrained_routes", "variant_lr", "GRID_VARIANTS", "chosen_rates",
+    "grid_run_dir", "lr_grid",
     "cross_language_mlm", "learned_adapters",
 ]

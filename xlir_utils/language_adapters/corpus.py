@@ -86,6 +86,12 @@ def question_corpus(profile: Profile, languages: Sequence[str], exclude: dict[st
     return out
 
 
+def first_texts(texts: dict[str, list[str]], limit: int | None) -> dict[str, list[str]]:
+    """The first ``limit`` texts of each language (all with ``None``): of a seeded order, a seeded
+    sample (notebook 03 §3)."""
+    return {lang: list(v if limit is None else v[:limit]) for lang, v in texts.items()}
+
+
 def split_heldout(corpus: dict[str, list[str]], fraction: float) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """(training text, held-out text) per language: the last ``fraction`` of each (already shuffled) list
     (notebook 03 §2)."""

@@ -12,31 +12,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 
 from ..seeding import derived_seed
-from .mlm import MLMHead, _head_inputs, _masked_batch
+from .mlm import MLMHead, text_losses
 from .plumbing import enable_adapters, lang_adapter_name, no_adapters
-
-
-@torch.inference_mode()
-def text_losses(model, head: MLMHead, texts: Sequence[str], max_seq_length: int, seed: int, *,
-                invertible: bool = True, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Per held-out text (fixed masks from ``seed``), through the active set-up: (summed MLM loss
-    in nats, predicted tokens). The masks do not depend on the set-up, so two set-ups are compared
-    on the same tokens."""
-    gen = torch.Generator().manual_seed(seed)
-    sums, counts = [], []
-    model.eval()
-    for start in range(0, len(texts), batch_size):
-        ids, mask, labels = _masked_batch(model, head, texts[start:start + batch_size], max_seq_length, gen)
-        row = (labels != -100).nonzero()[:, 0]  # the text of each predicted token, in _head_inputs' order
-        inputs, targets = _head_inputs(model, head, ids, mask, labels, invertible=invertible)
-        loss = F.cross_entropy(head(*inputs).float(), head.targets(targets), reduction="none").cpu()
-        sums.append(torch.zeros(len(ids)).index_add_(0, row, loss).numpy())
-        counts.append(torch.bincount(row, minlength=len(ids)).numpy())
-    return np.concatenate(sums), np.concatenate(counts)
 
 
 def _bootstrap_delta(with_sum, base_sum, counts, n: int, seed: int) -> tuple[float, float]:
@@ -57,15 +36,16 @@ def cross_language_mlm(model, head: MLMHead, held_text: dict[str, list[str]], ad
     base = {}
     with no_adapters(auto):
         for lang, texts in held_text.items():
-            base[lang] = text_losses(model, head, texts, max_seq_length, derived_seed(seed, "matrix", lang),
-                                     invertible=False)
+            sums, _, counts = text_losses(model, head, texts, max_seq_length, derived_seed(seed, "matrix", lang),
+                                          invertible=False)
+            base[lang] = sums, counts
     rows = []
     saved = auto.active_adapters
     try:
         for adapter in adapters:
             auto.active_adapters = lang_adapter_name(adapter)
             for lang, texts in held_text.items():
-                sums, counts = text_losses(model, head, texts, max_seq_length, derived_seed(seed, "matrix", lang))
+                sums, _, counts = text_losses(model, head, texts, max_seq_length, derived_seed(seed, "matrix", lang))
                 base_sums, base_counts = base[lang]
                 assert (counts == base_counts).all()  # the same masked tokens with and without the adapter
                 n = max(1, counts.sum())

@@ -33,7 +33,8 @@ from ..io_utils import (atomic_replace_dir, atomic_write_csv, atomic_write_json,
 from ..seeding import derived_seed
 from ..training import finished_record, resolve_train_precision
 from ..training.spec import FILES_KEY, record_files, run_lock
-from .corpus import mlm_corpus, question_corpus, split_heldout
+from ..training.step import machine_precision
+from .corpus import first_texts, mlm_corpus, question_corpus, split_heldout
 from .cross_mlm import cross_language_mlm
 from .head_study import candidate_states, choose_head, head_candidates, summarise, train_candidate
 from .mlm import CachedStates, MLMHead, corpus_vocab, head_from_state, heldout_mlm, mlm_training_loop, text_batches
@@ -54,8 +55,9 @@ def head_recipe(profile: Profile, corpus: dict[str, list[str]], questions: dict[
     return {"format": FORMAT_VERSION, "encoder": profile.encoder, "lr": a.head_lr, "batch": a.head_batch,
             "max_epochs": a.head_max_epochs, "patience": a.head_patience, "max_len": a.mlm_max_seq_length,
             "max_positions": a.head_max_positions, "maskings": a.head_maskings, "max_seconds": a.head_max_seconds,
+            "study_texts": a.head_study_texts,
             "frozen": profile.train.freeze_layers,
-            "heldout": a.heldout_fraction, "seed": profile.seed, "precision": profile.train.precision,
+            "heldout": a.heldout_fraction, "seed": profile.seed, "precision": machine_precision(profile.train.precision),
             "texts": json_digest({k: v for k, v in sorted(corpus.items())}),
             "questions": json_digest({k: v for k, v in sorted((questions or {}).items())})}
 
@@ -73,7 +75,7 @@ def adapter_recipe(profile: Profile, lang: str, texts: Sequence[str], head_diges
     return {"format": FORMAT_VERSION, "encoder": profile.encoder, "lang": lang, "config": LANG_CONFIG,
             "reduction_factor": a.reduction_factor, "leave_out": profile.train.freeze_layers, "steps": a.mlm_steps,
             "lr": a.mlm_lr, "batch": a.mlm_batch_size, "max_len": a.mlm_max_seq_length, "seed": profile.seed,
-            "precision": profile.train.precision, "texts": json_digest(list(texts)), "head": head_digest}
+            "precision": machine_precision(profile.train.precision), "texts": json_digest(list(texts)), "head": head_digest}
 
 
 def _finished(folder: Path, digest: str, saved: str) -> bool:
@@ -95,6 +97,8 @@ def train_mlm_head(model, corpus: dict[str, list[str]], profile: Profile, folder
     one with the lowest held-out loss (notebook 03 §3; :mod:`.head_study`).
 
     ``questions``: the extra text the "more text" candidates train on (:func:`.corpus.question_corpus`).
+    The study encodes at most ``adapters.head_study_texts`` texts per language of each (the first of
+    their seeded order); the held-out text is every language's held-out share.
     Returns (the chosen head, the per-epoch log of every candidate, held-out loss and accuracy per
     language and candidate). Saved as ``folder/head.pt`` (the chosen head) + ``head_log.csv`` +
     ``heldout.csv`` + ``study.csv`` (one row per candidate) + ``run.json``.
@@ -121,6 +125,7 @@ def _train_head(model, corpus: dict[str, list[str]], questions: dict[str, list[s
     recipe = head_recipe(profile, corpus, questions)
     digest = json_digest(recipe)
     train_text, held_text = split_heldout(corpus, a.heldout_fraction)
+    train_text, questions = first_texts(train_text, a.head_study_texts), first_texts(questions, a.head_study_texts)
     auto = enable_adapters(model)
     auto.requires_grad_(False)
     precision = resolve_train_precision(profile.train.precision, next(auto.parameters()).device)
@@ -334,19 +339,22 @@ def train_language_adapters(profile: Profile, *, languages: Sequence[str] | None
 def adapter_mlm_matrix(profile: Profile, model, corpus: dict[str, list[str]], *, bootstrap: int = 1000
                        ) -> pd.DataFrame:
     """Held-out MLM loss of every language's text through every language adapter, against the head
-    alone (:func:`.cross_mlm.cross_language_mlm`; notebook 03 §3). ``model`` holds the adapters
+    alone (:func:`.cross_mlm.cross_language_mlm`; notebook 03 §3), on the first
+    ``adapters.matrix_texts`` held-out texts of each language. ``model`` holds the adapters
     that :func:`train_language_adapters` trained or loaded. Reused from
     ``runs/<profile>/language-adapters/_matrix.csv`` while the head and adapters are the same."""
     root = language_adapters_dir(profile.name)
     languages = [lang for lang in corpus if (root / lang / "run.json").is_file()]
     digests = {lang: json.loads((root / lang / "run.json").read_text())["digest"] for lang in languages}
     head_digest = json.loads((root / HEAD_DIR / "run.json").read_text())["digest"]
-    key = json_digest({"head": head_digest, "adapters": digests, "bootstrap": bootstrap})
+    texts = profile.adapters.matrix_texts
+    key = json_digest({"head": head_digest, "adapters": digests, "bootstrap": bootstrap, "texts": texts})
     folder = root / "_matrix"
     if _finished(folder, key, "matrix.csv"):
         return pd.read_csv(folder / "matrix.csv")
     head = _load_head(model, root / HEAD_DIR)
     _, held_text = split_heldout(corpus, profile.adapters.heldout_fraction)
+    held_text = first_texts(held_text, texts)
     matrix = cross_language_mlm(model, head, {lang: held_text[lang] for lang in languages}, languages,
                                 profile.adapters.mlm_max_seq_length, derived_seed(profile.seed, "matrix"),
                                 bootstrap=bootstrap)

@@ -11,7 +11,7 @@ Which of these learns best is measured on held-out text (:mod:`.head_study`).
 
 **A head trained on cached states.** Every text is masked (seeded), the frozen encoder runs once
 over the masked texts (no adapter, no dropout), and the states the head reads are kept
-(:func:`masked_states`); the head then trains for many cheap epochs on them with early stopping
+(:func:`.head_study.candidate_states`); the head then trains for many cheap epochs on them with early stopping
 on held-out text (:func:`train_head`). A language adapter is then trained against the frozen
 head with fresh masks every step (:func:`mlm_loss`); its invertible adapter is inverted
 (``rev=True``) on the states before the head, as AdapterHub's MLM heads do.
@@ -217,12 +217,20 @@ class CachedStates:
         """Predicted positions."""
         return sum(len(t) for _, t in self.items)
 
+    @property
+    def positional(self) -> bool:
+        """Whether the items hold states at predicted positions only (a head without context layers)."""
+        return bool(self.items) and len(self.items[0][0]) == 1
+
+    def _positions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every predicted position's state and target, concatenated (positional items)."""
+        return torch.cat([x[0] for x, _ in self.items]), torch.cat([t for _, t in self.items])
+
     def batches(self, size: int, generator: torch.Generator | None = None) -> Iterator[tuple[tuple, torch.Tensor]]:
         """Training batches: ``size`` positions at a time for a position head (shuffled with
         ``generator``), whole encoded batches (in shuffled order) for a context head."""
-        if self.items and len(self.items[0][0]) == 1:
-            h = torch.cat([x[0] for x, _ in self.items])
-            t = torch.cat([t for _, t in self.items])
+        if self.positional:
+            h, t = self._positions()
             order = torch.randperm(len(h), generator=generator) if generator is not None else torch.arange(len(h))
             for start in range(0, len(h), size):
                 idx = order[start:start + size]
@@ -239,9 +247,8 @@ class CachedStates:
         batches are kept whole until ``n`` positions are reached)."""
         if len(self) <= n:
             return self
-        if self.items and len(self.items[0][0]) == 1:
-            h = torch.cat([x[0] for x, _ in self.items])
-            t = torch.cat([t for _, t in self.items])
+        if self.positional:
+            h, t = self._positions()
             keep = torch.randperm(len(h), generator=torch.Generator().manual_seed(seed))[:n]
             return CachedStates([((h[keep],), t[keep])])
         order = torch.randperm(len(self.items), generator=torch.Generator().manual_seed(seed)).tolist()
@@ -256,32 +263,6 @@ class CachedStates:
     @staticmethod
     def concat(parts: Sequence["CachedStates"]) -> "CachedStates":
         return CachedStates([item for part in parts for item in part.items])
-
-
-@torch.no_grad()  # not inference_mode: the cached tensors are trained on later
-def masked_states(model, head: MLMHead, texts: Sequence[str], max_seq_length: int, seed: int,
-                  batch_size: int = 64, precision: str = "fp32") -> CachedStates:
-    """What ``head`` reads for ``texts`` masked once with ``seed``, through the active set-up (the
-    frozen base when none is), with the targets as positions in ``head.vocab``."""
-    gen = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    items = []
-    try:
-        with autocast_for(precision, device):
-            for start in range(0, len(texts), batch_size):
-                ids, mask, labels = _masked_batch(model, head, texts[start:start + batch_size], max_seq_length, gen)
-                inputs, t = _head_inputs(model, head, ids, mask, labels, invertible=False)
-                if len(inputs) == 1:
-                    inputs = (inputs[0].float().cpu(),)
-                else:
-                    inputs = (inputs[0].to(torch.bfloat16).cpu(), inputs[1].cpu(), inputs[2].cpu())
-                items.append((inputs, head.targets(t).cpu()))
-    finally:
-        if was_training:
-            model.train()
-    return CachedStates(items)
 
 
 def head_loss(head: MLMHead, states: CachedStates, batch: int = 1024, precision: str = "fp32") -> tuple[float, float]:
@@ -337,27 +318,43 @@ def train_head(head: MLMHead, train: CachedStates, heldout: CachedStates, *, lr:
     return pd.DataFrame(log)
 
 
-def heldout_mlm(model, head: MLMHead, texts: Sequence[str], max_seq_length: int, seed: int, *,
-                invertible: bool = True, batch_size: int = 64) -> tuple[float, float]:
-    """(loss, accuracy) on held-out ``texts`` with fixed masks (``seed``), through the active set-up."""
+@torch.inference_mode()
+def text_losses(model, head: MLMHead, texts: Sequence[str], max_seq_length: int, seed: int, *,
+                invertible: bool = True, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per held-out text (fixed masks from ``seed``), through the active set-up: (summed MLM loss
+    in nats, correctly predicted tokens, predicted tokens). The masks do not depend on the set-up,
+    so two set-ups are compared on the same tokens (notebook 03 §3)."""
     gen = torch.Generator().manual_seed(seed)
-    total, correct, n = 0.0, 0, 0
+    sums, correct, counts = [], [], []
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
-            for start in range(0, len(texts), batch_size):
-                ids, mask, labels = _masked_batch(model, head, texts[start:start + batch_size], max_seq_length, gen)
-                inputs, targets = _head_inputs(model, head, ids, mask, labels, invertible=invertible)
-                logits = head(*inputs).float()
-                t = head.targets(targets)
-                total += F.cross_entropy(logits, t, reduction="sum").item()
-                correct += int((logits.argmax(1) == t).sum())
-                n += len(t)
+        for start in range(0, len(texts), batch_size):
+            ids, mask, labels = _masked_batch(model, head, texts[start:start + batch_size], max_seq_length, gen)
+            row = (labels != -100).nonzero()[:, 0]  # the text of each predicted token, in _head_inputs' order
+            inputs, targets = _head_inputs(model, head, ids, mask, labels, invertible=invertible)
+            logits = head(*inputs).float()
+            t = head.targets(targets)
+            loss = F.cross_entropy(logits, t, reduction="none").cpu()
+            hit = (logits.argmax(1) == t).cpu().to(torch.float32)
+            sums.append(torch.zeros(len(ids), dtype=torch.float64).index_add_(0, row, loss.double()).numpy())
+            correct.append(torch.zeros(len(ids)).index_add_(0, row, hit).numpy())
+            counts.append(torch.bincount(row, minlength=len(ids)).numpy())
     finally:
         if was_training:
             model.train()
-    return total / max(1, n), correct / max(1, n)
+    if not sums:
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64)
+    return np.concatenate(sums), np.concatenate(correct), np.concatenate(counts)
+
+
+def heldout_mlm(model, head: MLMHead, texts: Sequence[str], max_seq_length: int, seed: int, *,
+                invertible: bool = True, batch_size: int = 64) -> tuple[float, float]:
+    """(loss, accuracy) on held-out ``texts`` with fixed masks (``seed``), through the active set-up."""
+    sums, correct, counts = text_losses(model, head, texts, max_seq_length, seed, invertible=invertible,
+                                        batch_size=batch_size)
+    n = max(1, int(counts.sum()))
+    return float(sums.sum()) / n, float(correct.sum()) / n
 
 
 def text_batches(texts: Sequence[str], batch_size: int, steps: int, seed: int) -> list[list[str]]:

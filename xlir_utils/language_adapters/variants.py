@@ -190,7 +190,7 @@ def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, seed: 
     """Train one adapter variant with hybrid batches (:func:`xlir_utils.training.train_run`; notebook 03 §4).
 
     The recipe and step budget of full fine-tuning (``profile.train``), the adapters' learning rate
-    ``adapters.task_lr``. Writes ``runs/<profile>/adapters-<variant>-s<seed>/`` (``model/`` holds
+    :func:`variant_lr`. Writes ``runs/<profile>/adapters-<variant>-s<seed>/`` (``model/`` holds
     the adapters + manifest). With a frozen prefix, only the layers above it run. A finished run
     with the same recipe (variant, adapter set-up, language adapters' digests, data, seed) and
     intact saved files is reused without loading a model; an interrupted or damaged one is
@@ -249,7 +249,7 @@ def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, seed: 
                                     "Run language_adapters.train_language_adapters(cfg, languages=...) first.")
     la_digests = {lang: json.loads((lang_dirs[lang] / "run.json").read_text())["digest"]
                   for lang in used if init == "mlm"}
-    cfg = dataclasses.replace(profile.train, lr=a.task_lr)
+    cfg = dataclasses.replace(profile.train, lr=variant_lr(profile, variant))
     extra = json.dumps({"variant": variant, "task_config": TASK_CONFIG, "task_rf": a.task_reduction_factor,
                         "lang_rf": a.reduction_factor, "init": init, "lang_adapters": la_digests,
                         "format": FORMAT_VERSION}, sort_keys=True)
@@ -279,6 +279,17 @@ def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, seed: 
                              save_fn=save_fn, stop_after=stop_after, show_progress=show_progress)
         finally:
             model.max_seq_length = saved_len
+
+
+JOINT_RATE_VARIANTS = ("joint-per-side", "shared-control")  # train language-adapter-sized weights with the retrieval loss
+
+
+def variant_lr(profile: Profile, variant: str) -> float:
+    """The learning rate a variant trains at: ``adapters.joint_lr`` (when set) for the variants
+    that train language adapters, or the shared control of their size, with the retrieval loss
+    (``joint-per-side``, ``shared-control``); else ``adapters.task_lr`` (notebook 03 §4 chooses both on dev)."""
+    a = profile.adapters
+    return a.joint_lr if variant in JOINT_RATE_VARIANTS and a.joint_lr is not None else a.task_lr
 
 
 def _check_language_adapter(folder: Path, lang: str) -> None:

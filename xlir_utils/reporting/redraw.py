@@ -1,12 +1,13 @@
 """``make figures``: every figure and table of notebooks 01-05 redrawn from ``results/``, without
-training or encoding (notebook 05 §8)."""
+training or encoding (notebook 05 §9)."""
 from __future__ import annotations
 
 import logging
 
 from .. import figures as F
-from .. import manifest, mlm_figures, outputs, paths, recipe_study
+from .. import adapter_figures, manifest, mlm_figures, outputs, paths, recipe_study
 from ..config import load
+from ..language_separation import separation_summary
 from ..training import SAMPLINGS, run_name
 from .analysis import heatmap_systems
 from .tables import first_seed_logs, read_results, read_seed_means, write_tables
@@ -16,7 +17,7 @@ logger = logging.getLogger(__name__)
 
 def make_figures(profile: str) -> list[str]:
     """Every figure of notebooks 01-05 from the files in ``results/``; returns the names written
-    (notebook 05 §8, ``make figures``).
+    (notebook 05 §9, ``make figures``).
 
     No data is parsed, nothing is trained or encoded: each figure is redrawn from the table its
     notebook stored (a figure whose table is missing is skipped).
@@ -49,6 +50,13 @@ def make_figures(profile: str) -> list[str]:
                                          outputs.read_table(outputs.MLM_HEAD_STUDY_FILE, profile)), "03_head_study")
     if (folder / outputs.MLM_MATRIX_FILE).is_file():
         save(mlm_figures.plot_mlm_matrix(outputs.read_table(outputs.MLM_MATRIX_FILE, profile)), "03_mlm_matrix")
+    if (folder / outputs.ADAPTER_LR_GRID_FILE).is_file():
+        lr_grid = outputs.read_table(outputs.ADAPTER_LR_GRID_FILE, profile)
+        if len(lr_grid):
+            save(adapter_figures.plot_lr_grid(lr_grid), "03_lr_grid")
+    if (folder / outputs.SEPARATION_FILE).is_file():
+        save(adapter_figures.plot_language_separation(
+            separation_summary(outputs.read_table(outputs.SEPARATION_FILE, profile))), "05_language_separation")
     grid, choice = recipe_study.read_grid(profile), recipe_study.read_choice(profile)
     if grid is not None and choice is not None:
         save(F.plot_recipe_study(grid, choice["chosen"]), "02_recipe_study")

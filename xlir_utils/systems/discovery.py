@@ -13,6 +13,7 @@ from ..encoders.encode import embedding_signature, encode
 from ..encoders.registry import load_encoder
 from ..io_utils import json_digest
 from ..training import canonical_sampling, finished_runs, run_name
+from ..training.spec import resolved_train
 from ..sampling import sampling_alpha
 from .record import ModelSlot, System, SystemSpec
 
@@ -50,7 +51,7 @@ def full_run_systems(profile) -> list[System]:
     """Every finished full fine-tuning run of the profile's recipe and seeds
     (``runs/<profile>/full-*``; notebook 04 §2). Runs of another recipe or seed (an earlier
     protocol, a wider ``XLIR_SEEDS``) stay on disk but are left out, with a note in the log."""
-    recipe = json_digest(asdict(profile.train))
+    recipe = json_digest(asdict(resolved_train(profile.train)))  # as make_spec records it
     systems = []
     for run_dir in finished_runs(paths.runs_dir(profile.name)):
         run = json.loads((run_dir / "run.json").read_text())["spec"]

@@ -16,6 +16,7 @@ import json
 import logging
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
+import dataclasses
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from ..file_digests import digest_problems, folder_digests
 from ..io_utils import atomic_write_json, exclusive_lock, json_digest, recover_dir
 from ..sampling import sampling_alpha
 from . import distributed as D
+from .step import machine_precision
 
 __all__ = ["FILES_KEY", "SAMPLINGS", "RunSpec", "finished_record", "make_spec", "pairs_digest", "record_files",
            "run_lock"]
@@ -73,11 +75,20 @@ def pairs_digest(pairs: pd.DataFrame) -> str:
     return h.hexdigest()[:16]
 
 
+def resolved_train(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with a precision of ``"auto"`` resolved for this machine: the recipe a run records
+    (notebooks 02 §4, 04 §2)."""
+    return dataclasses.replace(cfg, precision=machine_precision(cfg.precision)) if cfg.precision == "auto" else cfg
+
+
 def make_spec(name: str, base_model: str, sampling: str, cfg: TrainConfig, seed: int,
               pairs: pd.DataFrame, alpha: float | None = None, extra: str = "") -> RunSpec:
-    """The :class:`RunSpec` of one run (``alpha`` for hybrid defaults to the profile's)."""
+    """The :class:`RunSpec` of one run (``alpha`` for hybrid defaults to the profile's). A precision
+    of ``"auto"`` is resolved here, for this machine's training device, so that the recipe digest
+    names the precision the run is trained in (a run made in bf16 elsewhere is not reused as fp32)."""
     if sampling not in SAMPLINGS:
         raise ValueError(f"Unknown sampling {sampling!r}; choose one of {SAMPLINGS}.")
+    cfg = resolved_train(cfg)
     a = sampling_alpha(sampling, cfg.alpha if alpha is None else alpha)
     return RunSpec(name, base_model, sampling, a, seed, cfg, len(pairs), pairs_digest(pairs), extra)
 

@@ -2,7 +2,8 @@
 learning-rate schedule, and one side of a batch embedded with gradients.
 
 **Faster on a CPU, same learning.** ``precision="auto"`` runs the forward and backward passes
-under bfloat16 autocast where the hardware has native bf16 (AVX512-BF16/AMX, or a bf16 GPU):
+under bfloat16 autocast where the hardware has native bf16 (AVX512-BF16/AMX, or a bf16 GPU) and,
+on a CPU, it is also measured faster than fp32 (:func:`xlir_utils.environment.cpu_bf16_faster`):
 weights, optimiser state, similarities and the loss stay fp32. ``"fp32"`` is exact.
 ``benchmarks/train_step.py`` measures both against plain sentence-transformers. Freezing the
 embeddings and the lowest ``freeze_layers`` transformer layers removes their backward pass;
@@ -29,6 +30,12 @@ def resolve_train_precision(precision: str, device: torch.device | str = "cpu") 
     if precision != "auto":
         return precision
     return "bf16-autocast" if environment.native_bf16(device) else "fp32"
+
+
+def machine_precision(precision: str) -> str:
+    """``precision`` resolved for this machine's training device (CUDA when present, else the CPU):
+    what recipe digests record (notebooks 02-03)."""
+    return resolve_train_precision(precision, "cuda" if torch.cuda.is_available() else "cpu")
 
 
 def autocast_for(precision: str, device: torch.device) -> torch.autocast:

@@ -28,10 +28,7 @@ EXPECTED = {  # package -> required version prefix
 @functools.lru_cache(maxsize=None)
 def cpu_has_native_bf16() -> bool:
     """True on CPUs with native bfloat16 (AVX512-BF16 or AMX), where bf16 autocast pays off."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
-    except OSError:
-        return False
+    flags = _cpuinfo()
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 

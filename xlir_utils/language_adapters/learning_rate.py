@@ -30,7 +30,8 @@ from ..recipe_study import scores_of
 from .routing import encode_routed
 from .variants import load_variant, train_variant, variant_lr
 
-GRID_VARIANTS = ("task-only", "joint-per-side")  # whose rate the grid chooses
+RATE_FIELDS = {"task-only": "task_lr", "joint-per-side": "joint_lr"}  # grid variant -> the AdapterConfig rate it chooses
+GRID_VARIANTS = tuple(RATE_FIELDS)
 DEV_SET = "mlqa-r-dev"
 SCORES = "dev_scores.json"
 GRID_COLUMNS = ["variant", "lr", "seed", "train_minutes", "loss_last10", "dev_mono", "dev_cross", "dev_multi",
@@ -43,8 +44,7 @@ def grid_run_dir(profile_name: str, variant: str, lr: float, seed: int) -> Path:
 
 
 def _grid_profile(profile: Profile, variant: str, lr: float) -> Profile:
-    rates = {"joint_lr": lr} if variant == "joint-per-side" else {"task_lr": lr}
-    return profile.replace(adapters=rates)
+    return profile.replace(adapters={RATE_FIELDS[variant]: lr})
 
 
 def dev_score(run_dir: Path, digest: str, profile: Profile, dev) -> dict[str, float]:
@@ -101,7 +101,7 @@ def chosen_rates(grid: pd.DataFrame) -> dict[str, float]:
     """The rate with the highest dev *S* per grid variant, as ``AdapterConfig`` fields:
     ``{"task_lr": .., "joint_lr": ..}`` (notebook 03 §4); ``{}`` for an empty grid."""
     out = {}
-    for variant, field in (("task-only", "task_lr"), ("joint-per-side", "joint_lr")):
+    for variant, field in RATE_FIELDS.items():
         rows = grid[grid.variant == variant]
         if len(rows):
             out[field] = float(rows.loc[rows.S.idxmax(), "lr"])

@@ -34,8 +34,9 @@ def _rss(pid: int) -> int:
         return 0
 
 
-def run_notebook(checkout: Path, notebook: str, profile: str, kernel: str) -> dict:
-    """Execute ``checkout/notebooks/<notebook>*.ipynb`` in ``profile``; peak RSS and wall time."""
+def run_notebook(checkout: Path, notebook: str, profile: str, kernel: str, output_dir: Path | None = None) -> dict:
+    """Execute ``checkout/notebooks/<notebook>*.ipynb`` in ``profile``; peak RSS and wall time.
+    ``output_dir``: where the executed notebook is also written (as ``make reproduce`` writes it)."""
     path = next((checkout / "notebooks").glob(f"{notebook}*.ipynb"))
     nb = nbformat.read(path, as_version=4)
     os.environ["XLIR_PROFILE"] = profile
@@ -60,6 +61,9 @@ def run_notebook(checkout: Path, notebook: str, profile: str, kernel: str) -> di
         finally:
             done.set()
             watcher.join()
+            if output_dir is not None:  # also when a cell failed: the executed part shows where
+                output_dir.mkdir(parents=True, exist_ok=True)
+                nbformat.write(nb, output_dir / path.name)
         wall = time.perf_counter() - start
     commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
@@ -74,9 +78,13 @@ def main() -> None:
     parser.add_argument("--notebook", default="04")
     parser.add_argument("--profile", default="smoke")
     parser.add_argument("--kernel", default="xlir")
+    parser.add_argument("--output-dir", type=Path, help="also write the executed notebooks here")
     args = parser.parse_args()
-    runs = [run_notebook(Path(c).resolve(), args.notebook, args.profile, args.kernel)
-            for c in [*args.checkout, *args.checkouts]]
+    checkouts = [Path(c).resolve() for c in [*args.checkout, *args.checkouts]]
+    several = len(checkouts) > 1  # then each checkout's executed notebook goes to a folder of its own
+    runs = [run_notebook(c, args.notebook, args.profile, args.kernel,
+                         args.output_dir / c.name if several and args.output_dir else args.output_dir)
+            for c in checkouts]
     print(json.dumps({"claim": "notebook 04's peak memory is bounded by one model",
                       "seeds": os.environ.get("XLIR_SEEDS", "the profile's"), "machine": {
         "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),

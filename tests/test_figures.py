@@ -136,3 +136,31 @@ def test_lr_grid_and_separation_figures_show_what_they_say():
     x = bars.lines[0].get_xdata()
     assert list(x) == [.5, pytest.approx(.8)]  # seed means, in the summary's order
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["z", "h"]
+
+
+def test_headline_shows_each_system_minus_the_reference_below(results, seed_means):
+    comparisons = pd.DataFrame([
+        {"a": "full-hybrid", "b": "full-X-X", "dataset": "xquad-r", "metric": "map", "setting": "multi",
+         "delta": 0.05, "ci_low": 0.04, "ci_high": 0.07},
+        {"a": "xlm-roberta-base", "b": "full-hybrid", "dataset": "xquad-r", "metric": "map", "setting": "multi",
+         "delta": -0.01, "ci_low": -0.02, "ci_high": 0.005},
+        {"a": "full-hybrid", "b": "full-X-X", "dataset": "mlqa-r", "metric": "map", "setting": "multi",
+         "delta": 0.9, "ci_low": 0.8, "ci_high": 1.0}])
+    diffs = figures.paired_against(comparisons, "full-hybrid", "xquad-r").set_index("system")
+    # hybrid - X-X turned round into X-X - hybrid, its interval mirrored; the other dataset left out
+    assert diffs.loc["full-X-X", ["delta", "ci_low", "ci_high"]].tolist() == [-0.05, -0.07, -0.04]
+    assert diffs.loc["xlm-roberta-base", ["delta", "ci_low", "ci_high"]].tolist() == [-0.01, -0.02, 0.005]
+    fig = figures.plot_headline(seed_means, results, baselines=("xlm-roberta-base",), comparisons=comparisons,
+                                reference="full-hybrid")
+    assert len(fig.axes) == 8
+    bottom_multi = fig.axes[6]  # multi mAP, system - full-hybrid: one dot per row, in the rows' order
+    assert [t.get_text() for t in fig.axes[4].get_yticklabels()] == ["xlm-roberta-base", "full-X-X"]
+    dots = [line for line in bottom_multi.lines if line.get_marker() == "o"]
+    assert [float(d.get_xdata()[0]) for d in dots] == [-0.01, -0.05] and [d.get_ydata()[0] for d in dots] == [0, 1]
+    assert bottom_multi.get_xlim()[0] < -0.07 and bottom_multi.get_xlim()[1] > 0.005  # every interval and 0 shown
+    multi = seed_means[(seed_means.dataset == "xquad-r") & (seed_means.setting == "multi") & (seed_means.metric == "map")]
+    seeds = results[(results.dataset == "xquad-r") & (results.setting == "multi") & (results.metric == "map")
+                    & (results.query_lang == "all")].value
+    drawn = np.concatenate([multi.ci_low, multi.ci_high, multi["mean"], seeds])
+    lo, hi = drawn.min(), drawn.max()  # the top multi-mAP panel is zoomed to what it draws, not drawn from 0
+    np.testing.assert_allclose(fig.axes[2].get_xlim(), (lo - 0.08 * (hi - lo), hi + 0.08 * (hi - lo)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -177,9 +178,18 @@ def test_the_head_learns_on_cached_states(e5_head, prof):
     assert trained_loss < fresh_loss - 0.5
     record = json.loads((e5_head["root"] / la.HEAD_DIR / "run.json").read_text())
     log = e5_head["head_log"]
-    assert record["heldout_loss"] == pytest.approx(
-        e5_head["held"].query("candidate == @record['chosen']").head_loss.mean())
+    final = pd.read_csv(e5_head["root"] / la.HEAD_DIR / "heldout_chosen.csv")
+    assert record["heldout_loss"] == pytest.approx(final.head_loss.mean())
     assert log[log.candidate == record["chosen"]].heldout_loss.min() < 10
+    # the screen: every candidate trained the screen's epochs, only the chosen one went on, and the
+    # kept head is never worse on held-out text than the chosen candidate was at the screen
+    screen = prof.adapters.head_screen_epochs
+    assert record["screen_epochs"] == screen == 1
+    epochs = log.groupby("candidate").epoch.max()
+    assert (epochs.drop(record["chosen"]) == screen).all() and epochs[record["chosen"]] > screen
+    assert log[log.candidate == record["chosen"]].epoch.tolist() == list(range(1, epochs[record["chosen"]] + 1))
+    screened = e5_head["held"].query("candidate == @record['chosen']").head_loss.mean()
+    assert record["heldout_loss"] <= screened
     assert record["vocab"] < 10_000  # the softmax ranges over the ids of this text only
     reloaded = lang_training._load_head(e5_head["model"], e5_head["root"] / la.HEAD_DIR)
     assert all(torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), e5_head["head"].state_dict().values()))
@@ -482,7 +492,7 @@ def test_the_head_study_encodes_at_most_head_study_texts_per_language(prof, corp
     assert json.loads((tmp_path / "head" / "run.json").read_text())["recipe"]["study_texts"] == 7
 
 
-def test_the_adapter_learning_rate_is_chosen_on_dev_and_used(prof, project, runs, monkeypatch):
+def test_the_adapter_learning_rate_is_chosen_on_dev_and_used(prof, project, runs, monkeypatch, tmp_path):
     from xlir_utils.data.processed import read_processed
     from xlir_utils.language_adapters import learning_rate as grid_module
 
@@ -517,3 +527,45 @@ def test_the_adapter_learning_rate_is_chosen_on_dev_and_used(prof, project, runs
     monkeypatch.setattr(grid_module, "load_variant", no_loading)  # a rerun reuses runs and scores
     pd.testing.assert_frame_equal(la.lr_grid(prof, pairs, languages=("de", "en"), show_progress=False)
                                   .drop(columns="train_minutes"), grid.drop(columns="train_minutes"))
+
+    # the variant's run at the chosen rate and the grid's seed is the grid's run, copied, not trained
+    from xlir_utils.language_adapters import variants as variants_module
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(variants_module, "train_run", no_training)
+    twin = la.grid_run_dir(prof.name, "task-only", rates["task_lr"], 13)
+    kw = dict(seed=13, languages=("de", "en"), show_progress=False)
+    record = la.train_variant(chosen, "task-only", pairs, run_dir=tmp_path / "adopted", **kw)
+    assert record == json.loads((twin / "run.json").read_text())
+    for f in (twin / "model").rglob("*"):
+        if f.is_file():
+            assert (tmp_path / "adopted" / "model" / f.relative_to(twin / "model")).read_bytes() == f.read_bytes()
+    untried = prof.replace(adapters={"task_lr": 5e-3})  # a rate the grid did not try is trained
+    with pytest.raises(AssertionError, match="trained again"):
+        la.train_variant(untried, "task-only", pairs, run_dir=tmp_path / "untried", **kw)
+    other_recipe = chosen.replace(train={"chunk_rows": 3})  # the grid's rate, another recipe: trained
+    with pytest.raises(AssertionError, match="trained again"):
+        la.train_variant(other_recipe, "task-only", pairs, run_dir=tmp_path / "other", **kw)
+    damaged = tmp_path / "damaged-grid-run"  # a damaged grid run is not copied but trained again
+    shutil.copytree(twin, damaged)
+    weights = max((f for f in (damaged / "model").rglob("*") if f.is_file()), key=lambda f: f.stat().st_size)
+    weights.write_bytes(weights.read_bytes()[:100])
+    monkeypatch.setattr(variants_module, "grid_run_dir", lambda *args: damaged)
+    with pytest.raises(AssertionError, match="trained again"):
+        la.train_variant(chosen, "task-only", pairs, run_dir=tmp_path / "from-damaged", **kw)
+
+
+def test_without_a_screen_every_candidate_trains_the_full_budget(prof, corpus, tiny_encoder, tmp_path):
+    full = prof.replace(adapters={"head_screen_epochs": None, "head_max_epochs": 2, "head_patience": 5,
+                                  "head_study_texts": 20})
+    la.train_mlm_head(tiny_encoder(), corpus, full, tmp_path / "head", show_progress=False)
+    record = json.loads((tmp_path / "head" / "run.json").read_text())
+    log = pd.read_csv(tmp_path / "head" / "head_log.csv")
+    study = pd.read_csv(tmp_path / "head" / "study.csv")
+    assert record["screen_epochs"] is None and "screen_epochs" not in record["recipe"]
+    assert (log.groupby("candidate").epoch.max() == 2).all()
+    assert record["heldout_loss"] == pytest.approx(study.loc[study.chosen, "heldout_loss"].iloc[0])
+    screened = prof.replace(adapters={"head_screen_epochs": 1, "head_max_epochs": 2})
+    assert la.head_recipe(screened, corpus)["screen_epochs"] == 1  # a screen is part of the head's recipe

@@ -4,13 +4,14 @@ import pytest
 from xlir_utils import outputs, paths, reporting
 
 
-def test_readme_results_block_matches_results():
+@pytest.mark.parametrize("markers", list(reporting.BLOCKS))
+def test_readme_generated_blocks_match_results(markers):
     if not (paths.results_dir("quick") / outputs.SEED_MEANS_FILE).is_file():
         pytest.skip("no seeded quick-profile results committed yet (make reproduce writes them)")
     text = (paths.project_root() / "README.md").read_text()
-    begin, end = reporting.README_MARKERS
+    begin, end = markers
     block = text[text.index(begin) + len(begin): text.index(end)].strip()
-    assert block == reporting.results_markdown("quick")
+    assert block == reporting.BLOCKS[markers]("quick")
 
 
 def test_readme_opens_with_the_two_commands():

@@ -147,3 +147,36 @@ def test_older_tables_are_refused_with_the_fix(tmp_path, monkeypatch):
     outputs.save_table(pd.DataFrame({"system": ["full-X-X"], "training": ["X-X"]}), outputs.SEED_MEANS_FILE, "smoke")
     with pytest.raises(DamagedFileError, match="rerun notebook 04"):
         outputs.read_table(outputs.SEED_MEANS_FILE, "smoke")
+
+
+def test_readme_adapter_block_reads_each_difference_from_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
+    assert "has not compared" in reporting.adapters_markdown("smoke")  # before notebook 04
+    specs = {"full-hybrid": SystemSpec("full", E5, sampling="hybrid", alpha=0.5),
+             "adapters-mlm-per-side": SystemSpec("adapters", E5, sampling="hybrid", alpha=0.5,
+                                                 adapter_variant="mlm-per-side", unseen_routing="own"),
+             "adapters-mlm-per-side-unseen-en": SystemSpec("adapters", E5, sampling="hybrid", alpha=0.5,
+                                                           adapter_variant="mlm-per-side", unseen_routing="en")}
+    means = pd.DataFrame([{"system": name, **spec.columns(), "dataset": "xquad-r", "metric": "map", "setting": "multi",
+                           "n_seeds": 3, "mean": .5, "ci_low": .4, "ci_high": .6} for name, spec in specs.items()])
+
+    def row(a, b, dataset, setting, metric, delta):
+        return {"a": a, "b": b, "dataset": dataset, "metric": metric, "setting": setting, "delta": delta,
+                "ci_low": delta - 0.01, "ci_high": delta + 0.01, "p_value": 0.5, "n_seeds_a": 3, "n_seeds_b": 3}
+
+    cmp = pd.DataFrame([row("adapters-mlm-per-side", "full-hybrid", "xquad-r", "multi", "map", -0.02),
+                        row("adapters-mlm-per-side", "full-hybrid", "xquad-r", "mono", "map", 0.004),
+                        row("adapters-mlm-per-side", "full-hybrid", "mlqa-r-dev", "multi", "map", 0.9),
+                        row("adapters-mlm-per-side-unseen-en", "adapters-mlm-per-side", "xquad-r", "multi", "map", 0.7)])
+    unseen = pd.DataFrame([row("adapters-mlm-per-side", "full-hybrid", "xquad-r, el/th queries", "multi", "map", -0.05),
+                           row("adapters-mlm-per-side-unseen-en", "adapters-mlm-per-side", "xquad-r, el/th queries",
+                               "multi", "map", -0.03)])
+    outputs.save_table(means, outputs.SEED_MEANS_FILE, "smoke")
+    outputs.save_table(cmp, outputs.SEED_COMPARISONS_FILE, "smoke")
+    outputs.save_table(unseen, outputs.UNSEEN_COMPARISONS_FILE, "smoke")
+    lines = reporting.adapters_markdown("smoke").splitlines()
+    assert "el/th queries" in lines[2]
+    own, english = lines[4], lines[5]
+    assert own.startswith("| adapters: mlm-per-side (hybrid α=0.5) (`adapters-mlm-per-side`) | +0.004 [-0.006, +0.014] |")
+    assert "| -0.020 [-0.030, -0.010] |" in own and "| -0.050 [-0.060, -0.040] |" in own and "0.9" not in own
+    assert english.endswith("| -0.030 [-0.040, -0.020] |")  # against its own routing, on the unseen queries

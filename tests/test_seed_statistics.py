@@ -70,3 +70,27 @@ def test_runs_on_different_queries_are_refused():
     b = RunValues(b.labels, b.dataset, b.query_codes[::-1].copy(), b.matrices)
     with pytest.raises(ValueError, match="different queries"):
         seed_summary([a, b], n_boot=10)
+
+
+def test_restricted_to_some_query_languages_the_means_are_theirs():
+    from xlir_utils.seed_statistics import restrict_queries
+
+    rng = np.random.default_rng(6)
+    runs = [_run("a", s, 0.6, 0.05, rng) for s in (1, 2)]
+    langs = ("de", "el", "th")  # codes 0, 1, 2
+    only = [restrict_queries(r, ["el", "th"], langs, "toy, unseen") for r in runs]
+    assert all(set(r.query_codes) == {1, 2} and r.dataset == "toy, unseen" for r in only)
+    means, _ = seed_summary(only, n_boot=100, seed=3)
+    for setting in ("mono", "cross", "multi"):
+        per_seed = []
+        for r in runs:  # the plain macro mean over the el and th queries, every candidate column kept
+            cells = []
+            for g in (1, 2):
+                rows = r.matrices["map"][r.query_codes == g]
+                cols = {"mono": [g], "cross": [c for c in range(N_LANG) if c != g], "multi": [N_LANG]}[setting]
+                cells += [rows[:, c].mean() for c in cols]
+            per_seed.append(np.mean(cells))
+        row = means[(means.setting == setting) & (means.metric == "map")].iloc[0]
+        assert row["mean"] == pytest.approx(np.mean(per_seed)) and row.dataset == "toy, unseen"
+    with pytest.raises(ValueError, match="'xx'"):
+        restrict_queries(runs[0], ["xx"], langs, "toy")

@@ -238,3 +238,54 @@ def test_the_recipe_digest_names_the_precision_auto_resolves_to(pairs, monkeypat
     assert (bf16.train.precision, fp32.train.precision) == ("bf16-autocast", "fp32")
     assert bf16.digest() != fp32.digest()
     assert make_spec("p", ENCODER, "hybrid", dataclasses.replace(cfg, precision="fp32"), 5, pairs).digest() == fp32.digest()
+
+
+def test_length_sorted_chunks_give_the_whole_batch_embeddings_and_gradients(pairs, new_model):
+    """A side of 20 real passages runs in chunks of similar length, each padded to its own longest
+    text: the embeddings (in input order) and the gradients are those of one padded batch."""
+    from xlir_utils.training import step
+
+    texts = pairs["passage"].drop_duplicates().head(20).tolist()
+    lengths = [len(t) for t in texts]
+    chunks = step.length_chunks(lengths, 8)
+    assert [len(c) for c in chunks] == [8, 8, 4] and sorted(i for c in chunks for i in c) == list(range(20))
+    assert all(lengths[a] >= lengths[b] for c in chunks for a, b in zip(c, c[1:]))
+    assert step.length_chunks(lengths, 0) == [list(range(20))]
+
+    def run(rows):
+        model = new_model(64)
+        model.eval()  # no dropout: the two passes must compute the same function
+        with step.chunked(rows):
+            out = embed(model, texts, ["de"] * 20, "passage")
+        (out * torch.linspace(-1, 1, out.shape[1])).sum().backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return out.detach(), grads
+
+    chunked, chunked_grads = run(8)
+    whole, whole_grads = run(0)
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
+    assert step.CHUNK_ROWS == config.TrainConfig(steps=1, batch_size=1).chunk_rows  # restored after the block
+    assert chunked_grads.keys() == whole_grads.keys() and chunked_grads
+    for name in whole_grads:
+        torch.testing.assert_close(chunked_grads[name], whole_grads[name], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("rows, sizes", [(0, [8]), (3, [3, 3, 2])])
+def test_a_run_embeds_each_side_in_chunks_of_its_recipe(pairs, tmp_path, new_model, rows, sizes):
+    """The loop applies the recipe's ``chunk_rows``: what the encoder receives, step by step."""
+    cfg = _tiny(1, chunk_rows=rows)
+    model = new_model()
+    seen, forward = [], model[0].forward
+
+    def recording(features, *args, **kwargs):
+        seen.append(tuple(features["input_ids"].shape))
+        return forward(features, *args, **kwargs)
+
+    model[0].forward = recording
+    train_run(model, pairs, make_spec("t", ENCODER, "hybrid", cfg, 13, pairs), tmp_path / "run",
+              save_fn=lambda m, f: None, show_progress=False)
+    assert [n for n, _ in seen] == sizes * 2  # queries, then passages
+    widths = [w for _, w in seen]
+    assert all(a >= b for a, b in zip(widths[: len(sizes)], widths[1: len(sizes)]))  # longest chunk first
+    assert make_spec("t", ENCODER, "hybrid", cfg, 13, pairs).digest() != \
+        make_spec("t", ENCODER, "hybrid", _tiny(1, chunk_rows=5), 13, pairs).digest()  # part of the recipe

@@ -45,6 +45,7 @@ class TrainConfig:
     freeze_layers: int = 0  # k > 0: the embedding block and the lowest k transformer layers stay frozen
     schedule: str = "linear"  # "linear" (warm-up, decay to 0) or "constant" (warm-up, then constant)
     warmup_steps: int = 10  # schedule "constant": linear warm-up steps
+    chunk_rows: int = 8  # a batch side runs in length-sorted chunks of this many rows (0: one padded batch); dropout draws per chunk, so a recipe setting
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class AdapterConfig:
     head_lr: float = 1e-3  # the shared MLM head, trained on cached states of the frozen encoder
     head_batch: int = 512
     head_max_epochs: int = 30
+    head_screen_epochs: int | None = None  # every candidate head trains this many epochs; the best continues to head_max_epochs (None: all train the full budget)
     head_patience: int = 2
     head_max_positions: int | None = 60_000  # masked positions a head trains on (a seeded sample)
     head_maskings: int = 3  # times each text is masked for the heads offered more text (notebook 03 §3)
@@ -142,7 +144,7 @@ def _smoke() -> Profile:
                           warmup_steps=1, freeze_layers=6, alpha_sweep=(0.0, 0.25, 0.5, 1.0)),
         adapters=AdapterConfig(
             languages=XQUAD_R_LANGS, mlm_steps=2, mlm_batch_size=8, max_texts_per_language=64,
-            head_max_epochs=2, head_maskings=2,  # (a smoke head cannot learn; the paths run)
+            head_max_epochs=2, head_screen_epochs=1, head_maskings=2,  # (a smoke head cannot learn; the paths run)
             head_study_texts=40, matrix_texts=5, lr_grid=(1e-3, 3e-3),
         ),
         bootstrap_samples=100,

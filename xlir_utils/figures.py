@@ -14,7 +14,7 @@ import pandas as pd
 import seaborn as sns
 
 from .languages import LANG_ORDER, lang_colour
-from .systems.labels import mean_over_seeds, system_colours, system_order
+from .systems.labels import GROUP_COLOURS, display_group, mean_over_seeds, system_colours, system_order
 
 STYLE = {
     "figure.dpi": 110,
@@ -133,33 +133,101 @@ def _systems_frame(seed_means: pd.DataFrame) -> pd.DataFrame:
     return seed_means.assign(model=seed_means.system)
 
 
+HEADLINE_PANELS = (("mono", "map"), ("cross", "map"), ("multi", "map"), ("multi", "rank_distance"))
+
+
+def _zoomed(ax, *drawn: np.ndarray, zero: bool = False) -> None:
+    """Limit ``ax``'s x-axis to every value drawn (intervals, means, seeds; and 0 for
+    differences), with a margin."""
+    values = np.concatenate([np.asarray(v, float).ravel() for v in drawn] + [np.zeros(1 if zero else 0)])
+    values = values[np.isfinite(values)]
+    if len(values):
+        lo, hi = values.min(), values.max()
+        pad = 0.08 * (hi - lo or abs(hi) or 1.0)
+        ax.set_xlim(lo - pad, hi + pad)
+    ax.xaxis.set_major_locator(plt.MaxNLocator(5))
+
+
+def _dot_rows(ax, names: Sequence[str], groups: Sequence[str], centre, low, high, *, labelled: bool,
+              extra: np.ndarray | None = None, zero: bool = False) -> None:
+    """One row per name: a dot at ``centre`` and a line from ``low`` to ``high`` in its group's
+    colour, thin lines between groups, the axis zoomed to all of it (and ``extra``; 0 with ``zero``)."""
+    for i in range(len(names)):
+        colour = GROUP_COLOURS[groups[i]]
+        ax.plot([low.iat[i], high.iat[i]], [i, i], color=colour, lw=2, alpha=0.6, solid_capstyle="butt")
+        ax.plot(centre.iat[i], i, "o", color=colour, ms=4.5)
+        if i and groups[i] != groups[i - 1]:
+            ax.axhline(i - 0.5, color="0.8", lw=0.6)
+    if zero:
+        ax.axvline(0, color="k", lw=0.8)
+    # (a percentile interval need not be centred on the mean; on a tiny set it can even miss it)
+    _zoomed(ax, low, high, centre, np.zeros(0) if extra is None else extra, zero=zero)
+    ax.set_yticks(range(len(names)), names if labelled else [""] * len(names), fontsize=7)
+    ax.set_ylim(len(names) - 0.5, -0.5)
+    ax.grid(axis="x", color="0.92", lw=0.6)
+
+
+def paired_against(comparisons: pd.DataFrame, reference: str, dataset: str) -> pd.DataFrame:
+    """Each system minus ``reference``, from the paired comparisons (a, b, delta, ci_low, ci_high;
+    :func:`xlir_utils.seed_statistics.seed_summary`) of ``dataset``: rows ``a - reference`` as
+    they are, rows ``reference - b`` turned round (notebook 04 §6)."""
+    rows = comparisons[comparisons.dataset == dataset]
+    ahead = rows[rows.b == reference].assign(system=lambda f: f.a)
+    turned = rows[rows.a == reference]
+    behind = turned.assign(system=turned.b, delta=-turned.delta, ci_low=-turned.ci_high, ci_high=-turned.ci_low)
+    both = pd.concat([ahead, behind], ignore_index=True)  # a pair compared both ways is drawn once
+    return both.drop_duplicates(["system", "metric", "setting"])[["system", "metric", "setting", "delta", "ci_low",
+                                                                   "ci_high"]]
+
+
 def plot_headline(seed_means: pd.DataFrame, results: pd.DataFrame | None = None, dataset: str = "xquad-r",
-                  baselines: Sequence[str] = ()):
-    """Seed means per setting (bars, two-level bootstrap 95 % CIs) and every seed (dots), mAP and
-    rank distance, one bar per system (notebook 04 §6)."""
+                  baselines: Sequence[str] = (), comparisons: pd.DataFrame | None = None,
+                  reference: str | None = None):
+    """The headline (notebook 04 §6). Top row: per system, the seed mean (dot) with its 95 %
+    interval over queries and seeds (line) and every seed (black ticks, with ``results``), mono /
+    cross / multi mAP and rank distance, each axis zoomed to what it draws, systems grouped by family (colour, thin
+    lines between groups). Bottom row, with ``comparisons`` and ``reference`` (e.g. ``full-hybrid``):
+    each system minus the reference, paired over queries and seeds, with its interval and 0 marked."""
     use_style()
     sm = _systems_frame(seed_means[seed_means.dataset == dataset])
     order = system_order(sm, baselines)
-    colours = system_colours(sm, order)
-    panels = [("mono", "map"), ("cross", "map"), ("multi", "map"), ("multi", "rank_distance")]
-    fig, axes = plt.subplots(1, 4, figsize=(12.5, 0.32 * len(order) + 1.8))
-    for ax, (setting, metric) in zip(axes, panels):
+    first = sm.drop_duplicates("system").set_index("system")
+    groups = [display_group(first.loc[m]) for m in order]
+    diffs = paired_against(comparisons, reference, dataset) if comparisons is not None and reference else None
+    if diffs is not None and diffs.empty:
+        diffs = None
+    n_rows = 2 if diffs is not None else 1
+    diff_order = [m for m in order if diffs is not None and m in set(diffs.system)]
+    height = 0.26 * len(order) + 1.4 + (0.26 * len(diff_order) + 1.2 if diffs is not None else 0)
+    fig, axes = plt.subplots(n_rows, 4, figsize=(13, height), squeeze=False,
+                             gridspec_kw={"height_ratios": [len(order) + 2, len(diff_order) + 3][:n_rows]})
+    for ax, (setting, metric) in zip(axes[0], HEADLINE_PANELS):
         sub = sm[(sm.setting == setting) & (sm.metric == metric)].set_index("system").reindex(order)
-        # (a percentile interval need not be centred on the mean; it can even miss it on tiny sets)
-        err = np.clip(np.nan_to_num(np.vstack([sub["mean"] - sub.ci_low, sub.ci_high - sub["mean"]])), 0, None)
-        ax.barh(range(len(order)), sub["mean"], xerr=err, color=colours, capsize=2, alpha=0.85)
+        seeds = None
         if results is not None:
             runs = results[(results.dataset == dataset) & (results.setting == setting) & (results.metric == metric)
                            & (results.query_lang == "all") & results.system.isin(order)]
-            y = runs.system.map({m: i for i, m in enumerate(order)})
-            ax.scatter(runs.value, y, s=9, color="k", zorder=3, label="one seed")
-        ax.set_yticks(range(len(order)), order if ax is axes[0] else [""] * len(order))
-        ax.invert_yaxis()
+            ax.scatter(runs.value, runs.system.map({m: i for i, m in enumerate(order)}), marker="|", s=30,
+                       color="k", lw=0.8, zorder=3, label="one seed")
+            seeds = runs.value.to_numpy(float)
+        _dot_rows(ax, order, groups, sub["mean"], sub.ci_low, sub.ci_high, labelled=ax is axes[0][0], extra=seeds)
         ax.set_title(f"{setting}: {'mAP' if metric == 'map' else 'rank distance (lower = better)'}")
+    present = list(dict.fromkeys(groups))
+    handles = [plt.Line2D([], [], color=GROUP_COLOURS[g], marker="o", lw=2, label=g) for g in present]
     if results is not None:
-        axes[0].legend(frameon=False, loc="lower left", fontsize=7)
-    fig.suptitle(f"{dataset}: full-ranking mAP, seed means with 95% intervals over queries and seeds", y=1.02)
-    fig.tight_layout()
+        handles.append(plt.Line2D([], [], color="k", marker="|", lw=0, ms=8, label="one seed"))
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False, fontsize=8,
+               bbox_to_anchor=(0.5, 1.0))
+    if diffs is not None:
+        dgroups = [groups[order.index(m)] for m in diff_order]
+        for ax, (setting, metric) in zip(axes[1], HEADLINE_PANELS):
+            sub = diffs[(diffs.setting == setting) & (diffs.metric == metric)].set_index("system").reindex(diff_order)
+            _dot_rows(ax, diff_order, dgroups, sub.delta, sub.ci_low, sub.ci_high, labelled=ax is axes[1][0], zero=True)
+            what = "mAP" if metric == "map" else "rank distance (lower = better)"
+            ax.set_title(f"{setting} {what}:\nsystem − {reference}", fontsize=9)
+    fig.suptitle(f"{dataset}: full-ranking mAP and rank distance, seed means with 95% intervals over queries and "
+                 "seeds" + ("; below, paired differences" if diffs is not None else ""), y=1.03)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     return fig
 
 
@@ -176,7 +244,11 @@ def plot_tatoeba(results: pd.DataFrame, baselines: Sequence[str] = (), direction
     order = system_order(rows, baselines)
     per = per.reindex([m for m in order if m in per.index])
     fig, ax = plt.subplots(figsize=(0.55 * per.shape[1] + 3.5, 0.32 * len(per) + 1.4))
-    sns.heatmap(per * 100, annot=True, fmt=".0f", cmap="viridis", vmin=0, vmax=100, ax=ax, annot_kws={"size": 6},
+    values = (per * 100).to_numpy(float)
+    values = values[np.isfinite(values)]
+    low, high = (values.min(), values.max()) if len(values) else (0.0, 100.0)  # the scale spans the data, in 5s
+    sns.heatmap(per * 100, annot=True, fmt=".0f", cmap="viridis", vmin=5 * np.floor(low / 5),
+                vmax=max(5 * np.ceil(high / 5), 5 * np.floor(low / 5) + 5), ax=ax, annot_kws={"size": 6},
                 cbar_kws={"label": "accuracy (%)"})
     ax.set(xlabel="", ylabel="", title=f"Tatoeba accuracy ({direction}: English queries, the other language's index)"
            if direction == "en→xx" else f"Tatoeba accuracy ({direction})")

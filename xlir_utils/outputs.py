@@ -40,6 +40,8 @@ PER_QUERY_FILE = "per_query_multi.parquet"  # per-query multilingual AP and rank
 PAIRED_FILE = "paired_tests.csv"  # per run, paired comparisons against the zero-shot baseline (notebook 04)
 SEED_MEANS_FILE = "seed_means.csv"  # every system's mean over seeds, intervals over queries and seeds (notebook 04)
 SEED_COMPARISONS_FILE = "seed_comparisons.csv"  # hybrid - X-X, hybrid - X-Y, ... over queries and seeds (notebook 04)
+UNSEEN_MEANS_FILE = "unseen_seed_means.csv"  # seed means on the queries in languages no training batch held (notebook 04)
+UNSEEN_COMPARISONS_FILE = "unseen_seed_comparisons.csv"  # the adapter comparisons on those queries (notebook 04)
 LARGE_SCALE_FILE = "large_scale.csv"  # Mewsli-X mAP@20 and MIRACL nDCG@10 / Recall@100 (notebook 04, paper)
 LIR_FILE = "lir_evaluation.parquet"  # Language Information Removal rows (notebook 05)
 LIR_SEED_MEANS_FILE = "lir_seed_means.csv"  # seed means of every system + LIR (notebook 05)
@@ -56,7 +58,8 @@ WRITERS = {  # who writes each file: named in an error so the reader knows what 
     HIDDEN_SHIFT_FILE: "notebook 03", ADAPTER_LOGS_FILE: "notebook 03", ADAPTER_LR_GRID_FILE: "notebook 03",
     EVAL_FILE: "notebook 04",
     PER_QUERY_FILE: "notebook 04", PAIRED_FILE: "notebook 04", SEED_MEANS_FILE: "notebook 04",
-    SEED_COMPARISONS_FILE: "notebook 04", LARGE_SCALE_FILE: "notebook 04", LIR_FILE: "notebook 05",
+    SEED_COMPARISONS_FILE: "notebook 04", UNSEEN_MEANS_FILE: "notebook 04",
+    UNSEEN_COMPARISONS_FILE: "notebook 04", LARGE_SCALE_FILE: "notebook 04", LIR_FILE: "notebook 05",
     LIR_SEED_MEANS_FILE: "notebook 05", LIR_COMPARISONS_FILE: "notebook 05", PROJECTION_FILE: "notebook 05",
     SEPARATION_FILE: "notebook 05",
 }

@@ -59,6 +59,18 @@ def run_values(ev, *, labels: Mapping, dataset: str, metrics: Sequence[str] = tu
                      {m: np.asarray(ev.matrices[m], dtype=float) for m in metrics if m in ev.matrices})
 
 
+def restrict_queries(run: RunValues, languages: Sequence[str], all_languages: Sequence[str], dataset: str) -> RunValues:
+    """``run`` on its queries in ``languages`` alone (``all_languages``: the retrieval set's
+    languages, in the order of its query codes), named ``dataset``: for instance XQuAD-R's queries in
+    the languages no training batch held (notebook 04 §7). Each setting keeps its candidates:
+    mono and cross still search the other languages' candidates, multi the whole pool."""
+    unknown = sorted(set(languages) - set(all_languages))
+    if unknown:
+        raise ValueError(f"languages {unknown} are not among the retrieval set's languages {tuple(all_languages)}")
+    keep = np.isin(run.query_codes, [list(all_languages).index(x) for x in languages])
+    return RunValues(run.labels, dataset, run.query_codes[keep], {m: v[keep] for m, v in run.matrices.items()})
+
+
 def _masks(n_groups: int, n_cols: int, settings: Sequence[str]) -> np.ndarray:
     """(S, n_groups * n_cols) cell masks over (query language, column) for each setting."""
     out = []

@@ -49,7 +49,7 @@ from .lang_training import (
     train_language_adapters,
     train_mlm_head,
 )
-from .learning_rate import GRID_VARIANTS, chosen_rates, grid_run_dir, lr_grid
+from .learning_rate import GRID_VARIANTS, chosen_rates, lr_grid
 from .mlm import MLMHead, heldout_mlm, mask_tokens, mlm_loss, mlm_training_loop, new_mlm_head
 from .plumbing import (
     FORMAT_VERSION,
@@ -68,6 +68,7 @@ from .variants import (
     MLM_VARIANTS,
     adapter_languages,
     control_reduction_factor,
+    grid_run_dir,
     joint_init,
     load_variant,
     saved_routing,

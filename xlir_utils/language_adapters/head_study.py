@@ -13,7 +13,11 @@ none, so one is trained, and the best one e5-small can give is chosen by its hel
 * ``final layer + transformer layer, more text``: one transformer layer of the head's own over
   the last layer's states (:class:`~.mlm.ContextBlock`), each text masked once.
 
-Every candidate is scored on the same held-out text and the same vocabulary. There is no bar a
+With ``adapters.head_screen_epochs`` the candidates are compared after that many epochs each
+(the study's equal budget) and only the best trains on to ``head_max_epochs``: with four
+candidates, a two-epoch screen and six epochs in all, half the epochs of training every
+candidate to the end. Every candidate is scored on the same
+held-out text and the same vocabulary. There is no bar a
 head has to pass: the table states how much signal there is, and each language adapter is then
 judged by what it does to its own language's held-out loss (:mod:`.lang_training`).
 """
@@ -106,20 +110,26 @@ def candidate_states(model, candidates: Sequence[HeadCandidate], vocab: torch.Te
 
 def train_candidate(model, candidate: HeadCandidate, vocab: torch.Tensor, train: CachedStates,
                     held: dict[str, CachedStates], held_text: dict[str, list[str]], profile: Profile, *,
-                    precision: str = "fp32", show_progress: bool = True) -> tuple[MLMHead, pd.DataFrame, pd.DataFrame]:
+                    precision: str = "fp32", show_progress: bool = True, max_epochs: int | None = None,
+                    head: MLMHead | None = None, first_epoch: int = 1) -> tuple[MLMHead, pd.DataFrame, pd.DataFrame]:
     """Train one candidate head on its cached states (:func:`candidate_states`), at most
-    ``adapters.head_max_positions`` of them (a seeded sample), within the budget of
-    ``adapters.head_max_epochs`` / ``head_max_seconds``. Returns (head, per-epoch log, held-out
-    loss and accuracy per language)."""
+    ``adapters.head_max_positions`` of them (a seeded sample), within the budget of ``max_epochs``
+    (default ``adapters.head_max_epochs``) / ``head_max_seconds``. ``head``: continue that head
+    (the screen's winner, notebook 03 §3) from epoch ``first_epoch``, with a fresh optimiser.
+    Returns (head, per-epoch log, held-out loss and accuracy per language)."""
     a = profile.adapters
-    torch.manual_seed(derived_seed(profile.seed, "head-init", candidate.name))
-    head = new_mlm_head(model, vocab, layer=candidate.layer, context_layers=candidate.context_layers)
+    if head is None:
+        torch.manual_seed(derived_seed(profile.seed, "head-init", candidate.name))
+        head = new_mlm_head(model, vocab, layer=candidate.layer, context_layers=candidate.context_layers)
+    head.requires_grad_(True)
     if a.head_max_positions:
         train = train.sample(a.head_max_positions, derived_seed(profile.seed, "head-positions", candidate.name))
     log = train_head(head, train, CachedStates.concat(list(held.values())), lr=a.head_lr, batch=a.head_batch,
-                     max_epochs=a.head_max_epochs, patience=a.head_patience,
-                     seed=derived_seed(profile.seed, "head-epochs"), precision=precision,
+                     max_epochs=max_epochs or a.head_max_epochs, patience=a.head_patience,
+                     seed=derived_seed(profile.seed, "head-epochs", *([first_epoch] if first_epoch > 1 else [])),
+                     precision=precision,
                      max_seconds=a.head_max_seconds, show_progress=show_progress)
+    log["epoch"] += first_epoch - 1
     head.eval()
     head.requires_grad_(False)
     rows = []

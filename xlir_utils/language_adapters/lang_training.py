@@ -42,6 +42,7 @@ from .plumbing import (FORMAT_VERSION, HUB_ADAPTERS, LANG_CONFIG, drop_invertibl
                        lang_adapter_config, lang_adapter_name, no_adapters)
 
 HEAD_DIR = "_mlm_head"
+CHOSEN_HELDOUT = "heldout_chosen.csv"  # the kept head's held-out loss per language (after the screen, if any)
 
 
 def language_adapters_dir(profile: str) -> Path:
@@ -59,7 +60,17 @@ def head_recipe(profile: Profile, corpus: dict[str, list[str]], questions: dict[
             "frozen": profile.train.freeze_layers,
             "heldout": a.heldout_fraction, "seed": profile.seed, "precision": machine_precision(profile.train.precision),
             "texts": json_digest({k: v for k, v in sorted(corpus.items())}),
-            "questions": json_digest({k: v for k, v in sorted((questions or {}).items())})}
+            "questions": json_digest({k: v for k, v in sorted((questions or {}).items())}),
+            # a screen changes which epochs the candidates train (recorded only when set, so that
+            # the heads of recipes without one keep their digests)
+            **({"screen_epochs": screen} if (screen := screen_epochs(profile)) else {})}
+
+
+def screen_epochs(profile: Profile) -> int | None:
+    """The epochs every candidate head trains before only the best goes on (notebook 03 §3), or None
+    when every candidate trains the full budget (no screen, or one as long as the budget)."""
+    a = profile.adapters
+    return a.head_screen_epochs if a.head_screen_epochs and a.head_screen_epochs < a.head_max_epochs else None
 
 
 def adapter_layers(n_layers: int, frozen: int, head_layer: int) -> range:
@@ -99,6 +110,10 @@ def train_mlm_head(model, corpus: dict[str, list[str]], profile: Profile, folder
     ``questions``: the extra text the "more text" candidates train on (:func:`.corpus.question_corpus`).
     The study encodes at most ``adapters.head_study_texts`` texts per language of each (the first of
     their seeded order); the held-out text is every language's held-out share.
+    With ``adapters.head_screen_epochs`` every candidate trains that many epochs, is scored, and
+    only the best continues to ``head_max_epochs`` (successive halving in one round); the study
+    table compares the candidates at the screen's equal budget, the head record (``heldout_loss``)
+    gives the kept head's final score.
     Returns (the chosen head, the per-epoch log of every candidate, held-out loss and accuracy per
     language and candidate). Saved as ``folder/head.pt`` (the chosen head) + ``head_log.csv`` +
     ``heldout.csv`` + ``study.csv`` (one row per candidate) + ``run.json``.
@@ -140,27 +155,47 @@ def _train_head(model, corpus: dict[str, list[str]], questions: dict[str, list[s
         held_states = candidate_states(model, candidates, vocab, held_text, {}, profile, "heldout", once=True,
                                        precision=precision)
         states_seconds = time.perf_counter() - started
+        screen = screen_epochs(profile)
         for candidate in tqdm(candidates, desc="MLM head candidates", disable=not show_progress):
-            train = CachedStates.concat(list(train_states.pop(candidate.name).values()))
+            train = CachedStates.concat(list(train_states[candidate.name].values()))
             head, log, per_lang = train_candidate(model, candidate, vocab, train, held_states[candidate.name],
-                                                  held_text, profile, precision=precision, show_progress=show_progress)
+                                                  held_text, profile, precision=precision, show_progress=show_progress,
+                                                  max_epochs=screen)
             heads[candidate.name] = head
             logs.append(log)
             held.append(per_lang)
+        study = summarise(pd.concat(held, ignore_index=True), pd.concat(logs, ignore_index=True), candidates)
+        chosen = choose_head(study)
+        head = heads[chosen]
+        final = held[[c.name for c in candidates].index(chosen)]
+        if screen:  # the chosen candidate continues to the full budget; the others stop at the screen
+            candidate = next(c for c in candidates if c.name == chosen)
+            train = CachedStates.concat(list(train_states[chosen].values()))
+            screened = {k: v.detach().clone() for k, v in head.state_dict().items()}
+            done = int(logs[[c.name for c in candidates].index(chosen)].epoch.max())  # early stopping may cut the screen
+            head, more, continued = train_candidate(model, candidate, vocab, train, held_states[chosen], held_text,
+                                                    profile, precision=precision, show_progress=show_progress,
+                                                    head=head, max_epochs=a.head_max_epochs - done,
+                                                    first_epoch=done + 1)
+            logs.append(more)
+            if continued.head_loss.mean() < final.head_loss.mean():
+                final = continued
+            else:  # more epochs did not help on held-out text: the screened head is kept
+                head.load_state_dict(screened)
+        del train_states
     logs, held = pd.concat(logs, ignore_index=True), pd.concat(held, ignore_index=True)
-    study = summarise(held, logs, candidates)
-    chosen = choose_head(study)
     study["chosen"] = study.name == chosen
-    head = heads[chosen]
-    best = study[study.chosen].iloc[0]
+    best = {"layer": int(study[study.chosen].layer.iloc[0]),
+            "context_layers": int(study[study.chosen].context_layers.iloc[0]),
+            "heldout_loss": float(final.head_loss.mean()), "heldout_accuracy": float(final.head_accuracy.mean())}
     record = {"digest": digest, "recipe": recipe, "finished": True, "vocab": int(len(vocab)), "chosen": chosen,
               "states_seconds": states_seconds,
-              "layer": int(best.layer), "context_layers": int(best.context_layers),
-              "heldout_loss": float(best.heldout_loss), "heldout_accuracy": float(best.heldout_accuracy)}
+              "screen_epochs": screen, **best}
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_torch(head.state_dict(), folder / "head.pt")
     atomic_write_csv(logs, folder / "head_log.csv")
-    atomic_write_csv(held, folder / "heldout.csv")
+    atomic_write_csv(held, folder / "heldout.csv")  # every candidate after the screen (or its full budget)
+    atomic_write_csv(final.assign(candidate=chosen), folder / CHOSEN_HELDOUT)
     atomic_write_csv(study, folder / "study.csv")
     record[FILES_KEY] = record_files(folder, ("head.pt",))  # checked before the head is reused
     atomic_write_json(record, folder / "run.json")
@@ -331,7 +366,8 @@ def train_language_adapters(profile: Profile, *, languages: Sequence[str] | None
                                            root / lang, show_progress=show_progress)
         logs.append(log[["step", "loss", "lang"]].assign(phase="adapter"))
         held_rows.append(held)
-    head_held = head_held[head_held.candidate == chosen].drop(columns="candidate")
+    kept = root / HEAD_DIR / CHOSEN_HELDOUT  # the kept head after it trained on past the screen
+    head_held = (pd.read_csv(kept) if kept.is_file() else head_held[head_held.candidate == chosen]).drop(columns="candidate")
     heldout = head_held.merge(pd.DataFrame(held_rows), on=["lang", "heldout_texts"], how="left")
     return pd.concat(logs, ignore_index=True), heldout
 

@@ -10,8 +10,10 @@ adapters (``task-only``, ``mlm-per-side``, ``english``), the joint one that of t
 train language-adapter-sized weights with the retrieval loss (``joint-per-side`` and its
 parameter-matched ``shared-control``; :func:`chosen_rates`).
 
-The grid's runs live in ``runs/<profile>/adapter-lr-grid/`` (notebook 04 does not evaluate
-them) with their dev scores, and resume like every run.
+The grid's runs live in ``runs/<profile>/adapter-lr-grid/`` with their dev scores, and resume
+like every run. A grid run at the chosen rate and the grid's seed is the same recipe as that
+variant's run at that seed, so notebook 03 §5 copies it instead of training it again (notebook 04
+evaluates the copy, never the grid's folder).
 """
 from __future__ import annotations
 
@@ -21,14 +23,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import paths
 from ..config import Profile
 from ..data import retrieval_set
 from ..encoders.encode import ENCODING_SCHEME, resolve_precision
 from ..io_utils import atomic_write_json, json_digest
 from ..recipe_study import scores_of
 from .routing import encode_routed
-from .variants import load_variant, train_variant, variant_lr
+from .variants import grid_run_dir, load_variant, train_variant, variant_lr
 
 RATE_FIELDS = {"task-only": "task_lr", "joint-per-side": "joint_lr"}  # grid variant -> the AdapterConfig rate it chooses
 GRID_VARIANTS = tuple(RATE_FIELDS)
@@ -36,11 +37,6 @@ DEV_SET = "mlqa-r-dev"
 SCORES = "dev_scores.json"
 GRID_COLUMNS = ["variant", "lr", "seed", "train_minutes", "loss_last10", "dev_mono", "dev_cross", "dev_multi",
                 "dev_rank_distance", "S"]
-
-
-def grid_run_dir(profile_name: str, variant: str, lr: float, seed: int) -> Path:
-    """Where one run of the grid lives: ``runs/<profile>/adapter-lr-grid/<variant>-lr<lr>-s<seed>/``."""
-    return paths.runs_dir(profile_name) / "adapter-lr-grid" / f"{variant}-lr{lr:g}-s{seed}"
 
 
 def _grid_profile(profile: Profile, variant: str, lr: float) -> Profile:

@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ..encoders import encode
 from ..training import embed_with_grad
+from ..training.step import in_input_order
 from .plumbing import TASK, lang_adapter_name
 
 VARIANTS = ("task-only", "mlm-per-side", "joint-per-side", "shared-control", "english")
@@ -149,22 +149,16 @@ def routed_embed_fn(routing: Routing, prefix_cache=None):
     from adapters import AdapterSetup  # lazy, as in Routing.setup
 
     def embed_fn(model, texts, langs, kind):
-        groups = group_by_setup(langs, routing)
-        outs, order = [], []
-        for idx in groups.values():
+        groups = list(group_by_setup(langs, routing).values())
+        outs = []
+        for idx in groups:
             group = [texts[i] for i in idx]
             with AdapterSetup(routing.setup(langs[idx[0]])):
                 if prefix_cache is not None:
                     outs.append(prefix_cache.embed(model, group, kind))
                 else:
                     outs.append(embed_with_grad(model, group, [langs[i] for i in idx], kind))
-            order.extend(idx)
-        if len(outs) == 1:
-            return outs[0]
-        out = torch.cat(outs)
-        inverse = torch.empty(len(order), dtype=torch.long)
-        inverse[torch.tensor(order)] = torch.arange(len(order))
-        return out[inverse.to(out.device)]
+        return in_input_order(groups, outs)
 
     return embed_fn
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,10 +40,11 @@ from .. import paths
 from ..config import Profile
 from ..encoders import load_encoder
 from ..encoders.prefix import prefix_fingerprint
-from ..errors import DamagedFileError
+from ..errors import BusyError, DamagedFileError
 from ..file_digests import digest_problems
-from ..io_utils import atomic_replace_dir, atomic_write_json, recover_dir
+from ..io_utils import atomic_replace_dir, atomic_write_json, exclusive_lock, recover_dir
 from ..seeding import derived_seed
+from ..training import distributed as D
 from ..training import finished_record, make_spec, pairs_digest, train_run
 from ..training.frozen_prefix import PrefixCache
 from ..training.spec import FILES_KEY, run_lock
@@ -63,6 +65,28 @@ def variant_run_name(variant: str, seed: int | None = None) -> str:
     if variant not in VARIANTS:
         raise ValueError(f"Unknown adapter variant {variant!r}; choose one of {VARIANTS}.")
     return f"adapters-{variant}" + ("" if seed is None else f"-s{seed}")
+
+
+def grid_run_dir(profile_name: str, variant: str, lr: float, seed: int) -> Path:
+    """Where one run of the learning-rate grid lives (notebook 03 §4):
+    ``runs/<profile>/adapter-lr-grid/<variant>-lr<lr>-s<seed>/``."""
+    return paths.runs_dir(profile_name) / "adapter-lr-grid" / f"{variant}-lr{lr:g}-s{seed}"
+
+
+def _adopt_finished(source: Path, run_dir: Path, digest: str) -> dict | None:
+    """Copy the finished run ``source`` of recipe ``digest`` (intact, with its adapters) into
+    ``run_dir`` and return its record there; None when ``source`` holds no such run, is being
+    written by another process, or when several processes train together (``torchrun``)."""
+    if source == run_dir or not source.is_dir() or D.context().world > 1:
+        return None
+    try:
+        with exclusive_lock(source, f"run {source.name}"):
+            if finished_record(source, digest) is None or not (source / "model" / MANIFEST).is_file():
+                return None
+            atomic_replace_dir(run_dir, lambda build: shutil.copytree(source, build))
+    except BusyError:
+        return None
+    return finished_record(run_dir, digest)
 
 
 def variant_run_dirs(profile: str) -> list[Path]:
@@ -193,7 +217,8 @@ def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, seed: 
     :func:`variant_lr`. Writes ``runs/<profile>/adapters-<variant>-s<seed>/`` (``model/`` holds
     the adapters + manifest). With a frozen prefix, only the layers above it run. A finished run
     with the same recipe (variant, adapter set-up, language adapters' digests, data, seed) and
-    intact saved files is reused without loading a model; an interrupted or damaged one is
+    intact saved files is reused without loading a model, and so is (copied) the learning-rate
+    grid's run of the same recipe (:func:`grid_run_dir`); an interrupted or damaged one is
     trained again (from its checkpoint if one is left).
 
     Args:
@@ -258,6 +283,10 @@ def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, seed: 
             and (run_dir / "model" / MANIFEST).is_file():
         return record  # reuse without loading the model
     with run_lock(run_dir, f"run {spec.name}"):  # a second process stops here, before loading the model
+        # the learning-rate grid's run at this rate and seed is the same recipe: copied, not trained again
+        if (record := _adopt_finished(grid_run_dir(profile.name, variant, cfg.lr, seed), run_dir,
+                                      spec.digest())) is not None:
+            return record
         for lang in la_digests:
             _check_language_adapter(lang_dirs[lang], lang)
         model = model if model is not None else load_encoder(profile.encoder, profile)

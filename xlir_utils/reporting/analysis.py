@@ -16,7 +16,8 @@ def _plain(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def full_system(frame: pd.DataFrame, sampling: str, alpha: float) -> str | None:
-    """The full fine-tuning system of ``sampling`` (hybrid at the profile's ``alpha``, not a sweep point)."""
+    """The full fine-tuning system of ``sampling`` (hybrid at the profile's ``alpha``, not a sweep
+    point): the reference of notebook 04 §§6-7's paired differences."""
     columns = {"sampling": sampling} if sampling != "hybrid" else {"sampling": sampling, "alpha": float(alpha)}
     found = systems_where(_plain(frame), family="full", **columns)
     return found[0] if found else None

@@ -1,10 +1,16 @@
-"""The README's results block, generated from ``results/`` (``make figures``, quick profile)."""
+"""The README's generated blocks, from ``results/`` (``make figures``, quick profile): every
+system's seed means, and the adapter variants against full fine-tuning with hybrid batches."""
 from __future__ import annotations
 
-from .. import paths
+from collections.abc import Callable
+
+import pandas as pd
+
+from .. import outputs, paths
 from ..config import load
 from ..io_utils import atomic_write_bytes
 from ..systems.labels import describe, system_order
+from .analysis import full_system
 from .tables import read_seed_means
 
 
@@ -29,17 +35,61 @@ def results_markdown(profile: str = "quick", dataset: str = "xquad-r") -> str:
     return "\n".join(lines)
 
 
+def _delta(rows: pd.DataFrame, a: str, b: str, setting: str, metric: str) -> str:
+    hit = rows[(rows.a == a) & (rows.b == b) & (rows.setting == setting) & (rows.metric == metric)]
+    if hit.empty:
+        return ""
+    r, fmt = hit.iloc[0], ("+.0f" if metric == "rank_distance" else "+.3f")
+    return f"{r.delta:{fmt}} [{r.ci_low:{fmt}}, {r.ci_high:{fmt}}]"
+
+
+def adapters_markdown(profile: str = "quick", dataset: str = "xquad-r") -> str:
+    """The README's adapter block: every adapter variant minus full fine-tuning with hybrid
+    batches on ``dataset`` (mono, cross, multi mAP; rank distance), then on the queries in the
+    languages no training batch held (multi mAP; each per-side routing against its own routing
+    too), with 95 % intervals over queries and seeds, from results/ (notebook 04 §7)."""
+    cfg = load(profile)
+    folder = paths.results_dir(profile)
+    means = read_seed_means(profile, with_lir=False) if (folder / outputs.SEED_MEANS_FILE).is_file() else None
+    rows = means[(means.dataset == dataset) & (means.family == "adapters")] if means is not None else None
+    if rows is None or rows.empty or not (folder / outputs.SEED_COMPARISONS_FILE).is_file():
+        return "(notebook 04 has not compared the adapter variants in this profile yet)"
+    comparisons = outputs.read_table(outputs.SEED_COMPARISONS_FILE, profile)
+    unseen = outputs.read_table(outputs.UNSEEN_COMPARISONS_FILE, profile) \
+        if (folder / outputs.UNSEEN_COMPARISONS_FILE).is_file() else comparisons.iloc[:0]
+    hybrid = full_system(means, "hybrid", cfg.train.alpha)
+    order = system_order(rows.assign(model=rows.system), cfg.baselines)
+    unseen_set = unseen.dataset.iat[0] if len(unseen) else "the never-trained languages' queries (not in results/)"
+    seeds = sorted({int(n) for n in rows.n_seeds.dropna()})
+    head = ["variant (system)", "Δ Mo. mAP", "Δ Cr. mAP", "Δ Mul. mAP", "Δ rank distance",
+            f"Δ Mul. mAP, {unseen_set}", "the same, against its own routing"]
+    lines = [f"Each cell: system − {hybrid} (or − the variant routed through its own adapters), seed means "
+             f"over {'/'.join(map(str, seeds))} seeds with 95 % intervals over queries and seeds.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for system in order:
+        own = comparisons[(comparisons.a == system) & (comparisons.b != hybrid)].b
+        cells = [f"{describe(rows[rows.system == system].iloc[0])} (`{system}`)",
+                 *[_delta(comparisons[comparisons.dataset == dataset], system, hybrid, setting, metric)
+                   for setting, metric in (("mono", "map"), ("cross", "map"), ("multi", "map"),
+                                           ("multi", "rank_distance"))],
+                 _delta(unseen, system, hybrid, "multi", "map"),
+                 _delta(unseen, system, own.iat[0], "multi", "map") if len(own) else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 README_MARKERS = ("<!-- RESULTS:BEGIN (make figures writes this block from results/) -->", "<!-- RESULTS:END -->")
+ADAPTER_MARKERS = ("<!-- ADAPTERS:BEGIN (make figures writes this block from results/) -->", "<!-- ADAPTERS:END -->")
+BLOCKS: dict[tuple[str, str], Callable[[str], str]] = {README_MARKERS: results_markdown, ADAPTER_MARKERS: adapters_markdown}
 
 
 def update_readme(profile: str = "quick") -> bool:
-    """Rewrite the README's results block from results/; returns whether it changed."""
+    """Rewrite the README's generated blocks (:data:`BLOCKS`) from results/; returns whether it changed."""
     readme = paths.project_root() / "README.md"
-    text = readme.read_text()
-    begin, end = README_MARKERS
-    if begin not in text or end not in text:
-        return False
-    new = text[: text.index(begin) + len(begin)] + "\n" + results_markdown(profile) + "\n" + text[text.index(end):]
-    if new != text:
-        atomic_write_bytes(new.encode(), readme)
-    return new != text
+    text = original = readme.read_text()
+    for (begin, end), render in BLOCKS.items():
+        if begin in text and end in text:
+            text = text[: text.index(begin) + len(begin)] + "\n" + render(profile) + "\n" + text[text.index(end):]
+    if text != original:
+        atomic_write_bytes(text.encode(), readme)
+    return text != original

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from ..encoders import prefix as prefix_mod
-from .step import autocast_for, resolve_train_precision
+from .step import autocast_for, in_input_order, length_chunks, resolve_train_precision
 
 
 class PrefixCache:
@@ -62,8 +62,13 @@ class PrefixCache:
 
     def embed(self, model, texts: Sequence[str], kind: str) -> torch.Tensor:
         """Sentence embeddings of ``texts`` *with gradients* through the upper layers only (under
-        the caller's adapter set-up and autocast)."""
+        the caller's adapter set-up and autocast), in length-sorted chunks as
+        :func:`~.step.embed_with_grad`."""
         states = [self.states[(kind, t)] for t in texts]
+        chunks = length_chunks([s.shape[0] for s in states])
+        return in_input_order(chunks, [self._embed_rows(model, [states[i] for i in chunk]) for chunk in chunks])
+
+    def _embed_rows(self, model, states: Sequence[torch.Tensor]) -> torch.Tensor:
         width = max(s.shape[0] for s in states)
         device = states[0].device
         hidden = torch.zeros((len(states), width, states[0].shape[1]), device=device)

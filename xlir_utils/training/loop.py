@@ -20,7 +20,7 @@ from ..sampling import XX_KIND, BatchInfo, HybridBatchSampler
 from . import distributed as D
 from .loss import info_nce
 from .spec import FILES_KEY, RunSpec, finished_record, record_files, run_lock
-from .step import EmbedFn, autocast_for, embed_with_grad, lr_schedule, resolve_train_precision
+from .step import EmbedFn, autocast_for, chunked, embed_with_grad, lr_schedule, resolve_train_precision
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ def _train(model, pairs: pd.DataFrame, spec: RunSpec, run_dir: Path, ctx: D.Dist
         todo = [(list(q_col[idx]), list(ql_col[idx]), "query"), (list(p_col[idx]), list(pl_col[idx]), "passage")]
         if n_col is not None:
             todo.append((list(n_col[idx]), list(pl_col[idx]), "passage"))
-        with autocast_for(precision, device):
+        with autocast_for(precision, device), chunked(cfg.chunk_rows):
             embedded = [D.gather_rows(x, ctx) for x in sides(todo)]  # in-batch negatives span the global batch
         q, p, hard = embedded[0], embedded[1], embedded[2] if n_col is not None else None
         loss = info_nce(q, p, cfg.temperature, hard)  # fp32, the global batch's loss on every process

@@ -106,9 +106,24 @@ def test_readme_block_and_make_figures(evaluated, tmp_path, monkeypatch, shared_
     outputs.save_table(pd.DataFrame({"model": ["z", "h-s13", "h-s14"], "system": ["z", "h", "h"], "seed": [None, 13, 14],
                                      "translation_cosine": [.5, .7, .8], "centroid_distance": [.4, .2, .3]}),
                        outputs.SEPARATION_FILE, "smoke")
+    outputs.save_table(pd.DataFrame({"name": ["a", "b"], "heldout_loss": [7.0, 6.5], "heldout_accuracy": [.1, .12],
+                                     "seconds": [60.0, 60.0], "chosen": [False, True], "vocab": [1000, 1000]}),
+                       outputs.MLM_HEAD_STUDY_FILE, "smoke")
+    outputs.save_table(pd.DataFrame({"candidate": ["a", "b"], "lang": ["de", "de"], "head_loss": [7.0, 6.5]}),
+                       outputs.MLM_HEAD_LANGS_FILE, "smoke")
+    from xlir_utils import mlm_figures
+
+    vocabs, plot_head_study = [], mlm_figures.plot_head_study
+
+    def spy(per_lang, study, vocab=None):
+        vocabs.append(vocab)
+        return plot_head_study(per_lang, study, vocab)
+
+    monkeypatch.setattr(mlm_figures, "plot_head_study", spy)
     written = reporting.make_figures("smoke")
+    assert vocabs == [1000]  # the head study's figure keeps its uniform-vocabulary line
     for name in ("01_lengths", "02_loss_curves", "03_mlm_loss", "03_task_loss", "04_headline_xquad-r",
-                 "05_language_pair_heatmaps", "03_lr_grid", "05_language_separation"):
+                 "05_language_pair_heatmaps", "03_lr_grid", "05_language_separation", "03_head_study"):
         assert name in written
         assert (paths.figures_dir("smoke") / f"{name}.png").stat().st_size > 5_000
     assert (paths.results_dir("smoke") / "tables" / "table1_map.csv").is_file()

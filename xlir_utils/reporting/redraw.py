@@ -46,8 +46,10 @@ def make_figures(profile: str) -> list[str]:
             else None
         save(F.plot_mlm_loss(outputs.read_table(outputs.MLM_LOG_FILE, profile), held), "03_mlm_loss")
     if (folder / outputs.MLM_HEAD_STUDY_FILE).is_file() and (folder / outputs.MLM_HEAD_LANGS_FILE).is_file():
-        save(mlm_figures.plot_head_study(outputs.read_table(outputs.MLM_HEAD_LANGS_FILE, profile),
-                                         outputs.read_table(outputs.MLM_HEAD_STUDY_FILE, profile)), "03_head_study")
+        study = outputs.read_table(outputs.MLM_HEAD_STUDY_FILE, profile)
+        vocab = int(study.vocab.iat[0]) if "vocab" in study else None  # (tables written before it was recorded)
+        save(mlm_figures.plot_head_study(outputs.read_table(outputs.MLM_HEAD_LANGS_FILE, profile), study, vocab),
+             "03_head_study")
     if (folder / outputs.MLM_MATRIX_FILE).is_file():
         save(mlm_figures.plot_mlm_matrix(outputs.read_table(outputs.MLM_MATRIX_FILE, profile)), "03_mlm_matrix")
     if (folder / outputs.ADAPTER_LR_GRID_FILE).is_file():

@@ -26,13 +26,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_step import dev_run, kit_times  # noqa: E402  (the same timed loop as train_step.py)
+from train_step import alternating_rounds, dev_run, kit_times, quick_setup  # noqa: E402  (train_step.py's loop)
 
-from xlir_utils import config  # noqa: E402
-from xlir_utils.data import evaluation_sets, retrieval_set, training_pairs  # noqa: E402
-from xlir_utils.sampling import HybridBatchSampler  # noqa: E402
+from xlir_utils.encoders import load_encoder  # noqa: E402
 from xlir_utils.training import resolve_train_precision, step  # noqa: E402
-from xlir_utils.training.loop import planned_batches  # noqa: E402
 
 
 def with_rows(train, rows: int):
@@ -40,13 +37,14 @@ def with_rows(train, rows: int):
     return dataclasses.replace(train, chunk_rows=rows)
 
 
-def padded_tokens(model_tokenizer, pairs, batches, n: int, rows: int) -> int:
-    """Tokens the encoder computes over ``n`` batches, padding included."""
+def padded_tokens(model, pairs, batches, n: int, rows: int, max_length: int) -> int:
+    """Tokens the encoder computes over ``n`` batches (each text with its side's prompt, truncated
+    to ``max_length`` as training does), padding included."""
     total = 0
     for b in batches[:n]:
-        for col, prompt in (("query", "query: "), ("passage", "passage: ")):
-            texts = [prompt + t for t in pairs[col].to_numpy()[np.asarray(b.indices)]]
-            lengths = [len(ids) for ids in model_tokenizer(texts, truncation=True, max_length=128)["input_ids"]]
+        for col in ("query", "passage"):
+            texts = [model.prompts.get(col, "") + t for t in pairs[col].to_numpy()[np.asarray(b.indices)]]
+            lengths = [len(ids) for ids in model.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]]
             for chunk in step.length_chunks(lengths, rows):
                 total += len(chunk) * max(lengths[i] for i in chunk)
     return total
@@ -58,28 +56,20 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--dev-steps", type=int, default=100)
     args = ap.parse_args()
-    profile = config.load("quick")
-    train = profile.train
-    precision = resolve_train_precision(train.precision)
-    pairs, _ = training_pairs(profile, evaluation_sets(profile))
-    dev = retrieval_set(profile, "mlqa-r-dev")
     n = args.warmup + args.steps
-    batches = planned_batches(HybridBatchSampler(pairs, train.batch_size, train.alpha, seed=profile.seed), max(n, 20))
+    profile, train, pairs, dev, batches = quick_setup(max(n, 20))
+    precision = resolve_train_precision(train.precision)
     settings = {"one padded batch per side (plain)": 0, f"length-sorted chunks of {train.chunk_rows} (kit)": train.chunk_rows}
     names = list(settings)
     load_before = os.getloadavg()
-    rounds: dict[str, list[float]] = {k: [] for k in names}
-    for order in (names, names[::-1]):
-        for name in order:
-            times = kit_times(profile, with_rows(train, settings[name]), pairs, batches, args.warmup, args.steps,
-                              precision, train.freeze_layers)[0]
-            rounds[name].append(float(np.sum(times)))
+    rounds = alternating_rounds({name: (lambda rows=rows: kit_times(
+        profile, with_rows(train, rows), pairs, batches, args.warmup, args.steps, precision, train.freeze_layers)[0])
+        for name, rows in settings.items()})
     pairs_per_s = {k: train.batch_size * args.steps / statistics.median(v) for k, v in rounds.items()}
     plain, kit = names
-    from xlir_utils.encoders import load_encoder
-
-    tokenizer = load_encoder(profile.encoder).tokenizer
-    tokens = {name: padded_tokens(tokenizer, pairs, batches, n, rows) for name, rows in settings.items()}
+    model = load_encoder(profile.encoder)
+    tokens = {name: padded_tokens(model, pairs, batches, n, rows, train.max_seq_length)
+              for name, rows in settings.items()}
     losses = {name: kit_times(profile, with_rows(train, rows), pairs, batches, 0, 20, precision, train.freeze_layers)[1]
               for name, rows in settings.items()}
     devs = {name: dev_run(profile, with_rows(train, rows), pairs, dev, args.dev_steps, precision)

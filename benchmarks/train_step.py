@@ -110,18 +110,35 @@ def dev_run(profile, train, pairs, dev, steps: int, precision: str) -> dict:
     return {**scores, "train_seconds": rec["train_seconds"]}
 
 
+def quick_setup(n_batches: int):
+    """The quick profile, its recipe, MLQA-R training pairs, the dev set and the first ``n_batches``
+    hybrid batches: what every training benchmark times on (also ``train_chunks.py``)."""
+    profile = config.load("quick")
+    train = profile.train
+    pairs, _ = training_pairs(profile, evaluation_sets(profile))
+    dev = retrieval_set(profile, "mlqa-r-dev")
+    batches = planned_batches(HybridBatchSampler(pairs, train.batch_size, train.alpha, seed=profile.seed), n_batches)
+    return profile, train, pairs, dev, batches
+
+
+def alternating_rounds(variants: dict) -> dict[str, list[float]]:
+    """Seconds of each ``variants[name]()`` (per-step seconds, summed) in two rounds, A B ... then
+    reversed, so that drift on the machine falls on every variant alike."""
+    names = list(variants)
+    rounds: dict[str, list[float]] = {k: [] for k in names}
+    for order in (names, names[::-1]):
+        for name in order:
+            rounds[name].append(float(np.sum(variants[name]())))
+    return rounds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--dev-steps", type=int, default=100)
     args = ap.parse_args()
-    profile = config.load("quick")
-    train = profile.train
-    pairs, _ = training_pairs(profile, evaluation_sets(profile))
-    dev = retrieval_set(profile, "mlqa-r-dev")
-    n = args.warmup + args.steps
-    batches = planned_batches(HybridBatchSampler(pairs, train.batch_size, train.alpha, seed=profile.seed), n)
+    profile, train, pairs, dev, batches = quick_setup(args.warmup + args.steps)
     load_before = os.getloadavg()
     variants = {
         "sentence-transformers trainer + MNRL (plain: every weight trained, fp32)":
@@ -138,10 +155,7 @@ def main() -> None:
             lambda: kit_times(profile, train, pairs, batches, args.warmup, args.steps, "auto", train.freeze_layers)[0],
     }
     names = list(variants)
-    rounds: dict[str, list[float]] = {k: [] for k in names}
-    for order in (names, names[::-1]):
-        for name in order:
-            rounds[name].append(float(np.sum(variants[name]())))
+    rounds = alternating_rounds(variants)
     pairs_per_s = {k: train.batch_size * args.steps / statistics.median(v) for k, v in rounds.items()}
     baseline, default = names[0], names[-1]
     _, loss_fp32 = kit_times(profile, train, pairs, batches, 0, 20, "fp32", train.freeze_layers)

@@ -53,6 +53,15 @@ def _launch(nproc: int, model: Path, runs_root: Path, *extra: str, launcher: str
     return json.loads([line for line in out.stdout.splitlines() if line.startswith("{")][-1])
 
 
+@pytest.fixture(scope="module")
+def two_process_run(tiny_model, tmp_path_factory, shared_data) -> Path:
+    """One plain two-process torchrun run of the recipe (the reference three tests compare with)."""
+    root = tmp_path_factory.mktemp("torchrun-two")
+    record = _launch(2, tiny_model, root)
+    assert record["run"] == "full-hybrid-s13" and record["world_size"] == 2
+    return root / "full-hybrid-s13"
+
+
 def _weights(run_dir: Path) -> dict:
     from safetensors.numpy import load_file
 
@@ -62,49 +71,46 @@ def _weights(run_dir: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_train_as_one(tiny_model, tmp_path, shared_data):
+def test_two_gloo_processes_train_as_one(tiny_model, two_process_run, tmp_path):
     one = _launch(1, tiny_model, tmp_path / "one")
-    two = _launch(2, tiny_model, tmp_path / "two")
-    assert one["run"] == two["run"] == "full-hybrid-s13" and two["world_size"] == 2 and one["world_size"] == 1
+    assert one["run"] == "full-hybrid-s13" and one["world_size"] == 1
     log1 = pd.read_csv(tmp_path / "one" / "full-hybrid-s13" / "train_log.csv")
-    log2 = pd.read_csv(tmp_path / "two" / "full-hybrid-s13" / "train_log.csv")
+    log2 = pd.read_csv(two_process_run / "train_log.csv")
     # the same global batches: kinds and languages drawn once per global step
     assert log1[["kind", "lang"]].equals(log2[["kind", "lang"]])
     np.testing.assert_allclose(log2.loss, log1.loss, atol=1e-5)
     assert log1.loss.iloc[-1] < log1.loss.iloc[0]  # it learned something: the comparison is not vacuous
     rec1 = json.loads((tmp_path / "one" / "full-hybrid-s13" / "run.json").read_text())
-    rec2 = json.loads((tmp_path / "two" / "full-hybrid-s13" / "run.json").read_text())
+    rec2 = json.loads((two_process_run / "run.json").read_text())
     assert rec1["mono_share"] == rec2["mono_share"]  # each global batch counted once
-    w1, w2 = _weights(tmp_path / "one" / "full-hybrid-s13"), _weights(tmp_path / "two" / "full-hybrid-s13")
+    w1, w2 = _weights(tmp_path / "one" / "full-hybrid-s13"), _weights(two_process_run)
     assert w1.keys() == w2.keys()
     gap = max(float(np.abs(w1[k] - w2[k]).max()) for k in w1)
     assert gap < 1e-5, gap
 
 
 @pytest.mark.slow
-def test_accelerate_launch_trains_as_torchrun(tiny_model, tmp_path, shared_data):
+def test_accelerate_launch_trains_as_torchrun(tiny_model, two_process_run, tmp_path):
     via_accelerate = _launch(2, tiny_model, tmp_path / "acc", launcher="accelerate")
-    _launch(2, tiny_model, tmp_path / "tr")
     assert via_accelerate["world_size"] == 2
     a = pd.read_csv(tmp_path / "acc" / "full-hybrid-s13" / "train_log.csv")
-    b = pd.read_csv(tmp_path / "tr" / "full-hybrid-s13" / "train_log.csv")
+    b = pd.read_csv(two_process_run / "train_log.csv")
     np.testing.assert_allclose(a.loss, b.loss, atol=1e-6)
 
 
 @pytest.mark.slow
-def test_an_interrupted_two_process_run_resumes(tiny_model, tmp_path, shared_data):
+def test_an_interrupted_two_process_run_resumes(tiny_model, two_process_run, tmp_path):
     stopped = _launch(2, tiny_model, tmp_path / "r", "--stop-after", "2")
     run = tmp_path / "r" / "full-hybrid-s13"
     assert stopped == {"interrupted_after": 2}
     assert (run / "checkpoint.pt").is_file() and not (run / "model").exists()
     assert not list(run.glob("*.tmp*"))  # rank 0 wrote it atomically; nothing half-written
     _launch(2, tiny_model, tmp_path / "r")
-    straight = _launch(2, tiny_model, tmp_path / "s")
-    assert straight["run"] == "full-hybrid-s13" and not (run / "checkpoint.pt").exists()
+    assert not (run / "checkpoint.pt").exists()
     a = pd.read_csv(run / "train_log.csv")
-    b = pd.read_csv(tmp_path / "s" / "full-hybrid-s13" / "train_log.csv")
+    b = pd.read_csv(two_process_run / "train_log.csv")  # the same run, never interrupted
     np.testing.assert_allclose(a.loss, b.loss, atol=1e-6)
-    wa, wb = _weights(run), _weights(tmp_path / "s" / "full-hybrid-s13")
+    wa, wb = _weights(run), _weights(two_process_run)
     assert max(float(np.abs(wa[k] - wb[k]).max()) for k in wa) < 1e-6
 
 

@@ -1,13 +1,13 @@
-"""LIR as a system (notebook 05 §5): every system + LIR is labelled from its spec, evaluated on
-the projected embeddings, and compared as the notebook says; on real XQuAD-R texts with
-deterministic stand-in encoders."""
+"""Erasers as systems (notebook 05 §5): every system + LIR or LEACE is labelled from its spec,
+evaluated on the erased embeddings, and compared as the notebook says; on real XQuAD-R texts
+with deterministic stand-in encoders."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from helpers import CountingEncoder
 
-from xlir_utils import config, post_hoc
+from xlir_utils import config, erasure, post_hoc
 from xlir_utils.data import load_retrieval_set
 from xlir_utils.evaluation import evaluate
 from xlir_utils.lir import project_out_language_directions
@@ -33,7 +33,7 @@ def test_lir_rows_are_labelled_from_the_spec_and_match_the_projection(project, s
     rset = load_retrieval_set("xquad-r", articles=1)
     cfg = config.load("smoke").replace(bootstrap_samples=20)
     zero_shot, hybrid = _systems()
-    table, with_lir, without = post_hoc.lir_systems(cfg, [zero_shot, hybrid], rset)
+    table, with_lir, without = post_hoc.post_hoc_systems(cfg, [zero_shot, hybrid], rset)
     assert sorted(table.system.unique()) == ["e5-small-offline + LIR r=1", "e5-small-offline + LIR r=3",
                                             "full-hybrid + LIR r=1"]
     lir_rows = table[table.system == "full-hybrid + LIR r=1"]
@@ -64,8 +64,42 @@ def test_comparisons_pick_systems_by_their_spec():
     zero_shot = System(E5, SystemSpec("zero-shot", E5), "fp", None)
     runs = [zero_shot, full("full-X-X", "X-X", 1), full("full-X-Y", "X-Y", 0), full("full-hybrid-a0.25", "hybrid", 0.25),
             full("full-hybrid", "hybrid", 0.5), full("full-hybrid", "hybrid", 0.5, seed=14)]
-    pairs = post_hoc.lir_comparisons(runs, E5, alpha=0.5)
+    pairs = post_hoc.post_hoc_comparisons(runs, E5, alpha=0.5, held_out=False)
     free = "e5-small-offline + LIR r=1"
     trained = ["full-X-X", "full-X-Y", "full-hybrid-a0.25", "full-hybrid"]
     assert pairs == ([(t, free) for t in trained] + [(f"{t} + LIR r=1", free) for t in trained]
                      + [("full-hybrid + LIR r=1", "full-X-X + LIR r=1"), ("full-hybrid + LIR r=1", "full-X-Y + LIR r=1")])
+
+
+def test_held_out_erasers_are_fitted_on_the_fit_text_and_labelled_with_it(project, shared_data):
+    rset = load_retrieval_set("xquad-r", articles=1)
+    cfg = config.load("smoke").replace(bootstrap_samples=0)
+    _, hybrid = _systems()
+    fit = erasure.fit_texts(rset.languages, 20, seed=13)
+    table, values, _ = post_hoc.post_hoc_systems(cfg, [hybrid], rset, fit)
+    assert [v.system for v in values] == ["full-hybrid + LIR r=1", "full-hybrid + LIR r=1 (NTREX-128)",
+                                          "full-hybrid + LEACE (NTREX-128)"]
+    leace_rows = table[table.system == "full-hybrid + LEACE (NTREX-128)"]
+    assert set(leace_rows.model) == {"full-hybrid-s13+leace-ntrex-128"}
+    assert set(leace_rows.post_hoc) == {"LEACE"} and set(leace_rows.post_hoc_fit) == {"NTREX-128"}
+    # the values are those of an eraser fitted on the fit text's embeddings (both roles), not the pool's
+    q = hybrid.encode(rset.queries.text.tolist(), rset.queries.lang.tolist(), "query")
+    c = hybrid.encode(rset.candidate_texts(cfg.candidate_text), rset.candidates.lang.tolist(), "passage")
+    held = np.vstack([hybrid.encode(fit.text.tolist(), fit.lang.tolist(), kind) for kind in ("query", "passage")])
+    eraser = erasure.fit_leace(held, [*fit.lang, *fit.lang])
+    expect = evaluate(rset, erasure.apply_leace(eraser, q), erasure.apply_leace(eraser, c), bootstrap=0).table
+    index = ["setting", "query_lang", "cand_lang", "metric"]
+    got, want = leace_rows.set_index(index).value, expect.set_index(index).value
+    assert np.allclose(got.loc[want.index].to_numpy(), want.to_numpy(), atol=1e-6)
+
+
+def test_held_out_comparisons_ask_the_three_questions():
+    zero_shot = System(E5, SystemSpec("zero-shot", E5), "fp", None)
+    hybrid = System("full-hybrid-s13", SystemSpec("full", E5, sampling="hybrid", alpha=0.5), "fp", None, "full-hybrid", 13)
+    pairs = post_hoc.post_hoc_comparisons([zero_shot, hybrid], E5, alpha=0.5)
+    leace = "e5-small-offline + LEACE (NTREX-128)"
+    assert (leace, E5) in pairs  # what LEACE does to the zero-shot encoder
+    assert ("full-hybrid", leace) in pairs  # does erasure alone match training?
+    assert ("full-hybrid + LEACE (NTREX-128)", "full-hybrid") in pairs  # does it add to training?
+    assert ("full-hybrid + LIR r=1", "full-hybrid + LIR r=1 (NTREX-128)") in pairs  # the transductive fit
+    assert (f"{E5} + LIR r=1", f"{E5} + LIR r=1 (NTREX-128)") in pairs

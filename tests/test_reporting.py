@@ -76,8 +76,8 @@ def test_notebook_04_reads_only_its_own_rows(evaluated, tmp_path, monkeypatch):
     outputs.save_table(seed_means, outputs.SEED_MEANS_FILE, "smoke")
     lir = seed_means[seed_means.system == E5].assign(system="e5-small-offline + LIR r=1", post_hoc="LIR r=1",
                                                       post_hoc_fit="evaluation pool")
-    outputs.save_table(lir, outputs.LIR_SEED_MEANS_FILE, "smoke")
-    assert "e5-small-offline + LIR r=1" not in set(reporting.read_seed_means("smoke", with_lir=False).system)
+    outputs.save_table(lir, outputs.POST_HOC_SEED_MEANS_FILE, "smoke")
+    assert "e5-small-offline + LIR r=1" not in set(reporting.read_seed_means("smoke", with_post_hoc=False).system)
     joined = reporting.read_seed_means("smoke")
     assert reporting.table1(joined).index.get_level_values(0)[-1] == "e5-small-offline + LIR r=1"  # post-hoc last
 
@@ -155,6 +155,20 @@ def test_adapter_comparisons_are_found_from_the_system_columns():
         ("adapters-joint-per-side-unseen-en", "adapters-joint-per-side")]  # no reference: only the routings
     assert reporting.headline_comparisons(frame, 0.5) == [("full-hybrid", "full-X-X")]
     assert reporting.headline_comparisons(frame, 0.25) == [("full-hybrid-a0.25", "full-X-X")]
+
+
+def test_headline_rows_keep_post_hoc_rows_of_the_main_systems_only():
+    from xlir_utils.reporting.analysis import headline_rows
+
+    hybrid, sweep = (SystemSpec("full", E5, sampling="hybrid", alpha=a) for a in (0.5, 0.25))
+    task = SystemSpec("adapters", E5, sampling="hybrid", alpha=0.5, adapter_variant="task-only")
+    specs = {"e5": SystemSpec("zero-shot", E5), "e5 + LEACE": SystemSpec("zero-shot", E5).with_post_hoc("LEACE", "NTREX-128"),
+             "full-hybrid": hybrid, "full-hybrid + LEACE": hybrid.with_post_hoc("LEACE", "NTREX-128"),
+             "full-hybrid-a0.25": sweep, "full-hybrid-a0.25 + LEACE": sweep.with_post_hoc("LEACE", "NTREX-128"),
+             "adapters-task-only": task, "adapters-task-only + LIR r=1": task.with_post_hoc("LIR r=1", "evaluation pool")}
+    frame = pd.DataFrame([{"system": name, **spec.columns()} for name, spec in specs.items()])
+    assert list(headline_rows(frame, 0.5).system) == ["e5", "e5 + LEACE", "full-hybrid", "full-hybrid + LEACE",
+                                                      "full-hybrid-a0.25", "adapters-task-only"]
 
 
 def test_older_tables_are_refused_with_the_fix(tmp_path, monkeypatch):

@@ -107,6 +107,7 @@ class Profile:
     dev_fraction: float | None = None  # held-out share of the LAReQA training set's articles (mlqa-r-dev)
     train_queries: int = 20_000  # mMARCO: training queries subsampled (each in every train language)
     hard_negatives: bool = False  # add the data's hard negatives (mMARCO: BM25) to the in-batch ones
+    erasure_fit_per_language: int = 150  # NTREX-128 sentences per language the held-out erasers fit on (notebook 05 §5)
 
     def replace(self, **changes) -> "Profile":
         """A copy with some fields changed (``train=`` may be a dict of TrainConfig fields);
@@ -152,6 +153,7 @@ def _smoke() -> Profile:
         dev_fraction=0.15,
         tatoeba_languages=("de", "th"),
         tatoeba_pairs=60,
+        erasure_fit_per_language=10,
     )
 
 

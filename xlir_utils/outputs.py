@@ -43,9 +43,9 @@ SEED_COMPARISONS_FILE = "seed_comparisons.csv"  # hybrid - X-X, hybrid - X-Y, ..
 UNSEEN_MEANS_FILE = "unseen_seed_means.csv"  # seed means on the queries in languages no training batch held (notebook 04)
 UNSEEN_COMPARISONS_FILE = "unseen_seed_comparisons.csv"  # the adapter comparisons on those queries (notebook 04)
 LARGE_SCALE_FILE = "large_scale.csv"  # Mewsli-X mAP@20 and MIRACL nDCG@10 / Recall@100 (notebook 04, paper)
-LIR_FILE = "lir_evaluation.parquet"  # Language Information Removal rows (notebook 05)
-LIR_SEED_MEANS_FILE = "lir_seed_means.csv"  # seed means of every system + LIR (notebook 05)
-LIR_COMPARISONS_FILE = "lir_seed_comparisons.csv"  # trained + LIR against zero-shot + LIR (notebook 05)
+POST_HOC_FILE = "post_hoc_evaluation.parquet"  # rows of every system after LIR or LEACE (notebook 05)
+POST_HOC_SEED_MEANS_FILE = "post_hoc_seed_means.csv"  # seed means of every system + LIR or LEACE (notebook 05)
+POST_HOC_COMPARISONS_FILE = "post_hoc_seed_comparisons.csv"  # e.g. trained + LIR against zero-shot + LIR (notebook 05)
 PROJECTION_FILE = "projection.csv"  # 2-D projection of parallel answers (notebook 05)
 SEPARATION_FILE = "language_separation.csv"  # how far apart the languages sit, per system and seed (notebook 05)
 TABLES_FOLDER = "tables"  # paper-style tables as CSV (make figures, notebook 05 §9)
@@ -59,8 +59,8 @@ WRITERS = {  # who writes each file: named in an error so the reader knows what 
     EVAL_FILE: "notebook 04",
     PER_QUERY_FILE: "notebook 04", PAIRED_FILE: "notebook 04", SEED_MEANS_FILE: "notebook 04",
     SEED_COMPARISONS_FILE: "notebook 04", UNSEEN_MEANS_FILE: "notebook 04",
-    UNSEEN_COMPARISONS_FILE: "notebook 04", LARGE_SCALE_FILE: "notebook 04", LIR_FILE: "notebook 05",
-    LIR_SEED_MEANS_FILE: "notebook 05", LIR_COMPARISONS_FILE: "notebook 05", PROJECTION_FILE: "notebook 05",
+    UNSEEN_COMPARISONS_FILE: "notebook 04", LARGE_SCALE_FILE: "notebook 04", POST_HOC_FILE: "notebook 05",
+    POST_HOC_SEED_MEANS_FILE: "notebook 05", POST_HOC_COMPARISONS_FILE: "notebook 05", PROJECTION_FILE: "notebook 05",
     SEPARATION_FILE: "notebook 05",
 }
 

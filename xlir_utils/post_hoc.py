@@ -1,31 +1,70 @@
-"""Language Information Removal applied to every system's stored embeddings (notebook 05 §5).
+"""Post-hoc erasure of language identity applied to every system's stored embeddings
+(notebook 05 §5).
 
 A trained model must beat the training-free baseline *at the same post-processing* to mean
-anything: LIR (:mod:`xlir_utils.lir`) is applied to the zero-shot encoder (ranks 1 and 3, fixed in
-advance) and to every seed of every trained system (rank 1), and each result is evaluated like
-any system, with its per-query values kept for the seed statistics. LIR is fitted on the
-evaluation pool's own embeddings (transductive), which its ``post_hoc_fit`` column says.
+anything. Three erasers, each a :class:`PostHoc` (method + the text it was fitted on, the
+``post_hoc`` and ``post_hoc_fit`` columns of every row):
+
+* **LIR fitted on the evaluation pool** (:mod:`xlir_utils.lir`; transductive, notebook 05 §5):
+  ranks 1 and 3 for the zero-shot encoder, rank 1 for every seed of every trained system, fixed
+  in advance;
+* **LIR fitted on held-out text** (rank 1, NTREX-128; :mod:`xlir_utils.erasure`);
+* **LEACE fitted on held-out text** (language as the concept).
+
+Each result is evaluated like any system, with its per-query values kept for the seed statistics.
 """
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
+from . import erasure
 from .evaluation import evaluate
-from .lir import project_out_language_directions
+from .lir import language_directions, project_out_language_directions, remove_language_information
 from .seed_statistics import RunValues, run_values
 from .systems.evaluation import label_rows
 from .systems.record import System, SystemSpec, one_model_at_a_time
 from .systems.store import embed_retrieval_set
 
-LIR_FIT = "evaluation pool"  # LIR's directions come from the embeddings it is evaluated on
+LIR_FIT = "evaluation pool"  # transductive LIR: directions from the embeddings it is evaluated on
+
+
+@dataclass(frozen=True)
+class PostHoc:
+    """An eraser as a system modifier: ``method`` (``"LIR r=1"``, ``"LEACE"``) fitted on ``fit``
+    (:data:`LIR_FIT` or :data:`xlir_utils.erasure.FIT_SET`)."""
+
+    method: str
+    fit: str
+
+    def name(self, system: str) -> str:
+        """The system name after this eraser: ``full-hybrid + LIR r=1`` (fitted on the pool),
+        ``full-hybrid + LEACE (NTREX-128)`` (fitted elsewhere)."""
+        return f"{system} + {self.method}" + ("" if self.fit == LIR_FIT else f" ({self.fit})")
+
+    def run_suffix(self) -> str:
+        """What a run label gains: ``+lir1`` (on the pool), ``+leace-ntrex-128``."""
+        tag = self.method.lower().replace("r=", "").replace(" ", "")
+        return f"+{tag}" + ("" if self.fit == LIR_FIT else f"-{self.fit.lower()}")
+
+
+def lir(rank: int, fit: str = LIR_FIT) -> PostHoc:
+    """LIR of rank ``rank`` fitted on ``fit``."""
+    return PostHoc(f"LIR r={rank}", fit)
+
+
+LEACE = PostHoc("LEACE", erasure.FIT_SET)
+LIR_HELD_OUT = lir(1, erasure.FIT_SET)
 
 
 def lir_label(system: str, rank: int) -> str:
-    """The system name of ``system`` after LIR of rank ``rank``: ``full-hybrid + LIR r=1`` (notebook 05 §5)."""
-    return f"{system} + LIR r={rank}"
+    """The system name of ``system`` after LIR of rank ``rank`` fitted on the evaluation pool:
+    ``full-hybrid + LIR r=1`` (notebooks 05 §5, 06)."""
+    return lir(rank).name(system)
 
 
 def lir_spec(spec: SystemSpec, rank: int) -> SystemSpec:
@@ -33,36 +72,71 @@ def lir_spec(spec: SystemSpec, rank: int) -> SystemSpec:
     return spec.with_post_hoc(f"LIR r={rank}", LIR_FIT)
 
 
-def with_lir(system: System, rank: int) -> System:
-    """``system`` after LIR of rank ``rank``: its name, run label and spec (notebook 05 §5).
-    Its ``encode`` is the plain system's: LIR is applied to stored embeddings, not while encoding."""
-    return dataclasses.replace(system, label=f"{system.label}+lir{rank}", name=lir_label(system.name, rank),
-                               spec=lir_spec(system.spec, rank))
+def with_post_hoc(system: System, post: PostHoc) -> System:
+    """``system`` after ``post``: its name, run label and spec (notebook 05 §5). Its ``encode`` is
+    the plain system's: erasers are applied to stored embeddings, not while encoding."""
+    return dataclasses.replace(system, label=system.label + post.run_suffix(), name=post.name(system.name),
+                               spec=system.spec.with_post_hoc(post.method, post.fit))
 
 
-def lir_systems(profile, system_list: Sequence[System], rset, *, ranks_zero_shot: Sequence[int] = (1, 3),
-                rank_trained: int = 1) -> tuple[pd.DataFrame, list[RunValues], list[RunValues]]:
-    """(tidy rows of every system + LIR, their per-query values, the per-query values of the
-    systems without LIR) on ``rset``; embeddings come from notebook 04's store (an unreadable
-    store is encoded again)."""
-    tables, with_lir_values, without = [], [], []
+Erased = Callable[[], tuple[np.ndarray, np.ndarray]]
+
+
+def _erasers(system: System, rset, q: np.ndarray, c: np.ndarray, fit: pd.DataFrame | None, profile_name: str,
+             ranks: Sequence[int]) -> list[tuple[PostHoc, Erased]]:
+    """(eraser, a function giving the erased queries and candidates) for one system."""
+    qlang, clang = rset.queries.lang, rset.candidates.lang
+    out: list[tuple[PostHoc, Erased]] = [
+        (lir(rank), lambda rank=rank: project_out_language_directions(q, qlang, c, clang, rank=rank)) for rank in ranks]
+    if fit is None:
+        return out
+    held, held_langs = erasure.embed_fit_texts(system, fit, profile_name)
+
+    def lir_held_out():
+        directions = language_directions(held, held_langs, 1)
+        return remove_language_information(q, qlang, directions), remove_language_information(c, clang, directions)
+
+    def leace():
+        eraser = erasure.fit_leace(held, held_langs)
+        return erasure.apply_leace(eraser, q), erasure.apply_leace(eraser, c)
+
+    return out + [(LIR_HELD_OUT, lir_held_out), (LEACE, leace)]
+
+
+def post_hoc_systems(profile, system_list: Sequence[System], rset, fit: pd.DataFrame | None = None, *,
+                     ranks_zero_shot: Sequence[int] = (1, 3), rank_trained: int = 1
+                     ) -> tuple[pd.DataFrame, list[RunValues], list[RunValues]]:
+    """(tidy rows of every system after every eraser, their per-query values, the per-query values
+    of the systems without one) on ``rset`` (notebook 05 §5). Embeddings come from notebook 04's
+    store (an unreadable store is encoded again). LIR on the pool is always applied; with ``fit``
+    (:func:`xlir_utils.erasure.fit_texts`), LIR and LEACE fitted on that text too."""
+    tables, erased_values, without = [], [], []
     for s in one_model_at_a_time(system_list):
         q, c = embed_retrieval_set(s, rset, profile.candidate_text, profile.name)
         plain = evaluate(rset, q, c, bootstrap=0, seed=profile.seed)
         without.append(run_values(plain, labels=s.columns(), dataset=rset.name))
-        for rank in (rank_trained,) if s.spec.trained else ranks_zero_shot:
-            q2, c2 = project_out_language_directions(q, rset.queries.lang, c, rset.candidates.lang, rank=rank)
+        ranks = (rank_trained,) if s.spec.trained else ranks_zero_shot
+        for post, erased in _erasers(s, rset, q, c, fit, profile.name, ranks):
+            q2, c2 = erased()
             ev = evaluate(rset, q2, c2, bootstrap=profile.bootstrap_samples, seed=profile.seed)
-            labels = with_lir(s, rank).columns()
+            labels = with_post_hoc(s, post).columns()
             tables.append(label_rows(ev.table, labels, profile.candidate_text))
-            with_lir_values.append(run_values(ev, labels=labels, dataset=rset.name))
-    return pd.concat(tables, ignore_index=True), with_lir_values, without
+            erased_values.append(run_values(ev, labels=labels, dataset=rset.name))
+    return pd.concat(tables, ignore_index=True), erased_values, without
 
 
-def lir_comparisons(system_list: Sequence[System], baseline: str, alpha: float, rank: int = 1) -> list[tuple[str, str]]:
-    """The comparisons notebook 05 reports: each trained system against the zero-shot encoder +
-    LIR, each trained system + LIR against it, and hybrid + LIR against X-X + LIR and X-Y + LIR
-    (full fine-tuning; hybrid at the profile's ``alpha``, not an α-sweep point)."""
+def post_hoc_comparisons(system_list: Sequence[System], baseline: str, alpha: float, rank: int = 1,
+                         held_out: bool = True) -> list[tuple[str, str]]:
+    """The comparisons notebook 05 reports (each pair: a, b; the delta is a − b).
+
+    LIR on the pool: each trained system against the zero-shot encoder + LIR, each trained
+    system + LIR against it, and hybrid + LIR against X-X + LIR and X-Y + LIR (full fine-tuning;
+    hybrid at the profile's ``alpha``, not an α-sweep point). With ``held_out``: LEACE on the
+    zero-shot encoder against the encoder; each trained system against the zero-shot encoder +
+    LEACE (does erasure alone match training?); each trained system + LEACE against the system
+    (does it add to training?); and, for the zero-shot encoder and hybrid, LIR on the pool against
+    LIR on held-out text (how much the transductive fit flatters LIR).
+    """
     free = lir_label(baseline, rank)
     trained = list(dict.fromkeys(s.name for s in system_list if s.spec.trained))
     pairs = [(t, free) for t in trained] + [(lir_label(t, rank), free) for t in trained]
@@ -70,4 +144,9 @@ def lir_comparisons(system_list: Sequence[System], baseline: str, alpha: float, 
             and (s.spec.sampling != "hybrid" or s.spec.alpha == float(alpha))}
     if "hybrid" in full:
         pairs += [(lir_label(full["hybrid"], rank), lir_label(full[o], rank)) for o in ("X-X", "X-Y") if o in full]
+    if not held_out:
+        return pairs
+    leace_free = LEACE.name(baseline)
+    pairs += [(leace_free, baseline)] + [(t, leace_free) for t in trained] + [(LEACE.name(t), t) for t in trained]
+    pairs += [(lir_label(s, 1), LIR_HELD_OUT.name(s)) for s in [baseline, *([full["hybrid"]] if "hybrid" in full else [])]]
     return pairs

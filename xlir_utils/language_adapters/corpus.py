@@ -42,7 +42,7 @@ def mlm_texts(lang: str, profile: Profile, *, limit: int | None = None, eval_tex
 
 def evaluation_texts(profile: Profile) -> set[str]:
     """Every normalised query and candidate sentence of the profile's evaluation sets (LAReQA and
-    Tatoeba): what no training text may be."""
+    Tatoeba): what no training or eraser-fit text may be (notebooks 03 §2, 05 §5)."""
     texts: set[str] = set()
     for rset in evaluation_sets(profile):
         texts |= {normalise_text(t) for t in pd.concat([rset.queries.text, rset.candidates.sentence])}

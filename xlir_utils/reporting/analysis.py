@@ -23,6 +23,15 @@ def full_system(frame: pd.DataFrame, sampling: str, alpha: float) -> str | None:
     return found[0] if found else None
 
 
+def headline_rows(frame: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """The rows of the headline table and figure (README, ``make figures``): every system without a
+    post-hoc method, and post-hoc rows (LIR, LEACE) only of the zero-shot encoders and of X-X, X-Y
+    and hybrid at the profile's ``alpha`` (every system's are in results/ and notebook 05 §5)."""
+    main = frame.family.eq("zero-shot") | (frame.family.eq("full") & (frame.sampling.ne("hybrid")
+                                                                      | frame.alpha.eq(float(alpha))))
+    return frame[frame.post_hoc.isna() | main]
+
+
 def headline_comparisons(frame: pd.DataFrame, alpha: float) -> list[tuple[str, str]]:
     """The paired comparisons the paper's claim needs: hybrid - X-X and hybrid - X-Y (notebook 04 §7)."""
     hybrid = full_system(frame, "hybrid", alpha)

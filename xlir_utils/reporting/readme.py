@@ -10,16 +10,17 @@ from .. import outputs, paths
 from ..config import load
 from ..io_utils import atomic_write_bytes
 from ..systems.labels import describe, system_order
-from .analysis import full_system
+from .analysis import full_system, headline_rows
 from .tables import read_seed_means
 
 
 def results_markdown(profile: str = "quick", dataset: str = "xquad-r") -> str:
     """The README's results block: seed means with their 95 % intervals (queries and seeds) on
-    ``dataset``, and rank distance, one row per system, from results/."""
+    ``dataset``, and rank distance, one row per system of :func:`~.analysis.headline_rows`, from results/."""
     seed_means = read_seed_means(profile)
-    baselines = load(profile).baselines
-    rows = seed_means[seed_means.dataset == dataset]
+    cfg = load(profile)
+    baselines = cfg.baselines
+    rows = headline_rows(seed_means[seed_means.dataset == dataset], cfg.train.alpha)
     order = system_order(rows.assign(model=rows.system), baselines)
     head = ["system", "description", "seeds", "Mo. mAP", "Cr. mAP", "Mul. mAP", "rank distance"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -50,7 +51,7 @@ def adapters_markdown(profile: str = "quick", dataset: str = "xquad-r") -> str:
     too), with 95 % intervals over queries and seeds, from results/ (notebook 04 §7)."""
     cfg = load(profile)
     folder = paths.results_dir(profile)
-    means = read_seed_means(profile, with_lir=False) if (folder / outputs.SEED_MEANS_FILE).is_file() else None
+    means = read_seed_means(profile, with_post_hoc=False) if (folder / outputs.SEED_MEANS_FILE).is_file() else None
     rows = means[(means.dataset == dataset) & (means.family == "adapters")] if means is not None else None
     if rows is None or rows.empty or not (folder / outputs.SEED_COMPARISONS_FILE).is_file():
         return "(notebook 04 has not compared the adapter variants in this profile yet)"

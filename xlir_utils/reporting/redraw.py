@@ -9,7 +9,7 @@ from .. import adapter_figures, manifest, mlm_figures, outputs, paths, recipe_st
 from ..config import load
 from ..language_separation import separation_summary
 from ..training import SAMPLINGS, run_name
-from .analysis import full_system, heatmap_systems
+from .analysis import full_system, headline_rows, heatmap_systems
 from .tables import first_seed_logs, read_results, read_seed_means, write_tables
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,8 @@ def make_figures(profile: str) -> list[str]:
         if (folder / outputs.SEED_COMPARISONS_FILE).is_file() else None
     hybrid = full_system(seed_means, "hybrid", cfg.train.alpha)
     for dataset in [d for d in results.dataset.unique() if d != "tatoeba"]:
-        save(F.plot_headline(seed_means, results, dataset, base, comparisons, hybrid), f"04_headline_{dataset}")
+        save(F.plot_headline(headline_rows(seed_means, cfg.train.alpha), results, dataset, base, comparisons, hybrid),
+             f"04_headline_{dataset}")
     if "tatoeba" in set(results.dataset):
         save(F.plot_tatoeba(results, base), "04_tatoeba")
     models, diff = heatmap_systems(results, base, cfg.train.alpha)

@@ -15,17 +15,17 @@ from ..languages import LANG_ORDER
 from ..systems.labels import describe_frame, mean_over_seeds, system_order
 
 
-def read_results(profile: str, *, with_lir: bool = True) -> pd.DataFrame:
-    """Every tidy result row of a profile: notebook 04's table, plus notebook 05's LIR rows
-    unless ``with_lir=False`` (notebook 04 shows only what it computed; notebook 05 and
-    ``make figures`` join LIR in)."""
-    return _read(profile, outputs.EVAL_FILE, outputs.LIR_FILE if with_lir else None)
+def read_results(profile: str, *, with_post_hoc: bool = True) -> pd.DataFrame:
+    """Every tidy result row of a profile: notebook 04's table, plus notebook 05's post-hoc rows
+    (LIR, LEACE) unless ``with_post_hoc=False`` (notebook 04 shows only what it computed; notebook
+    05 and ``make figures`` join them in)."""
+    return _read(profile, outputs.EVAL_FILE, outputs.POST_HOC_FILE if with_post_hoc else None)
 
 
-def read_seed_means(profile: str, *, with_lir: bool = True) -> pd.DataFrame:
-    """Every system's seed means (notebook 04), plus the LIR systems' (notebook 05) unless
-    ``with_lir=False``."""
-    return _read(profile, outputs.SEED_MEANS_FILE, outputs.LIR_SEED_MEANS_FILE if with_lir else None)
+def read_seed_means(profile: str, *, with_post_hoc: bool = True) -> pd.DataFrame:
+    """Every system's seed means (notebook 04), plus the post-hoc systems' (LIR, LEACE; notebook 05)
+    unless ``with_post_hoc=False``."""
+    return _read(profile, outputs.SEED_MEANS_FILE, outputs.POST_HOC_SEED_MEANS_FILE if with_post_hoc else None)
 
 
 def _read(profile: str, first: str, second: str | None) -> pd.DataFrame:

@@ -69,7 +69,8 @@ def lir_label(system: str, rank: int) -> str:
 
 def lir_spec(spec: SystemSpec, rank: int) -> SystemSpec:
     """``spec`` after LIR of rank ``rank``, fitted on the evaluation pool (notebooks 05 §5, 06)."""
-    return spec.with_post_hoc(f"LIR r={rank}", LIR_FIT)
+    post = lir(rank)
+    return spec.with_post_hoc(post.method, post.fit)
 
 
 def with_post_hoc(system: System, post: PostHoc) -> System:

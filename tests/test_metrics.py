@@ -329,3 +329,25 @@ def test_paired_test(method):
     noise = M.paired_test(a + 0.1 * rng.standard_normal(300), a + 0.1 * rng.standard_normal(300),
                           n=2000, groups=g, method=method)
     assert noise.p_value > 0.05 and noise.ci_low < 0 < noise.ci_high
+
+
+@pytest.mark.parametrize("method", ["permutation", "bootstrap"])
+def test_paired_tests_equal_one_test_per_selection(method):
+    """Drawing the resamples once for many cell selections changes no test: each equals
+    :func:`paired_test` on the values with NaN outside its cells."""
+    rng = np.random.default_rng(1)
+    g = np.repeat(["x", "y", "z"], [40, 55, 30])
+    a, b = rng.random((125, 4)), rng.random((125, 4))
+    a[rng.random(a.shape) < 0.1] = np.nan  # missing cells drop out of both
+    selections = np.stack([np.ones((3, 4), bool), np.eye(3, 4, dtype=bool), np.zeros((3, 4), bool)])
+    selections[2, 1, 3] = True  # one language's queries on one column
+    tests = M.paired_tests(a, b, selections, n=300, seed=4, groups=g, method=method)
+    codes = np.unique(g, return_inverse=True)[1]
+    for sel, test in zip(selections, tests):
+        rows = sel[codes]  # (n, C): the cells of each query's group
+        one = M.paired_test(np.where(rows, a, np.nan), np.where(rows, b, np.nan), n=300, seed=4, groups=g,
+                            method=method)
+        assert test.n_queries == one.n_queries
+        np.testing.assert_allclose([test.delta, test.ci_low, test.ci_high, test.p_value],
+                                   [one.delta, one.ci_low, one.ci_high, one.p_value], rtol=0, atol=1e-12)
+    assert tests[0].n_queries == 125 and tests[2].n_queries == int(np.isfinite(a[g == "y", 3]).sum())

@@ -108,6 +108,10 @@ class Profile:
     train_queries: int = 20_000  # mMARCO: training queries subsampled (each in every train language)
     hard_negatives: bool = False  # add the data's hard negatives (mMARCO: BM25) to the in-batch ones
     erasure_fit_per_language: int = 150  # NTREX-128 sentences per language the held-out erasers fit on (notebook 05 §5)
+    lexicon_languages: tuple | None = None  # English-X lexicons notebook 01 §6 builds (None: every XQuAD-R language)
+    # and code-switching (notebook 02 §7) uses, of the training languages
+    code_switching_p: tuple = (0.25, 0.5, 0.75)  # word probabilities the code-switching dev study tries (notebook 02 §7)
+    code_switching_sides: tuple = ("query", "passage", "both")  # sides it tries (notebook 02 §7)
 
     def replace(self, **changes) -> "Profile":
         """A copy with some fields changed (``train=`` may be a dict of TrainConfig fields);
@@ -154,6 +158,9 @@ def _smoke() -> Profile:
         tatoeba_languages=("de", "th"),
         tatoeba_pairs=60,
         erasure_fit_per_language=10,
+        lexicon_languages=("ar", "es", "hi"),  # the languages of smoke's training questions besides English
+        code_switching_p=(0.5,),
+        code_switching_sides=("both",),
     )
 
 

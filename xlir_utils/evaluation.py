@@ -17,6 +17,7 @@ This module never encodes: it takes embeddings (L2-normalise them for cosine sco
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +25,7 @@ import pandas as pd
 
 from . import metrics as M
 
-__all__ = ["SETTINGS", "TABLE_COLUMNS", "Evaluation", "evaluate", "paired_comparison"]
+__all__ = ["SETTINGS", "TABLE_COLUMNS", "Evaluation", "evaluate", "paired_comparison", "paired_matrices"]
 
 SETTINGS = ("mono", "cross", "multi")
 POOL = "pool"
@@ -316,32 +317,73 @@ def paired_comparison(
     cpos = {c: i for i, c in enumerate(cols)}
     qi = qpos[merged.query_id].to_numpy()
     ci = merged.cand_lang.map(cpos).to_numpy()
-    groups = queries.query_lang.to_numpy()
-    own = np.array([[c == ql for c in cols] for ql in groups])  # (n_q, C): own-language column
-    is_pool = np.zeros_like(own)
-    is_pool[:, -1] = True
-    masks = {"mono": own & ~is_pool, "cross": ~own & ~is_pool, "multi": is_pool}
-    rows = []
+    mats_a, mats_b = {}, {}
     for metric in metrics:
         if f"{metric}_a" not in merged:
             raise KeyError(f"metric {metric!r} not in the per-query frames")
-        mat_a = np.full((len(queries), len(cols)), np.nan)
-        mat_b = mat_a.copy()
-        mat_a[qi, ci] = merged[f"{metric}_a"].to_numpy(dtype=float)
-        mat_b[qi, ci] = merged[f"{metric}_b"].to_numpy(dtype=float)
-        for setting, mask in masks.items():
-            for ql in ["all"] + sorted(set(groups)):
-                sel = mask & ((groups == ql)[:, None] if ql != "all" else True)
-                a = np.where(sel, mat_a, np.nan)
-                b = np.where(sel, mat_b, np.nan)
-                if not np.isfinite(a - b).any():
-                    continue
-                test = M.paired_test(a, b, n=n, seed=seed, alpha=alpha, groups=groups, method=method)
-                rows.append({
-                    "setting": setting, "query_lang": ql,
-                    "cand_lang": POOL if setting == "multi" else ("all" if setting == "cross" or ql == "all" else ql),
-                    "metric": metric, "value_a": M.macro_mean(a, groups), "value_b": M.macro_mean(b, groups),
-                    "delta": test.delta, "ci_low": test.ci_low, "ci_high": test.ci_high,
-                    "p_value": test.p_value, "n_queries": test.n_queries,
-                })
+        mats_a[metric] = np.full((len(queries), len(cols)), np.nan)
+        mats_b[metric] = mats_a[metric].copy()
+        mats_a[metric][qi, ci] = merged[f"{metric}_a"].to_numpy(dtype=float)
+        mats_b[metric][qi, ci] = merged[f"{metric}_b"].to_numpy(dtype=float)
+    return paired_matrices(mats_a, mats_b, queries.query_lang.to_numpy(), langs, metrics=metrics, n=n, seed=seed,
+                           alpha=alpha, method=method)
+
+
+def paired_matrices(
+    mats_a: dict,
+    mats_b: dict,
+    query_langs: np.ndarray,
+    languages: Sequence[str],
+    *,
+    metrics: tuple[str, ...] = ("map",),
+    n: int = 10000,
+    seed: int = 13,
+    alpha: float = 0.05,
+    method: str = "permutation",
+) -> pd.DataFrame:
+    """:func:`paired_comparison` on per-query matrices (metric -> (n_queries, len(languages) + 1):
+    language columns, then the pool, NaN outside a setting; :attr:`Evaluation.matrices`), with
+    each query's language in ``query_langs``. Every (setting, query language) is tested on the
+    same resamples, drawn once per metric (:func:`xlir_utils.metrics.paired_tests`)."""
+    cols = list(languages) + [POOL]
+    group_names = sorted(set(query_langs))  # the cells' group order (sorted, as the metrics module's)
+    own = np.array([[c == g for c in cols] for g in group_names])  # (G, C): the group's own column
+    is_pool = np.zeros_like(own)
+    is_pool[:, -1] = True
+    cell_masks = {"mono": own & ~is_pool, "cross": ~own & ~is_pool, "multi": is_pool}
+    rows = []
+    for metric in metrics:
+        a, b = np.asarray(mats_a[metric], float), np.asarray(mats_b[metric], float)
+        present = _present_cells(a - b, query_langs, group_names, len(cols))
+        selections, keys = [], []
+        for setting, mask in cell_masks.items():
+            for ql in ["all", *group_names]:
+                picked = mask & (np.array(group_names)[:, None] == ql) if ql != "all" else mask
+                if (picked & present).any():
+                    selections.append(picked)
+                    keys.append((setting, ql))
+        if not selections:
+            continue
+        sel = np.stack(selections)
+        tests = M.paired_tests(a, b, sel, n=n, seed=seed, alpha=alpha, groups=query_langs, method=method)
+        flat = sel.reshape(len(sel), -1)
+        means_a = M.select_mean(M.cell_means(a, query_langs).ravel(), flat)
+        means_b = M.select_mean(M.cell_means(b, query_langs).ravel(), flat)
+        for (setting, ql), test, va, vb in zip(keys, tests, means_a, means_b):
+            rows.append({
+                "setting": setting, "query_lang": ql,
+                "cand_lang": POOL if setting == "multi" else ("all" if setting == "cross" or ql == "all" else ql),
+                "metric": metric, "value_a": float(va), "value_b": float(vb),
+                "delta": test.delta, "ci_low": test.ci_low, "ci_high": test.ci_high,
+                "p_value": test.p_value, "n_queries": test.n_queries,
+            })
     return pd.DataFrame(rows)
+
+
+def _present_cells(d: np.ndarray, query_langs: np.ndarray, group_names: list, n_cols: int) -> np.ndarray:
+    """(G, C): the cells where some query has a paired value."""
+    codes = pd.Categorical(query_langs, categories=group_names).codes
+    present = np.zeros((len(group_names), n_cols), bool)
+    rows, cols = np.nonzero(np.isfinite(d))
+    present[codes[rows], cols] = True
+    return present

@@ -375,7 +375,7 @@ def _with_lir(base: ExplorerSystem, rset, rank: int) -> ExplorerSystem:
 
 
 def load_explorer(profile, dataset: str = "xquad-r", *, seed: int | None = None, lir_rank: int | None = 1,
-                  families: Sequence[str] = ("zero-shot", "full", "adapters")) -> Explorer:
+                  families: Sequence[str] = ("zero-shot", "full", "code-switching", "adapters")) -> Explorer:
     """An explorer over ``dataset`` with the profile's systems of ``families`` at one training seed
     (default the profile's first seed), each also with LIR of ``lir_rank`` (None: none).
     Embeddings come from notebook 04's store (encoded and stored if absent), one model in memory
@@ -386,6 +386,7 @@ def load_explorer(profile, dataset: str = "xquad-r", *, seed: int | None = None,
     from .systems import (
         adapter_run_systems,
         baseline_systems,
+        code_switching_systems,
         embed_retrieval_set,
         full_run_systems,
         one_model_at_a_time,
@@ -397,6 +398,8 @@ def load_explorer(profile, dataset: str = "xquad-r", *, seed: int | None = None,
         found += baseline_systems(profile)
     if "full" in families:
         found += full_run_systems(one_seed)
+    if "code-switching" in families:
+        found += code_switching_systems(one_seed)
     if "adapters" in families:
         found += adapter_run_systems(one_seed)
     rset = retrieval_set(profile, dataset)

@@ -26,6 +26,9 @@ RECIPE_GRID_FILE = "recipe_grid.csv"  # the recipe study: every grid run at ever
 RECIPE_CHOICE_FILE = "recipe_choice.json"  # the recipe study's rule and choice (make recipe-study)
 TRAIN_RUNS_FILE = "train_runs.csv"  # one row per full fine-tuning run (notebook 02)
 TRAIN_LOGS_FILE = "train_logs.csv"  # loss per step of the full fine-tuning runs (notebook 02)
+LEXICONS_FILE = "lexicons.csv"  # English-X lexicons: parallel text, entries per language (notebook 01)
+CODE_SWITCHING_DEV_FILE = "code_switching_dev.csv"  # code-switching settings on mlqa-r-dev, one seed (notebook 02)
+CODE_SWITCHING_CHOICE_FILE = "code_switching_choice.json"  # the rule and the chosen setting (notebook 02)
 ADAPTER_RUNS_FILE = "adapter_runs.csv"  # one row per adapter variant (notebook 03)
 MLM_LOG_FILE = "mlm_log.csv"  # MLM head's held-out loss per epoch, each language adapter's loss per step (notebook 03)
 MLM_HELDOUT_FILE = "mlm_heldout.csv"  # held-out MLM loss per language: head, adapters before/after (notebook 03)
@@ -53,6 +56,7 @@ TABLES_FOLDER = "tables"  # paper-style tables as CSV (make figures, notebook 05
 WRITERS = {  # who writes each file: named in an error so the reader knows what to rerun
     DATA_COUNTS_FILE: "notebook 01", LENGTHS_FILE: "notebook 01", RECIPE_GRID_FILE: "make recipe-study",
     RECIPE_CHOICE_FILE: "make recipe-study", TRAIN_RUNS_FILE: "notebook 02", TRAIN_LOGS_FILE: "notebook 02",
+    LEXICONS_FILE: "notebook 01", CODE_SWITCHING_DEV_FILE: "notebook 02", CODE_SWITCHING_CHOICE_FILE: "notebook 02",
     ADAPTER_RUNS_FILE: "notebook 03", MLM_LOG_FILE: "notebook 03", MLM_HELDOUT_FILE: "notebook 03",
     MLM_HEAD_STUDY_FILE: "notebook 03", MLM_HEAD_LANGS_FILE: "notebook 03", MLM_MATRIX_FILE: "notebook 03",
     HIDDEN_SHIFT_FILE: "notebook 03", ADAPTER_LOGS_FILE: "notebook 03", ADAPTER_LR_GRID_FILE: "notebook 03",
@@ -87,7 +91,8 @@ def save_table(df: pd.DataFrame, name: str, profile: str, **csv_kwargs) -> Path:
 
 
 def save_json(obj, name: str, profile: str) -> Path:
-    """Write a JSON result (the recipe study's choice) like :func:`save_table`."""
+    """Write a JSON result (the recipe study's choice, notebook 02 §7's code-switching choice) like
+    :func:`save_table`."""
     data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode() + b"\n"
     return manifest.write_result(paths.results_dir(profile), name, data, writer_of(name))
 

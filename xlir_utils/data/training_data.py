@@ -26,6 +26,15 @@ def evaluation_sets(profile) -> list[RetrievalSet]:
     return [retrieval_set(profile, name) for name in profile.eval_datasets if name != profile.train_dataset]
 
 
+def check_training_pairs(profile, pairs: pd.DataFrame, eval_sets: list[RetrievalSet] | None = None) -> dict:
+    """The leakage check (:func:`check_no_leakage`) of any pairs table against the profile's
+    evaluation sets and Tatoeba: what the training pairs pass, and transformed pairs (code-switched,
+    notebook 02 §7) pass again before training."""
+    eval_sets = evaluation_sets(profile) if eval_sets is None else eval_sets
+    other = {"tatoeba": tatoeba_texts(profile.tatoeba_languages)} if profile.tatoeba_languages else {}
+    return check_no_leakage(pairs, eval_sets, other_texts=other)
+
+
 def training_pairs(profile, eval_sets: list[RetrievalSet]) -> tuple[pd.DataFrame, dict]:
     """(pairs table, leakage report) for ``profile``; raises if training overlaps ``eval_sets``
     (notebooks 02 §1, 03 §1).
@@ -37,7 +46,6 @@ def training_pairs(profile, eval_sets: list[RetrievalSet]) -> tuple[pd.DataFrame
     the pairs carry a ``negative`` column that training adds to the in-batch negatives.
     """
     name = profile.train_dataset
-    other = {"tatoeba": tatoeba_texts(profile.tatoeba_languages)} if profile.tatoeba_languages else {}
     if name in ("mlqa-r", "xquad-r"):
         pairs = build_pairs(training_set(profile), profile.candidate_text)
     elif name == "mmarco":
@@ -46,9 +54,9 @@ def training_pairs(profile, eval_sets: list[RetrievalSet]) -> tuple[pd.DataFrame
         # mMARCO is not derived from LAReQA or Tatoeba: a shared text is a coincidence (a short,
         # generic sentence), so such rows are dropped and counted rather than stopping the run.
         n_rows = len(pairs)
+        other = {"tatoeba": tatoeba_texts(profile.tatoeba_languages)} if profile.tatoeba_languages else {}
         pairs = drop_overlap(pairs, eval_sets, other)
-        report = check_no_leakage(pairs, eval_sets, other_texts=other)
-        return pairs, {**report, "dropped_overlap_rows": n_rows - len(pairs)}
+        return pairs, {**check_training_pairs(profile, pairs, eval_sets), "dropped_overlap_rows": n_rows - len(pairs)}
     else:
         raise SettingsError(f"Unknown training dataset {name!r}; choose one of {', '.join(TRAIN_DATASETS)}.")
-    return pairs, check_no_leakage(pairs, eval_sets, other_texts=other)
+    return pairs, check_training_pairs(profile, pairs, eval_sets)

@@ -24,11 +24,12 @@ from .statistics import (
     cell_means,
     macro_mean,
     paired_test,
+    paired_tests,
     select_mean,
 )
 
 __all__ = [
     "PairedTest", "RelevantRanks", "ap_at_k_lareqa", "average_precision", "bootstrap_weight_batches",
-    "cell_means", "macro_mean", "ndcg_at_k", "paired_test", "pool_language_share", "rank_distance",
+    "cell_means", "macro_mean", "ndcg_at_k", "paired_test", "paired_tests", "pool_language_share", "rank_distance",
     "rank_relevant_grouped", "recall_at_k", "reciprocal_rank", "safe_div", "same_language_share", "select_mean",
 ]

@@ -105,12 +105,6 @@ def macro_mean(values: np.ndarray, groups: np.ndarray | None = None) -> float:
     return float(_mean_over_cells(cell_means(values, groups)))
 
 
-def _boot_stats(values: np.ndarray, groups, n: int, seed: int) -> np.ndarray:
-    v = _as_2d(values)
-    out = [_mean_over_cells(cell_means(v, groups, w)) for w in bootstrap_weight_batches(groups, n, seed, len(v))]
-    return np.concatenate(out) if out else np.zeros(0)
-
-
 @dataclass(frozen=True)
 class PairedTest:
     """A paired comparison of two systems: ``delta`` = macro mean of a - b."""
@@ -141,25 +135,58 @@ def paired_test(
     either system lacks a value are left out of both.
     """
     a, b = _as_2d(a), _as_2d(b)
+    n_groups = _group_codes(groups, len(a))[1]
+    return paired_tests(a, b, np.ones((1, n_groups, a.shape[1]), bool), n=n, seed=seed, alpha=alpha,
+                        groups=groups, method=method)[0]
+
+
+def paired_tests(
+    a: np.ndarray,
+    b: np.ndarray,
+    selections: np.ndarray,
+    *,
+    n: int = 10000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    groups: np.ndarray | None = None,
+    method: str = "permutation",
+) -> list[PairedTest]:
+    """:func:`paired_test` for each selection of (group, column) cells at once (notebook 04 §7).
+
+    ``selections``: (S, G, C) booleans over the cells (groups in sorted order, as
+    :func:`cell_means`). Each test equals :func:`paired_test` on ``a`` and ``b`` with NaN outside
+    its cells: the resamples and sign flips depend only on the groups, ``n`` and ``seed``, so they
+    are drawn once and every selection averages its own cells of them.
+    """
+    a, b = _as_2d(a), _as_2d(b)
     if a.shape != b.shape:
         raise ValueError(f"paired values differ in shape: {a.shape} vs {b.shape}")
-    d = a - b  # NaN where either is missing
-    observed = macro_mean(d, groups)
-    n_queries = int(np.isfinite(d).any(1).sum())
-    boot = _boot_stats(d, groups, n, seed)
-    lo, hi = np.nanquantile(boot, [alpha / 2, 1 - alpha / 2])
-    if method == "bootstrap":
-        null = boot - observed
-    elif method == "permutation":
-        null = _signflip_stats(d, groups, n, seed)
-    else:
+    if method not in ("permutation", "bootstrap"):
         raise ValueError(f"method must be 'permutation' or 'bootstrap', got {method!r}")
-    tol = 1e-12 * max(1.0, abs(observed))
-    p = (1 + np.sum(np.abs(null) >= abs(observed) - tol)) / (n + 1)
-    return PairedTest(observed, float(lo), float(hi), float(min(p, 1.0)), n_queries)
+    d = a - b  # NaN where either is missing
+    codes, n_groups = _group_codes(groups, len(d))
+    sel = np.asarray(selections, bool)
+    if sel.shape[1:] != (n_groups, d.shape[1]):
+        raise ValueError(f"selections have shape {sel.shape}, expected (S, {n_groups}, {d.shape[1]})")
+    masks = sel.reshape(len(sel), -1)
+    observed = select_mean(cell_means(d, groups).ravel(), masks)
+    boot = np.concatenate([select_mean(cell_means(d, groups, w).reshape(len(w), -1), masks)
+                           for w in bootstrap_weight_batches(groups, n, seed, len(d))]) if n else np.zeros((0, len(sel)))
+    null = boot - observed if method == "bootstrap" else _signflip_cells(d, groups, n, seed, masks)
+    finite = np.isfinite(d)
+    tests = []
+    for s in range(len(sel)):
+        lo, hi = np.nanquantile(boot[:, s], [alpha / 2, 1 - alpha / 2])
+        tol = 1e-12 * max(1.0, abs(observed[s]))
+        p = (1 + np.sum(np.abs(null[:, s]) >= abs(observed[s]) - tol)) / (n + 1)
+        n_queries = int((finite & sel[s][codes]).any(1).sum())
+        tests.append(PairedTest(float(observed[s]), float(lo), float(hi), float(min(p, 1.0)), n_queries))
+    return tests
 
 
-def _signflip_stats(d: np.ndarray, groups, n: int, seed: int, batch: int = 1000) -> np.ndarray:
+def _signflip_cells(d: np.ndarray, groups, n: int, seed: int, masks: np.ndarray, batch: int = 1000) -> np.ndarray:
+    """Sign-flip statistics, (n, S): each query's differences keep or flip their sign together;
+    selection s averages its non-empty cells."""
     x, p, _, _ = _cell_design(d, groups)
     counts = p.sum(0)
     rng = np.random.default_rng([seed, 1])
@@ -167,6 +194,5 @@ def _signflip_stats(d: np.ndarray, groups, n: int, seed: int, batch: int = 1000)
     for start in range(0, n, batch):
         signs = rng.choice(np.array([-1.0, 1.0]), size=(min(batch, n - start), len(x)))
         cells = safe_div(signs @ x, np.broadcast_to(counts, (len(signs), len(counts))))
-        ok = np.isfinite(cells)
-        out.append(safe_div(np.where(ok, cells, 0.0).sum(1), ok.sum(1)))
-    return np.concatenate(out)
+        out.append(select_mean(cells, masks))
+    return np.concatenate(out) if out else np.zeros((0, len(masks)))

@@ -53,6 +53,20 @@ def adapter_comparisons(frame: pd.DataFrame, alpha: float) -> list[tuple[str, st
     return pairs
 
 
+def code_switching_comparisons(frame: pd.DataFrame, alpha: float) -> list[tuple[str, str]]:
+    """The comparisons code-switched training needs (notebook 04 §7): every code-switched system
+    against hybrid, *CS* against X-X (does switching help monolingual batches?) and *CS + hybrid*
+    against hybrid."""
+    plain = _plain(frame)
+    hybrid, xx = full_system(frame, "hybrid", alpha), full_system(frame, "X-X", alpha)
+    pairs = []
+    for row in plain[plain.family == "code-switching"].drop_duplicates("system").itertuples():
+        reference = xx if row.sampling == "X-X" else hybrid
+        pairs += [(row.system, hybrid)] if hybrid else []
+        pairs += [(row.system, reference)] if reference and reference != hybrid else []
+    return pairs
+
+
 def heatmap_systems(results: pd.DataFrame, baselines: Sequence[str],
                     alpha: float) -> tuple[list[str], tuple[str, str] | None]:
     """The systems of the language-pair heatmaps (the first baseline, the X-X and the hybrid

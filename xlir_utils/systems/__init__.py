@@ -1,4 +1,5 @@
-"""Systems: what notebooks 04-06 evaluate (zero-shot encoders, finished runs, adapter variants).
+"""Systems: what notebooks 04-06 evaluate (zero-shot encoders, finished runs, code-switched runs,
+adapter variants).
 
 * :mod:`~xlir_utils.systems.record` - a system as data (:class:`SystemSpec`, :class:`System`);
 * :mod:`~xlir_utils.systems.labels` - descriptions, groups, order and colours from the columns;
@@ -26,7 +27,7 @@ from .record import (
 # on first use so that reading tables and drawing figures (``make figures``) stays light.
 _LAZY = {
     "encoder_system": "discovery", "baseline_systems": "discovery", "full_run_systems": "discovery",
-    "adapter_run_systems": "discovery", "all_systems": "discovery",
+    "adapter_run_systems": "discovery", "code_switching_systems": "discovery", "all_systems": "discovery",
     "embed_retrieval_set": "store", "embeddings_path": "store", "load_embeddings": "store",
     "label_rows": "evaluation", "evaluate_systems": "evaluation", "paired_against": "evaluation",
     "evaluate_tatoeba_systems": "evaluation", "LABEL_COLUMNS": "evaluation",

@@ -113,8 +113,41 @@ def adapter_run_systems(profile) -> list[System]:
     return systems
 
 
+def code_switching_systems(profile) -> list[System]:
+    """The finished code-switched runs of the setting notebook 02 §7 chose on dev
+    (``results/code_switching_choice.json``): *CS* (``cs-X-X``) and *CS + hybrid* (``cs-hybrid``),
+    every seed of the profile (notebook 04 §2). None before notebook 02 §7 has chosen."""
+    from ..code_switching.runs import CODE_SWITCHING_SAMPLINGS, chosen_setting, run_name as cs_run_name
+    from ..outputs import CODE_SWITCHING_CHOICE_FILE, read_json, table_path
+
+    if not table_path(CODE_SWITCHING_CHOICE_FILE, profile.name).is_file():
+        logger.info("no code-switched systems: notebook 02 §7 has not chosen a setting in %r", profile.name)
+        return []
+    setting = chosen_setting(read_json(CODE_SWITCHING_CHOICE_FILE, profile.name))
+    recipe = json_digest(asdict(resolved_train(profile.train)))
+    finished = {d.name: d for d in finished_runs(paths.runs_dir(profile.name))}
+    systems = []
+    for sampling in CODE_SWITCHING_SAMPLINGS:
+        for seed in profile.seeds:
+            run_dir = finished.get(cs_run_name(sampling, setting, seed))
+            if run_dir is None:
+                continue
+            run = json.loads((run_dir / "run.json").read_text())["spec"]
+            if json_digest(run["train"]) != recipe:
+                logger.info("left out %s: not the profile's recipe", run_dir.name)
+                continue
+            spec = SystemSpec("code-switching", run["base_model"], sampling=sampling,
+                              alpha=sampling_alpha(sampling, profile.train.alpha))
+            systems.append(encoder_system(run_dir.name, spec, lambda d=run_dir: load_encoder(str(d / "model"), profile),
+                                          profile.encode_batch_tokens, name=f"cs-{sampling}", seed=seed,
+                                          shared_layers=run["train"].get("freeze_layers", 0)))
+    return systems
+
+
 def all_systems(profile) -> list[System]:
-    """Every system of a profile: the zero-shot baselines, the finished full fine-tuning runs and
-    adapter variants (notebooks 04 §2, 05 §5). No model is loaded yet: each is loaded when its
-    system is first used; iterate with :func:`~xlir_utils.systems.record.one_model_at_a_time`."""
-    return baseline_systems(profile) + full_run_systems(profile) + adapter_run_systems(profile)
+    """Every system of a profile: the zero-shot baselines, the finished full fine-tuning runs,
+    code-switched runs and adapter variants (notebooks 04 §2, 05 §5). No model is loaded yet: each
+    is loaded when its system is first used; iterate with
+    :func:`~xlir_utils.systems.record.one_model_at_a_time`."""
+    return (baseline_systems(profile) + full_run_systems(profile) + code_switching_systems(profile)
+            + adapter_run_systems(profile))

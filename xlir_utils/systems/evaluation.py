@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from ..bitext import evaluate_tatoeba
-from ..evaluation import evaluate, paired_comparison
+from ..evaluation import evaluate, paired_matrices
 from ..seed_statistics import RunValues, run_values
 from .record import SPEC_COLUMNS, System, one_model_at_a_time
 from .store import embed_retrieval_set
@@ -50,25 +51,29 @@ def evaluate_systems(profile, system_list: Sequence[System], rsets: dict, *,
     return pd.concat(tables, ignore_index=True), pd.concat(per_query, ignore_index=True), values
 
 
-def paired_against(profile, system_list: Sequence[System], rsets: dict, *, reference: str, dataset: str,
-                   metrics: tuple[str, ...] = ("map",)) -> pd.DataFrame:
-    """Every system against ``reference`` (a run label) on the same queries of ``dataset``: one row
-    per (system, setting, query language, metric) with both macro means, the difference, its paired
-    bootstrap CI and a sign-flip p-value (:func:`xlir_utils.evaluation.paired_comparison`;
-    notebook 04 §7). Embeddings come from the store, so nothing is encoded again."""
-    rset = rsets[dataset]
-    by_label = {s.label: s for s in system_list}
-
-    def per_query(system: System):
-        q, c = embed_retrieval_set(system, rset, profile.candidate_text, profile.name)
-        return evaluate(rset, q, c, bootstrap=0, seed=profile.seed).per_query
-
-    ref = next(per_query(s) for s in one_model_at_a_time([by_label[reference]]))
+def paired_against(profile, values: Sequence[RunValues], languages: Sequence[str], *, reference: str,
+                   dataset: str, metrics: tuple[str, ...] = ("map",)) -> pd.DataFrame:
+    """Every run against ``reference`` (a run label) on the same queries of ``dataset``: one row
+    per (run, setting, query language, metric) with both macro means, the difference, its paired
+    bootstrap CI and a sign-flip p-value (:func:`xlir_utils.evaluation.paired_matrices`;
+    notebook 04 §7). ``values``: the per-query values :func:`evaluate_systems` returned;
+    ``languages``: the retrieval set's languages (the values' query codes index them)."""
+    runs = [v for v in values if v.dataset == dataset]
+    by_label = {v.labels["model"]: v for v in runs}
+    if reference not in by_label:
+        raise ValueError(f"no per-query values of {reference!r} on {dataset!r}: evaluate it first "
+                         f"(runs on {dataset!r}: {sorted(by_label)})")
+    ref = by_label[reference]
+    langs = list(languages)
     rows = []
-    for system in one_model_at_a_time(s for s in system_list if s.label != reference):
-        cmp = paired_comparison(per_query(system), ref, metrics=metrics, n=profile.bootstrap_samples,
-                                seed=profile.seed)
-        rows.append(label_rows(cmp.assign(reference=reference, dataset=dataset), system.columns()))
+    for run in runs:
+        if run is ref:
+            continue
+        if not np.array_equal(run.query_codes, ref.query_codes):
+            raise ValueError(f"{run.labels['model']!r} and {reference!r} were evaluated on different queries of {dataset!r}")
+        cmp = paired_matrices(run.matrices, ref.matrices, np.asarray(langs)[run.query_codes], langs, metrics=metrics,
+                              n=profile.bootstrap_samples, seed=profile.seed)
+        rows.append(label_rows(cmp.assign(reference=reference, dataset=dataset), dict(run.labels)))
     if not rows:
         return pd.DataFrame(columns=[*LABEL_COLUMNS, "reference", "dataset"])
     return pd.concat(rows, ignore_index=True)

@@ -84,7 +84,7 @@ def read_train_logs(run_dirs: Sequence[Path]) -> pd.DataFrame:
 
 def train_full(profile: Profile, sampling: str, pairs: pd.DataFrame, *, alpha: float | None = None,
                seed: int | None = None, runs_root: Path | None = None, show_progress: bool = True,
-               stop_after: int | None = None) -> dict:
+               stop_after: int | None = None, name: str | None = None, extra: str = "") -> dict:
     """Full fine-tuning of the profile's base encoder with one sampling strategy and seed
     (notebook 02 §4-5; ``seed`` defaults to the profile's).
 
@@ -94,13 +94,16 @@ def train_full(profile: Profile, sampling: str, pairs: pd.DataFrame, *, alpha: f
     1, 0 or the profile's alpha is the X-X, X-Y or hybrid run itself (:func:`canonical_sampling`).
     The saved model keeps the base encoder's maximum length: training truncates at
     ``train.max_seq_length``, evaluation encodes like the zero-shot model. ``stop_after``
-    interrupts the run after that many steps (a simulated crash; the next call resumes).
+    interrupts the run after that many steps (a simulated crash; the next call resumes). ``name``
+    and ``extra`` (added to the spec) are for runs on transformed pairs, such as code-switched
+    training (notebook 02 §7).
     """
     seed = profile.seed if seed is None else int(seed)
     sampling, alpha = canonical_sampling(sampling, alpha, profile.train.alpha)
-    name = run_name(sampling, alpha, seed)
+    name = name or run_name(sampling, alpha, seed)
     run_dir = (runs_root or paths.runs_dir(profile.name)) / name
-    spec = make_spec(name, profile.encoder, sampling, profile.train, seed, pairs, alpha, extra="format=2")
+    spec = make_spec(name, profile.encoder, sampling, profile.train, seed, pairs, alpha,
+                     extra="format=2" + (f"|{extra}" if extra else ""))
     if (record := main_first(lambda: finished_record(run_dir, spec.digest()))) is not None:
         return record  # skip loading the model (rank 0 first repairs an interrupted model-folder swap)
     with run_lock(run_dir, f"run {name}"):  # a second process stops here, before loading the model

@@ -165,3 +165,21 @@ def test_code_switched_systems_are_compared_with_hybrid_and_their_own_sampling()
     frame = pd.DataFrame(rows, columns=["system", "family", "sampling", "alpha"]).assign(post_hoc=None)
     assert code_switching_comparisons(frame, 0.5) == [("cs-X-X", "full-hybrid"), ("cs-X-X", "full-X-X"),
                                                       ("cs-hybrid", "full-hybrid")]
+
+
+def test_a_damaged_dev_score_is_computed_again(tmp_path, monkeypatch):
+    import json
+
+    from xlir_utils.code_switching import runs
+
+    run = tmp_path / "cs-X-X-bi-p0.25-both-s13"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"digest": "d1", "spec": {"train": {"freeze_layers": 6}}}))
+    (run / "dev_scores.json").write_text('{"digest": "d1", "scores": {"S": 0.5')  # truncated
+    scored = []
+    monkeypatch.setattr("xlir_utils.encoders.registry.load_encoder", lambda *a, **k: type("M", (), {"max_seq_length": 8})())
+    monkeypatch.setattr("xlir_utils.recipe_study.dev_scores", lambda *a, **k: scored.append(1) or {"S": 0.6})
+    row = runs._dev_row(config.load("smoke"), run, None, {"setting": "x"})
+    assert row == {"setting": "x", "S": 0.6} and scored == [1]
+    assert json.loads((run / "dev_scores.json").read_text())["scores"] == {"S": 0.6}  # rewritten, then reused
+    assert runs._dev_row(config.load("smoke"), run, None, {"setting": "x"}) == row and scored == [1]

@@ -71,9 +71,12 @@ def _dev_row(profile, run_dir, dev, label: dict) -> dict:
     record = json.loads((run_dir / "run.json").read_text())
     path = run_dir / "dev_scores.json"
     if path.is_file():
-        stored = json.loads(path.read_text())
-        if stored.get("digest") == record["digest"]:
-            return {**label, **stored["scores"]}
+        try:
+            stored = json.loads(path.read_text())
+            if stored.get("digest") == record["digest"]:
+                return {**label, **stored["scores"]}
+        except (ValueError, AttributeError, KeyError) as exc:  # a damaged file is scored again
+            logger.warning("%s is unreadable (%s); the dev set is scored again", path, exc)
     model = load_encoder(str(run_dir / "model"), profile)
     scores = dev_scores(model, dev, profile, max_seq_length=model.max_seq_length,
                         shared_layers=record["spec"]["train"].get("freeze_layers", 0))

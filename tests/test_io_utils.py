@@ -302,3 +302,26 @@ def test_text_digest_is_length_prefixed_utf8_sha256():
     assert text_digest(["ab", "c"]) != text_digest(["a", "bc"]) != text_digest(["abc"])
     assert text_digest(["a", ""]) != text_digest(["a"])
     assert text_digest(["\ud800"]) != text_digest(["\ud801"])  # lone surrogates hash, distinctly
+
+
+def test_cached_keyed_arrays_compute_once_and_survive_an_unwritable_store(tmp_path, caplog):
+    from xlir_utils.keyed_arrays import cached_keyed_arrays
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"a": np.arange(3, dtype=np.float32)}
+
+    path = tmp_path / "c.npz"
+    first = cached_keyed_arrays(path, "k1", ("a",), compute, "the test arrays")
+    again = cached_keyed_arrays(path, "k1", ("a",), compute, "the test arrays")
+    np.testing.assert_array_equal(first["a"], again["a"])
+    assert calls == [1]  # the second call read the store
+    cached_keyed_arrays(path, "k2", ("a",), compute, "the test arrays")
+    assert calls == [1, 1]  # another key computes again
+    blocked = tmp_path / "file"
+    blocked.write_text("x")  # a file where the store's folder should be: the write fails
+    out = cached_keyed_arrays(blocked / "c.npz", "k1", ("a",), compute, "the test arrays")
+    np.testing.assert_array_equal(out["a"], np.arange(3))
+    assert "could not store the test arrays" in caplog.text

@@ -15,7 +15,6 @@ Both outputs are L2-normalised again, as every embedding the engine ranks with i
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,15 +24,13 @@ from concept_erasure import LeaceEraser
 
 from .data import monolingual_text
 from .data.pairs import normalise_text
-from .keyed_arrays import read_keyed_arrays, text_digest, write_keyed_arrays
+from .keyed_arrays import cached_keyed_arrays, text_digest
 from .seeding import derived_seed
 from .systems.record import System
 from .systems.store import embeddings_path
 
 FIT_SET = "NTREX-128"  # the ``post_hoc_fit`` of the erasers fitted here
 FIT_STORE = "erasure-fit"  # the store file of a system's embeddings of the fit text
-
-logger = logging.getLogger(__name__)
 
 
 def fit_texts(languages: Sequence[str], per_language: int, seed: int, exclude: set[str] = frozenset()
@@ -56,18 +53,12 @@ def embed_fit_texts(system: System, fit: pd.DataFrame, profile_name: str) -> tup
     and text, else encoded and stored; a store that cannot be written is skipped (notebook 05 §5)."""
     path = embeddings_path(profile_name, system.label, FIT_STORE)
     key = f"{system.fingerprint}|query+passage|{len(fit)}|{text_digest([*fit.text, *fit.lang], 16)}"
-    langs = np.concatenate([fit.lang.to_numpy(), fit.lang.to_numpy()])
-    stored = read_keyed_arrays(path, key)
-    if stored is not None and set(stored) == {"queries", "passages"}:
-        return np.vstack([stored["queries"], stored["passages"]]), langs
     texts, text_langs = fit.text.tolist(), fit.lang.tolist()
-    q = system.encode(texts, text_langs, "query").astype(np.float32)
-    p = system.encode(texts, text_langs, "passage").astype(np.float32)
-    try:
-        write_keyed_arrays(path, key, queries=q, passages=p)
-    except OSError as exc:  # the embeddings are returned all the same; the next run encodes again
-        logger.warning("could not store the fit-text embeddings of %s in %s (%s)", system.label, path, exc)
-    return np.vstack([q, p]), langs
+    stored = cached_keyed_arrays(path, key, ("queries", "passages"), lambda: {
+        "queries": system.encode(texts, text_langs, "query").astype(np.float32),
+        "passages": system.encode(texts, text_langs, "passage").astype(np.float32)},
+        f"the fit-text embeddings of {system.label}")
+    return np.vstack([stored["queries"], stored["passages"]]), np.concatenate([fit.lang.to_numpy()] * 2)
 
 
 def fit_leace(emb: np.ndarray, langs: Sequence[str]) -> LeaceEraser:

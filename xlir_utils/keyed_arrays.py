@@ -9,7 +9,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -105,4 +105,21 @@ def read_keyed_arrays(path: str | os.PathLike, key: str | None) -> dict[str, np.
     except Exception as exc:  # noqa: BLE001 - truncated, corrupt or foreign file (BadZipFile, EOFError, ...)
         logger.warning("%s is unreadable (%s: %s); it is treated as missing", path, type(exc).__name__, exc)
         return None
+    return arrays
+
+
+def cached_keyed_arrays(path: str | os.PathLike, key: str, names: Iterable[str],
+                        compute: Callable[[], dict[str, np.ndarray]], what: str) -> dict[str, np.ndarray]:
+    """The arrays ``names`` stored in ``path`` for ``key``; else ``compute()``'s, stored there. A
+    store that cannot be written costs the cache, never the result: it is logged and the arrays
+    are returned all the same (the lexicons of notebook 01 §6, the erasers' fit text of notebook 05 §5).
+    ``what`` names the arrays in that message."""
+    stored = read_keyed_arrays(path, key)
+    if stored is not None and set(stored) == set(names):
+        return stored
+    arrays = compute()
+    try:
+        write_keyed_arrays(path, key, **arrays)
+    except OSError as exc:  # the next run computes them again
+        logger.warning("could not store %s in %s (%s)", what, path, exc)
     return arrays

@@ -12,7 +12,6 @@ cached under ``.cache/lexicons/<profile>/``, keyed by their input text and setti
 """
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,14 +24,12 @@ from ..data.datasets import training_set
 from ..data.mkqa import MKQA_LANGS, mkqa_parallel
 from ..data.pairs import normalise_text
 from ..data.parallel import ntrex_sentences
-from ..keyed_arrays import read_keyed_arrays, text_digest, write_keyed_arrays
+from ..keyed_arrays import cached_keyed_arrays, text_digest
 from ..language_adapters.corpus import evaluation_texts
 from .alignment import align_intersection
 from .words import words
 
 __all__ = ["ALIGNER", "MIN_LINKS", "Lexicon", "lexicon", "lexicon_table", "lexicons", "parallel_text", "training_lexicons"]
-
-logger = logging.getLogger(__name__)
 
 ALIGNER = "ibm1-intersection-v1"  # changes here rebuild every lexicon
 IBM1_ITERATIONS = 5
@@ -100,18 +97,20 @@ def lexicon(profile, lang: str, exclude: set[str] | None = None) -> Lexicon:
     """The English–``lang`` lexicon of ``profile``: from the cache when it holds one built from
     the same text and settings (verified), else induced and cached (notebook 01 §6).
     ``exclude``: the evaluation texts (computed when not given)."""
-    text = parallel_text(profile, lang, exclude)
+    return _lexicon_of(profile, lang, parallel_text(profile, lang, exclude))
+
+
+def _lexicon_of(profile, lang: str, text: pd.DataFrame) -> Lexicon:
+    """The lexicon induced from ``text`` (:func:`parallel_text`), through the cache."""
     key = f"{ALIGNER}|it{IBM1_ITERATIONS}|min{MIN_LINKS}|{lang}|{text_digest([*text.en, *text.foreign])}"
     path = paths.cache_dir() / "lexicons" / profile.name / f"{lang}.npz"
-    stored = read_keyed_arrays(path, key)
-    if stored is not None and {"english", "foreign", "links"} <= set(stored):
-        return Lexicon(lang, stored["english"], stored["foreign"], stored["links"])
-    lex = _induce(lang, text)
-    try:
-        write_keyed_arrays(path, key, english=lex.english, foreign=lex.foreign, links=lex.links)
-    except OSError as exc:  # the lexicon is returned all the same; the next run induces it again
-        logger.warning("could not cache the %s lexicon in %s (%s)", lang, path, exc)
-    return lex
+
+    def induce() -> dict[str, np.ndarray]:
+        lex = _induce(lang, text)
+        return {"english": lex.english, "foreign": lex.foreign, "links": lex.links}
+
+    stored = cached_keyed_arrays(path, key, ("english", "foreign", "links"), induce, f"the {lang} lexicon")
+    return Lexicon(lang, stored["english"], stored["foreign"], stored["links"])
 
 
 def lexicons(profile, languages: Sequence[str]) -> dict[str, Lexicon]:
@@ -136,7 +135,7 @@ def lexicon_table(profile, languages: Sequence[str]) -> pd.DataFrame:
         if lang == "en":
             continue
         text = parallel_text(profile, lang, exclude)
-        lex = lexicon(profile, lang, exclude)
+        lex = _lexicon_of(profile, lang, text)
         by_source = text.source.value_counts()
         rows.append({"lang": lang, "sentence_pairs": len(text),
                      **{f"pairs_{s.replace(' ', '_')}": int(by_source.get(s, 0))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from xlir_utils.seed_statistics import RunValues, seed_summary
@@ -94,3 +95,20 @@ def test_restricted_to_some_query_languages_the_means_are_theirs():
         assert row["mean"] == pytest.approx(np.mean(per_seed)) and row.dataset == "toy, unseen"
     with pytest.raises(ValueError, match="'xx'"):
         restrict_queries(runs[0], ["xx"], langs, "toy")
+
+
+def test_adding_or_reordering_systems_leaves_the_others_intervals_as_they_were():
+    rng = np.random.default_rng(6)
+    a = [_run("a", s, 0.65, 0.03, rng) for s in (1, 2, 3)]
+    b = [_run("b", s, 0.60 + 0.02 * s, 0.03, rng, sampling="X-X") for s in (1, 2, 3)]
+    extra = [_run("extra", s, 0.55, 0.03, rng, sampling="X-Y") for s in (1, 2, 3)]
+    columns = ["system", "metric", "setting", "ci_low", "ci_high"]
+    means, cmp = seed_summary(a + b, n_boot=300, seed=5, comparisons=[("a", "b")])
+    more_means, more_cmp = seed_summary(extra + b[::-1] + a, n_boot=300, seed=5,
+                                        comparisons=[("a", "extra"), ("a", "b")])
+    key = ["system", "metric", "setting"]
+    pd.testing.assert_frame_equal(means[columns].sort_values(key).reset_index(drop=True),
+                                  more_means[more_means.system != "extra"][columns].sort_values(key)
+                                  .reset_index(drop=True))
+    pd.testing.assert_frame_equal(cmp.reset_index(drop=True),
+                                  more_cmp[more_cmp.b == "b"].reset_index(drop=True))

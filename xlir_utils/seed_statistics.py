@@ -6,7 +6,9 @@ bootstrap:
 
 1. resample the queries within each query language (one stream per dataset, shared by every
    system, so comparisons are paired over queries), and recompute every run's macro mean;
-2. resample the system's seeds with replacement and average those runs' values.
+2. resample the system's seeds with replacement and average those runs' values (a stream of its
+   own per system and dataset, keyed by their names: adding or removing another system leaves
+   every other interval and comparison as it was).
 
 The percentile interval of (2) over 1,000 draws covers both sources of variation. A difference
 between two systems (hybrid - X-X) uses the same query resample for both and independent seed
@@ -15,6 +17,7 @@ resamples for each; its two-sided bootstrap p-value is 2 x the share of draws on
 """
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -100,8 +103,10 @@ def _setting_means(values: np.ndarray, codes: np.ndarray, settings, weights=None
     return M.select_mean(grid.reshape(*grid.shape[:-2], -1), _masks(n_groups, values.shape[1], settings))
 
 
-def _seed_draws(n_seeds: int, n: int, rng) -> np.ndarray:
-    return rng.integers(0, n_seeds, size=(n, n_seeds))
+def _seed_draws(n_seeds: int, n: int, *, seed: int, dataset: str, system: str) -> np.ndarray:
+    """Seed indices (n, n_seeds) drawn from a stream that depends on this system alone."""
+    key = [zlib.crc32(dataset.encode()), zlib.crc32(system.encode())]
+    return np.random.default_rng([seed, 2, *key]).integers(0, n_seeds, size=(n, n_seeds))
 
 
 RUN_ONLY = ("model", "seed")  # label columns of a run that a system's seed means do not carry
@@ -128,7 +133,6 @@ def seed_summary(runs: Sequence[RunValues], *, n_boot: int = 1000, seed: int = 1
         if any(not np.array_equal(r.query_codes, codes) for r in group):
             raise ValueError(f"runs on {dataset} were evaluated on different queries")
         weights = np.concatenate(list(M.bootstrap_weight_batches(codes, n_boot, seed, len(codes))))
-        rng = np.random.default_rng([seed, 2])
         for metric, settings in SETTINGS_OF.items():
             systems: dict[str, dict] = {}
             for r in group:
@@ -141,8 +145,11 @@ def seed_summary(runs: Sequence[RunValues], *, n_boot: int = 1000, seed: int = 1
                 entry["seeds"].append(r.seed)
             draws_of = {}
             for name, e in systems.items():
-                obs, boot = np.stack(e["obs"]), np.stack(e["boot"])  # (n_seeds, S), (n_seeds, B, S)
-                draws = _seed_draws(len(obs), n_boot, rng)
+                order = np.argsort(np.array(e["seeds"], dtype=float), kind="stable")  # runs by seed, as given or not
+                e["seeds"] = [e["seeds"][i] for i in order]
+                obs = np.stack([e["obs"][i] for i in order])  # (n_seeds, S)
+                boot = np.stack([e["boot"][i] for i in order])  # (n_seeds, B, S)
+                draws = _seed_draws(len(obs), n_boot, seed=seed, dataset=dataset, system=name)
                 two_level = boot[draws, np.arange(n_boot)[:, None]].mean(1)  # (B, S)
                 draws_of[name] = (obs.mean(0), two_level)
                 lo, hi = np.nanquantile(two_level, [0.025, 0.975], axis=0)

@@ -593,6 +593,31 @@ def test_shared_frozen_layers_give_the_same_embeddings(model, shared_data, preci
 
 
 @pytest.mark.slow
+def test_shared_states_stay_within_their_memory_budget(model, shared_data, monkeypatch):
+    """States beyond ``XLIR_PREFIX_STORE_GB`` are neither kept nor needed: the same numbers."""
+    prefix.clear()
+    texts = [t for _, t in sample_texts(shared_data, 12)]
+    kw = dict(cache=False, show_progress=False)
+    full = encode(model, texts, "passage", **kw)
+    monkeypatch.setenv(prefix.BUDGET_ENV, "0.000001")  # about 1 kB: less than one batch's states
+    assert np.array_equal(encode(model, texts, "passage", shared_layers=6, **kw), full)
+    assert prefix.stored_bytes() == 0
+    monkeypatch.setenv(prefix.BUDGET_ENV, "1")
+    assert np.array_equal(encode(model, texts, "passage", shared_layers=6, **kw), full)
+    kept = prefix.stored_bytes()
+    assert 0 < kept <= 2**30
+    encode(model, texts[:6], "passage", shared_layers=6, **kw)  # a second list, kept beside the first
+    assert prefix.stored_bytes() > kept
+    monkeypatch.setenv(prefix.BUDGET_ENV, str(1.5 * kept / 2**30))  # room for one of the two lists
+    encode(model, texts, "passage", shared_layers=6, **kw)
+    assert prefix.stored_bytes() <= 1.5 * kept
+    monkeypatch.setenv(prefix.BUDGET_ENV, "lots")
+    with pytest.raises(ValueError, match="XLIR_PREFIX_STORE_GB"):
+        encode(model, texts, "passage", shared_layers=6, **kw)
+    prefix.clear()
+
+
+@pytest.mark.slow
 def test_an_invertible_adapter_is_never_skipped(model):
     with_inv = copy.deepcopy(model)
     auto = la.enable_adapters(with_inv)

@@ -3,8 +3,8 @@
 When training freezes the embedding block and the lowest k transformer layers
 (``TrainConfig.freeze_layers``), every trained model and the zero-shot encoder compute exactly
 the same hidden states up to layer k. :func:`encode` (``shared_layers=k``) then computes them
-once per text list, keeps them in memory, and runs only the upper layers for each model: about
-half the encoding time at k = 6 of 12 (notebooks 02 §6 and 04 §3 evaluate many models on the
+once per text list, keeps them in memory (within :func:`budget_bytes`), and runs only the upper
+layers for each model: about half the encoding time at k = 6 of 12 (notebooks 02 §6 and 04 §3 evaluate many models on the
 same texts). Sharing is keyed by a fingerprint of the prefix's weights, so a model whose lower
 layers differ (or that applies an invertible adapter to its embeddings) never reuses another's
 states; the batches are the same token-budget batches as a full pass, so the embeddings are the
@@ -13,14 +13,38 @@ same numbers as :func:`encode` without sharing (tested).
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import OrderedDict
 from contextlib import contextmanager
 
 import torch
 from torch import nn
 
-MAX_BYTES = 6 << 30  # states kept in memory at most (least recently used dropped first)
+BUDGET_ENV = "XLIR_PREFIX_STORE_GB"
+DEFAULT_GB = 2.0  # XQuAD-R's queries and candidates plus the MLQA-R dev articles in quick: 1.8 GB
 _STORE: "OrderedDict[tuple, list[torch.Tensor]]" = OrderedDict()
+
+
+def budget_bytes() -> int:
+    """The most prefix states kept in memory (``XLIR_PREFIX_STORE_GB``, default 2; 0 shares nothing).
+
+    It bounds memory: a text list whose states exceed it is encoded without sharing, batch by
+    batch, and stored lists beyond it are dropped least recently used first.
+    """
+    raw = os.environ.get(BUDGET_ENV, "").strip()
+    try:
+        gb = float(raw) if raw else DEFAULT_GB
+    except ValueError:
+        raise ValueError(f"{BUDGET_ENV}={raw!r} is not a number of GB; set it to e.g. 2, or 0 to share "
+                         "nothing") from None
+    if gb < 0:
+        raise ValueError(f"{BUDGET_ENV}={raw!r} is negative; set it to e.g. 2, or 0 to share nothing")
+    return int(gb * 2**30)
+
+
+def states_bytes(widths_and_rows, hidden: int, element_size: int = 4) -> int:
+    """The bytes of the prefix states of batches of (padded width, rows), before computing them."""
+    return sum(int(w) * int(r) for w, r in widths_and_rows) * hidden * element_size
 
 
 def tensor_bytes(t: torch.Tensor) -> memoryview:
@@ -111,11 +135,20 @@ def cached_states(key: tuple) -> list[torch.Tensor] | None:
 
 
 def store_states(key: tuple, states: list[torch.Tensor]) -> None:
-    """Keep ``states`` for ``key``, dropping the least recently used beyond :data:`MAX_BYTES`."""
+    """Keep ``states`` for ``key``, dropping the least recently used beyond :func:`budget_bytes`
+    (``states`` themselves are not kept if they alone exceed it)."""
+    budget = budget_bytes()
+    if _nbytes(states) > budget:
+        return
     _STORE[key] = states
     _STORE.move_to_end(key)
-    while len(_STORE) > 1 and sum(_nbytes(v) for v in _STORE.values()) > MAX_BYTES:
+    while sum(_nbytes(v) for v in _STORE.values()) > budget:
         _STORE.popitem(last=False)
+
+
+def stored_bytes() -> int:
+    """The bytes of prefix states held now (benchmarks/encode_memory.py)."""
+    return sum(_nbytes(v) for v in _STORE.values())
 
 
 def clear() -> None:

@@ -30,7 +30,7 @@ export PYTHONHASHSEED := 0
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: help setup reproduce test unit-tests notebook-tests check-stripped strip figures benchmarks recipe-study clean-smoke explorer-screenshot
+.PHONY: help setup reproduce test unit-tests notebook-tests check-stripped strip figures benchmarks recipe-study clean-smoke explorer-screenshot browser-test
 
 help:
 	@echo "make setup       .venv with the pinned stack (TORCH_INDEX=cpu: torch's CPU-only build, for a laptop without a GPU)"
@@ -38,7 +38,8 @@ help:
 	@echo "make test        unit tests, then every notebook in the smoke profile, then a stripped-notebook check"
 	@echo "make figures     rebuild every figure and table from results/ (no training, no encoding)"
 	@echo "make benchmarks  run benchmarks/*.py (JSON on stdout)"
-	@echo "make explorer-screenshot  notebook 06 (quick) as HTML, rendered in headless Chromium: figures/06_explorer.png"
+	@echo "make browser-test  notebook 06 (smoke) in JupyterLab and headless Chromium: type a question, press Run, check both lists"
+	@echo "make explorer-screenshot  the same in the quick profile, screenshot of the live page: figures/06_explorer.png"
 	@echo "make recipe-study  the quick profile's recipe grid on mlqa-r-dev (hours; resumes; writes results/recipe_*)"
 
 $(STAMP): requirements.txt pyproject.toml
@@ -92,16 +93,25 @@ benchmarks: $(STAMP)
 clean-smoke:
 	rm -rf runs/smoke results/smoke figures/smoke data/processed/smoke
 
-# Notebook 06 as a reader sees it: executed, exported to HTML without the code, rendered in headless
-# Chromium (Debian's chromium; fonts-noto-core and fonts-noto-cjk for every script of XQuAD-R).
+# Notebook 06 in a real front end (tests/browser): JupyterLab on localhost, headless Chromium through
+# chromedriver (Selenium) runs every cell, types a question into the explorer, presses Run and checks
+# both ranked lists against the Python API. Debian's chromium and chromium-driver; fonts-noto-core
+# and fonts-noto-cjk for every script of XQuAD-R. browser-test: smoke profile, screenshot in
+# build/browser/; explorer-screenshot: quick profile, screenshot to figures/06_explorer.png.
 CHROMIUM ?= chromium
+CHROMEDRIVER ?= chromedriver
+BROWSER_PACKAGES := chromium chromium-driver fonts-noto-core fonts-noto-cjk
+NEED_CHROMIUM = command -v $(CHROMIUM) > /dev/null && command -v $(CHROMEDRIVER) > /dev/null || { \
+  echo "needs Chromium and chromedriver: apt-get install $(BROWSER_PACKAGES)" \
+       "(or CHROMIUM=/path/to/chromium CHROMEDRIVER=/path/to/chromedriver)"; exit 1; }
+BROWSER_PYTEST = CHROMIUM=$(CHROMIUM) CHROMEDRIVER=$(CHROMEDRIVER) $(PY) -m pytest tests/browser -m browser -q -p no:cacheprovider
+
+browser-test: $(STAMP)
+	@$(NEED_CHROMIUM)
+	XLIR_PROFILE=$${XLIR_PROFILE:-smoke} $(BROWSER_PYTEST)
+
 explorer-screenshot: $(STAMP)
-	@command -v $(CHROMIUM) > /dev/null || { echo "needs Chromium: apt-get install chromium fonts-noto-core fonts-noto-cjk (or CHROMIUM=/path/to/chromium)"; exit 1; }
+	@$(NEED_CHROMIUM)
 	@profile=$${XLIR_PROFILE:-quick}; out=figures; [ "$$profile" = quick ] || out=figures/$$profile; \
-	mkdir -p build/notebooks $$out && \
-	XLIR_PROFILE=$$profile $(VENV)/bin/jupyter nbconvert --to html --execute --no-input \
-	  --ExecutePreprocessor.kernel_name=$(KERNEL) --output-dir build/notebooks notebooks/06_retrieval_explorer.ipynb && \
-	$(CHROMIUM) --headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking \
-	  --disable-component-update --disable-sync --hide-scrollbars --user-data-dir=$$(mktemp -d) \
-	  --window-size=1280,2000 --screenshot=$(CURDIR)/$$out/06_explorer.png \
-	  file://$(CURDIR)/build/notebooks/06_retrieval_explorer.html 2> /dev/null && echo "wrote $$out/06_explorer.png"
+	mkdir -p $$out && XLIR_PROFILE=$$profile XLIR_SCREENSHOT=$(CURDIR)/$$out/06_explorer.png $(BROWSER_PYTEST) && \
+	echo "wrote $$out/06_explorer.png"

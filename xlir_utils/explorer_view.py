@@ -140,7 +140,9 @@ class ExplorerWidget:
 
     The controls are plain attributes (``question``, ``picker``, ``query_lang``, ``system_a``,
     ``system_b``, ``k``, ``languages``, ``run_button``) and ``output`` an HTML widget, so a test can
-    set values and click. ``last`` holds the latest :class:`Comparison` (or the error shown)."""
+    set values and click; in a browser each carries the CSS class ``xlir-<name>`` (``xlir-run-button``,
+    ``xlir-output``, ``xlir-view`` for the whole). ``last`` holds the latest :class:`Comparison` (or
+    the error shown)."""
 
     def __init__(self, explorer: Explorer, examples: int = 30, seed: int = 13,
                  systems: str | Sequence[str] | None = None):
@@ -172,6 +174,10 @@ class ExplorerWidget:
         self.view = w.VBox([self.question, self.picker,
                             w.HBox([self.query_lang, self.k]), w.HBox([self.system_a, self.system_b]),
                             w.HBox([self.languages, self.run_button]), self.output])
+        # stable CSS classes (xlir-question, xlir-run-button, ...) for a browser-driven test
+        for name in ("view", "question", "picker", "query_lang", "system_a", "system_b", "k", "languages",
+                     "run_button", "output"):
+            getattr(self, name).add_class("xlir-" + name.replace("_", "-"))
 
     def run(self) -> Comparison | None:
         """Compare the two chosen systems for the typed or picked question and show it."""

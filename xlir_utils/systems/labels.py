@@ -87,7 +87,8 @@ def system_colours(results: pd.DataFrame, models: Sequence[str]) -> list[str]:
 
 def mean_over_seeds(results: pd.DataFrame) -> pd.DataFrame:
     """Tidy result rows averaged over each system's seeds, with the system as ``model`` (per-language
-    tables and figures; headline numbers and intervals come from :mod:`xlir_utils.seed_statistics`)."""
+    tables and figures of notebooks 04 and 05; headline numbers and intervals come from
+    :mod:`xlir_utils.seed_statistics`)."""
     if "system" not in results.columns:
         return results
     keys = ["system", *[c for c in SPEC_COLUMNS if c in results], "dataset", "setting", "query_lang", "cand_lang",

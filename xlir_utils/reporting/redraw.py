@@ -74,8 +74,9 @@ def make_figures(profile: str) -> list[str]:
     models, diff = heatmap_systems(results, base, cfg.train.alpha)
     if len(models) >= 2:
         save(F.plot_pair_heatmaps(results, models, diff=diff), "05_language_pair_heatmaps")
-    if "same_lang_top10" in set(results.metric):
-        save(F.plot_same_language_share(results, baselines=base), "05_same_language_top10")
+    if "same_lang_top10" in set(results.metric):  # the systems as trained, as notebook 05 §4 draws it
+        save(F.plot_same_language_share(read_results(profile, with_post_hoc=False), baselines=base),
+             "05_same_language_top10")
     if (folder / outputs.PER_QUERY_FILE).is_file():
         save(F.plot_rank_distance_distributions(outputs.read_table(outputs.PER_QUERY_FILE, profile), baselines=base),
              "05_rank_distance_distributions")

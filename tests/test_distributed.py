@@ -114,12 +114,15 @@ def test_an_interrupted_two_process_run_resumes(tiny_model, two_process_run, tmp
     assert max(float(np.abs(wa[k] - wb[k]).max()) for k in wa) < 1e-6
 
 
+SHARD, N_TEXTS = 150, 1200  # eight shards, the last one short
+
+
 def _encode_job(nproc: int, model: Path, texts: Path, out: Path, *extra: str) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "XLIR_THREADS": "1",
            "TOKENIZERS_PARALLELISM": "false"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "xlir_utils.shard_encode", "--model", str(model), "--texts", str(texts), "--out", str(out),
-           "--shard-size", "400", "--batch-tokens", "2048", *extra]
+           "--shard-size", str(SHARD), "--batch-tokens", "2048", *extra]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-4000:]
     return json.loads([line for line in res.stdout.splitlines() if line.startswith("{")][-1])
@@ -132,14 +135,14 @@ def test_two_processes_encode_shards_as_one(tiny_model, tmp_path, shared_data):
     from xlir_utils.encoders.encode import encode
     from xlir_utils.encoders.registry import load_encoder
 
-    sentences = load_retrieval_set("xquad-r").candidates.sentence.iloc[::4].head(3000).tolist()  # 11 languages
+    sentences = load_retrieval_set("xquad-r").candidates.sentence.iloc[::10].head(N_TEXTS).tolist()  # 11 languages
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(s.replace("\n", " ") for s in sentences), encoding="utf-8")
     one = _encode_job(1, tiny_model, corpus, tmp_path / "one")
     two = _encode_job(2, tiny_model, corpus, tmp_path / "two", "--index", "hnsw")
-    assert one["texts"] == two["texts"] == 3000 and one["shards"] == 8 and two["processes"] == 2
-    a = L.load_shards(tmp_path / "one", 3000, 400)
-    b = L.load_shards(tmp_path / "two", 3000, 400)
+    assert one["texts"] == two["texts"] == N_TEXTS and one["shards"] == 8 and two["processes"] == 2
+    a = L.load_shards(tmp_path / "one", N_TEXTS, SHARD)
+    b = L.load_shards(tmp_path / "two", N_TEXTS, SHARD)
     assert np.array_equal(a, b)  # the same shards, encoded alike: identical bits
     model = load_encoder(str(tiny_model), device="cpu")
     direct = encode(model, [s.replace("\n", " ") for s in sentences], "passage", batch_tokens=2048, cache=False,
@@ -150,9 +153,9 @@ def test_two_processes_encode_shards_as_one(tiny_model, tmp_path, shared_data):
     (tmp_path / "two" / "shard-000003.npz").unlink()
     (tmp_path / "two" / "shard-000005.npz").write_bytes(b"not a shard")
     with pytest.raises(FileNotFoundError, match="shard-000003"):
-        L.load_shards(tmp_path / "two", 3000, 400)
+        L.load_shards(tmp_path / "two", N_TEXTS, SHARD)
     _encode_job(2, tiny_model, corpus, tmp_path / "two", "--index", "none")
-    assert np.array_equal(L.load_shards(tmp_path / "two", 3000, 400), a)
+    assert np.array_equal(L.load_shards(tmp_path / "two", N_TEXTS, SHARD), a)
 
 
 ADAPTER_SCRIPT = '''

@@ -369,6 +369,40 @@ def test_fingerprint_follows_weights_and_adapters(model):
     assert model_fingerprint(clone) not in (fp, fp_added)  # the active setup is hashed
 
 
+def test_fingerprints_are_remembered_only_inside_frozen_weights(tiny_encoder):
+    """Inside the block a model's digest is computed once per set-up (a routing change still gives
+    its own); outside it every call hashes the weights again; a released model is not kept alive."""
+    import gc
+    import weakref
+
+    from xlir_utils.encoders import fingerprint_scope, prefix
+
+    model = tiny_encoder()
+    bias = model[0].auto_model.encoder.layer[0].output.dense.bias
+    with fingerprint_scope.frozen_weights():
+        fp, fp_prefix = model_fingerprint(model), prefix.prefix_fingerprint(model, 1)
+        with torch.no_grad():
+            bias[0] += 1e-3  # breaks the block's promise: the remembered digests stay
+        assert model_fingerprint(model) == fp and prefix.prefix_fingerprint(model, 1) == fp_prefix
+        adapters.init(model[0].auto_model)
+        model[0].auto_model.add_adapter("de", config=SeqBnConfig(reduction_factor=16))
+        model[0].auto_model.set_active_adapters("de")
+        assert model_fingerprint(model) != fp  # another set-up: hashed again
+        gone = weakref.ref(model)
+        other = tiny_encoder()
+        del model
+        gc.collect()
+        assert gone() is None  # the block's memory does not hold the model
+        with torch.no_grad():
+            other[0].auto_model.encoder.layer[0].output.dense.bias[0] += 2e-3
+        assert model_fingerprint(other) != fp  # a new model is hashed, whatever id it got
+    assert fingerprint_scope._MEMO is None
+    fresh = model_fingerprint(other)
+    with torch.no_grad():
+        other[0].auto_model.encoder.layer[0].output.dense.bias[0] += 1e-3
+    assert model_fingerprint(other) != fresh  # outside the block, weights are hashed every time
+
+
 # -------------------------------------------------------------------------- registry
 def test_families():
     assert model_family("e5-small-offline") == "e5"

@@ -23,6 +23,7 @@ import torch
 from concept_erasure import LeaceEraser
 
 from .data import monolingual_text
+from .encoders.fingerprint_scope import frozen_weights
 from .data.pairs import normalise_text
 from .keyed_arrays import cached_keyed_arrays, text_digest
 from .seeding import derived_seed
@@ -52,12 +53,13 @@ def embed_fit_texts(system: System, fit: pd.DataFrame, profile_name: str) -> tup
     an eraser fitted on them sees both. From the evaluation store when it holds them for this model
     and text, else encoded and stored; a store that cannot be written is skipped (notebook 05 §5)."""
     path = embeddings_path(profile_name, system.label, FIT_STORE)
-    key = f"{system.fingerprint}|query+passage|{len(fit)}|{text_digest([*fit.text, *fit.lang], 16)}"
     texts, text_langs = fit.text.tolist(), fit.lang.tolist()
-    stored = cached_keyed_arrays(path, key, ("queries", "passages"), lambda: {
-        "queries": system.encode(texts, text_langs, "query").astype(np.float32),
-        "passages": system.encode(texts, text_langs, "passage").astype(np.float32)},
-        f"the fit-text embeddings of {system.label}")
+    with frozen_weights():  # evaluation only: the model's weights hashed once per set-up
+        key = f"{system.fingerprint}|query+passage|{len(fit)}|{text_digest([*fit.text, *fit.lang], 16)}"
+        stored = cached_keyed_arrays(path, key, ("queries", "passages"), lambda: {
+            "queries": system.encode(texts, text_langs, "query").astype(np.float32),
+            "passages": system.encode(texts, text_langs, "passage").astype(np.float32)},
+            f"the fit-text embeddings of {system.label}")
     return np.vstack([stored["queries"], stored["passages"]]), np.concatenate([fit.lang.to_numpy()] * 2)
 
 

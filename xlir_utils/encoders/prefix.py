@@ -20,6 +20,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from .fingerprint_scope import remembered
+
 BUDGET_ENV = "XLIR_PREFIX_STORE_GB"
 DEFAULT_GB = 2.0  # XQuAD-R's queries and candidates plus the MLQA-R dev articles in quick: 1.8 GB
 _STORE: "OrderedDict[tuple, list[torch.Tensor]]" = OrderedDict()
@@ -74,14 +76,21 @@ def shareable(model, k: int) -> bool:
 
 def prefix_fingerprint(model, k: int) -> str:
     """SHA-256 over the embedding block and the lowest ``k`` layers (parameters and buffers,
-    adapter weights inside them included)."""
+    adapter weights inside them included); once per model and ``k`` within
+    :func:`~xlir_utils.encoders.fingerprint_scope.frozen_weights`."""
     auto = _auto(model)
-    h = hashlib.sha256(f"{type(auto).__qualname__}|{k}".encode())
-    for prefix, module in [("embeddings", auto.embeddings)] + [(f"layer{i}", auto.encoder.layer[i]) for i in range(k)]:
-        for name, t in sorted(module.state_dict(keep_vars=True).items()):
-            h.update(f"{prefix}.{name}:{t.dtype}:{tuple(t.shape)};".encode())
-            h.update(tensor_bytes(t))
-    return h.hexdigest()
+
+    def digest() -> str:
+        h = hashlib.sha256(f"{type(auto).__qualname__}|{k}".encode())
+        for prefix, module in [("embeddings", auto.embeddings)] + [(f"layer{i}", auto.encoder.layer[i])
+                                                                   for i in range(k)]:
+            for name, t in sorted(module.state_dict(keep_vars=True).items()):
+                h.update(f"{prefix}.{name}:{t.dtype}:{tuple(t.shape)};".encode())
+                h.update(tensor_bytes(t))
+        return h.hexdigest()
+
+    setup = f"{k}|{getattr(auto, 'active_adapters', None)!r}"
+    return remembered("prefix", model, setup, digest)
 
 
 class _Injected(nn.Module):

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..bitext import evaluate_tatoeba
+from ..encoders.fingerprint_scope import frozen_weights
 from ..evaluation import evaluate, paired_matrices
 from ..seed_statistics import RunValues, run_values
 from .record import SPEC_COLUMNS, System, one_model_at_a_time
@@ -34,21 +35,27 @@ def evaluate_systems(profile, system_list: Sequence[System], rsets: dict, *,
     statistics). ``skip(system, dataset)`` leaves a pair out (e.g. MLQA-R for systems trained on it).
     """
     tables, per_query, values = [], [], []
-    for system in one_model_at_a_time(system_list):
-        labels = system.columns()
-        for name, rset in rsets.items():
-            if skip is not None and skip(system, name):
-                continue
-            q, c = embed_retrieval_set(system, rset, profile.candidate_text, profile.name)
-            ev = evaluate(rset, q, c, bootstrap=profile.bootstrap_samples, seed=profile.seed)
-            tables.append(label_rows(ev.table, labels, profile.candidate_text))
-            values.append(run_values(ev, labels=labels, dataset=name))
-            multi = ev.per_query[ev.per_query.setting == "multi"]
-            per_query.append(label_rows(pd.DataFrame({
-                "dataset": name, "query_id": multi.query_id.to_numpy(), "query_lang": multi.query_lang.to_numpy(),
-                "n_relevant": multi.n_rel.to_numpy(), "ap": multi["map"].to_numpy(),
-                "rank_distance": multi.rank_distance.to_numpy()}), labels))
+    with frozen_weights():  # evaluation only: each model's weights hashed once per set-up
+        for system in one_model_at_a_time(system_list):
+            _evaluate_one(profile, system, rsets, skip, tables, per_query, values)
     return pd.concat(tables, ignore_index=True), pd.concat(per_query, ignore_index=True), values
+
+
+def _evaluate_one(profile, system: System, rsets: dict, skip, tables: list, per_query: list, values: list) -> None:
+    """One system on every retrieval set it is not skipped on: its rows appended to the lists."""
+    labels = system.columns()
+    for name, rset in rsets.items():
+        if skip is not None and skip(system, name):
+            continue
+        q, c = embed_retrieval_set(system, rset, profile.candidate_text, profile.name)
+        ev = evaluate(rset, q, c, bootstrap=profile.bootstrap_samples, seed=profile.seed)
+        tables.append(label_rows(ev.table, labels, profile.candidate_text))
+        values.append(run_values(ev, labels=labels, dataset=name))
+        multi = ev.per_query[ev.per_query.setting == "multi"]
+        per_query.append(label_rows(pd.DataFrame({
+            "dataset": name, "query_id": multi.query_id.to_numpy(), "query_lang": multi.query_lang.to_numpy(),
+            "n_relevant": multi.n_rel.to_numpy(), "ap": multi["map"].to_numpy(),
+            "rank_distance": multi.rank_distance.to_numpy()}), labels))
 
 
 def paired_against(profile, values: Sequence[RunValues], languages: Sequence[str], *, reference: str,
@@ -84,10 +91,11 @@ def evaluate_tatoeba_systems(profile, system_list: Sequence[System],
     """Tatoeba for every system (notebook 04 §3, §8): tidy rows and per-query values, as
     :func:`evaluate_systems` returns them for LAReQA. Sentences go through the kit's cached encode."""
     tables, values = [], []
-    for s in one_model_at_a_time(system_list):
-        table, vals = evaluate_tatoeba(s.encode, pairs_by_lang, bootstrap=profile.bootstrap_samples,
-                                       seed=profile.seed)
-        labels = s.columns()
-        tables.append(label_rows(table, labels, profile.candidate_text))
-        values += [dataclasses.replace(v, labels=labels) for v in vals]
+    with frozen_weights():  # evaluation only: each model's weights hashed once per set-up
+        for s in one_model_at_a_time(system_list):
+            table, vals = evaluate_tatoeba(s.encode, pairs_by_lang, bootstrap=profile.bootstrap_samples,
+                                           seed=profile.seed)
+            labels = s.columns()
+            tables.append(label_rows(table, labels, profile.candidate_text))
+            values += [dataclasses.replace(v, labels=labels) for v in vals]
     return pd.concat(tables, ignore_index=True), values

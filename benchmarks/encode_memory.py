@@ -1,5 +1,5 @@
 """Claim: handing the freed heap back after each released model (``malloc_trim``,
-:func:`xlir_utils.systems.record.return_freed_heap`) lowers the memory a process holds between
+:func:`xlir_utils.heap.return_freed_heap`) lowers the memory a process holds between
 models while it encodes system after system, one model at a time.
 
 Each setting runs in a fresh process: the first ``--systems`` systems of the profile (the

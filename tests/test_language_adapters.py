@@ -334,6 +334,14 @@ def test_save_reload_is_bit_identical(runs):
         assert np.array_equal(a, b), f"reloaded {kind} embeddings differ (max {np.abs(a - b).max()})"
 
 
+def test_variant_runs_are_found_by_seed_and_variant(runs, prof):
+    every = la.variant_run_dirs(prof.name)
+    assert [d.name for d in every] == [la.variant_run_name(v, 13) for v in la.VARIANTS]
+    assert la.variant_run_dirs(prof.name, seed=13) == every and la.variant_run_dirs(prof.name, seed=14) == []
+    assert la.variant_run_dirs(prof.name, variants=la.PER_SIDE) == [runs[v]["run_dir"] for v in la.VARIANTS
+                                                                     if v in la.PER_SIDE]
+
+
 def test_finished_variant_is_reused_and_mlm_variants_need_trained_adapters(prof, runs, monkeypatch):
     monkeypatch.setattr(variants, "load_encoder", lambda *a, **k: pytest.fail("retrained"))  # train_variant's
     record = la.train_variant(prof, "task-only", toy_pairs(), show_progress=False)

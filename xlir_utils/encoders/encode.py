@@ -369,15 +369,18 @@ def _encode_uncached(model, texts, prefix, max_len, batch_tokens, precision, sho
                               enabled=precision == "bf16-autocast")
     batches = token_batches(lengths, batch_tokens, max_len)
     k = shared_layers if shared_layers and prefix_mod.shareable(model, shared_layers) else 0
+    needed = 0
     if k:  # states that would not fit the store are not shared: a plain pass, batch by batch
         widths = [(padded_width(int(lengths[idx].max()), max_len), len(idx)) for idx in batches]
-        hidden = model[0].auto_model.config.hidden_size
-        k = k if prefix_mod.states_bytes(widths, hidden) <= prefix_mod.budget_bytes() else 0
+        needed = prefix_mod.states_bytes(widths, model[0].auto_model.config.hidden_size)
+        k = k if needed <= prefix_mod.budget_bytes() else 0
     states = None
     if k:
         store_key = (prefix_mod.prefix_fingerprint(model, k), text_digest(texts), prefix, max_len, precision,
                      batch_tokens, str(device))
         states = prefix_mod.cached_states(store_key)
+        if states is None:
+            prefix_mod.make_room(needed)
     try:
         with torch.inference_mode(), autocast, tqdm(
             total=len(texts), desc=f"encoding {len(texts)} texts", unit="text", disable=not show_progress

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from ..heap import return_freed_heap
 from .fingerprint_scope import remembered
 
 BUDGET_ENV = "XLIR_PREFIX_STORE_GB"
@@ -31,7 +32,8 @@ def budget_bytes() -> int:
     """The most prefix states kept in memory (``XLIR_PREFIX_STORE_GB``, default 2; 0 shares nothing).
 
     It bounds memory: a text list whose states exceed it is encoded without sharing, batch by
-    batch, and stored lists beyond it are dropped least recently used first.
+    batch, and before a list's states are computed, stored lists are dropped least recently used
+    first until they fit beside them (:func:`make_room`), so states never exceed it together.
     """
     raw = os.environ.get(BUDGET_ENV, "").strip()
     try:
@@ -141,6 +143,18 @@ def cached_states(key: tuple) -> list[torch.Tensor] | None:
     if hit is not None:
         _STORE.move_to_end(key)
     return hit
+
+
+def make_room(nbytes: int) -> None:
+    """Drop stored states, least recently used first, until ``nbytes`` more fit the budget, and
+    hand the freed heap back: called before new states are computed, so that the states held
+    and the ones being built never exceed :func:`budget_bytes` together."""
+    budget, dropped = budget_bytes(), False
+    while _STORE and stored_bytes() + nbytes > budget:
+        _STORE.popitem(last=False)
+        dropped = True
+    if dropped:
+        return_freed_heap()
 
 
 def store_states(key: tuple, states: list[torch.Tensor]) -> None:

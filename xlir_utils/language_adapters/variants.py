@@ -89,15 +89,19 @@ def _adopt_finished(source: Path, run_dir: Path, digest: str) -> dict | None:
     return finished_record(run_dir, digest)
 
 
-def variant_run_dirs(profile: str) -> list[Path]:
+def variant_run_dirs(profile: str, *, seed: int | None = None,
+                     variants: Sequence[str] | None = None) -> list[Path]:
     """The finished adapter runs of a profile (``runs/<profile>/adapters-*`` with a manifest;
-    notebooks 03 §5, 04 §2), in variant order then by name."""
+    notebooks 03 §5, 04 §2), in variant order then by name; only ``seed``'s and ``variants``'
+    runs where given (read from the manifests, so a look at one seed loads no other model)."""
     root = paths.runs_dir(profile)
     found = [d for d in sorted(root.glob("adapters-*")) if d.is_dir() and not d.name.endswith((".old", ".tmp"))
              and (recover_dir(d / "model") / MANIFEST).is_file()]
+    manifests = {d: json.loads((d / "model" / MANIFEST).read_text()) for d in found}
+    found = [d for d in found if (seed is None or manifests[d]["seed"] == seed)
+             and (variants is None or manifests[d]["variant"] in variants)]
     rank = {v: i for i, v in enumerate(VARIANTS)}
-    return sorted(found, key=lambda d: (rank.get(json.loads((d / "model" / MANIFEST).read_text())["variant"], 99),
-                                        d.name))
+    return sorted(found, key=lambda d: (rank.get(manifests[d]["variant"], 99), d.name))
 
 
 def control_reduction_factor(hidden: int, lang_rf: float, task_rf: float, lang_share: float = 1.0) -> float:

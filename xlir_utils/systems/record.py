@@ -5,7 +5,6 @@ evaluates (notebook 04 §2). Labels and display order are derived from the spec 
 """
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..config import SAMPLINGS
+from ..heap import return_freed_heap
 
 FAMILIES = ("zero-shot", "full", "adapters", "code-switching")
 ROUTINGS = ("own", "en", "none")  # how a language without its own trained adapter is routed
@@ -103,18 +103,6 @@ class ModelSlot:
             self._model = None
             gc.collect()
             return_freed_heap()
-
-
-def return_freed_heap() -> bool:
-    """glibc's ``malloc_trim(0)``: give freed heap pages back to the system (True if some were).
-    Without it the process keeps a released model's freed pages: 0.64 GB of resident memory
-    between e5-small models in quick (``benchmarks/encode_memory.py``; notebook 04 §3). A no-op
-    elsewhere than glibc."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    return bool(libc.malloc_trim(0))
 
 
 @dataclass(frozen=True)

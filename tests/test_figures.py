@@ -52,12 +52,15 @@ def test_figures_are_written_reproducibly(results, seed_means, tmp_path, monkeyp
     from xlir_utils import paths
 
     png, pdf = outputs.save_figure(figures.plot_headline(seed_means, results, baselines=("xlm-roberta-base",)),
-                                   "t", "smoke")
+                                   "t", "quick")
     assert png.stat().st_size > 10_000 and pdf.read_bytes().startswith(b"%PDF")
     again = outputs.save_figure(figures.plot_headline(seed_means, results, baselines=("xlm-roberta-base",)),
-                                "t", "smoke")
+                                "t", "quick")
     assert again[0].read_bytes() == png.read_bytes() and again[1].read_bytes() == pdf.read_bytes()  # no timestamps
-    assert png.parent == paths.figures_dir("smoke")
+    assert png.parent == paths.figures_dir("quick")
+    smoke = outputs.save_figure(figures.plot_headline(seed_means, results, baselines=("xlm-roberta-base",)),
+                                "t", "smoke")  # scratch figures: PNG only
+    assert [p.name for p in smoke] == ["t.png"] and smoke[0].parent == paths.figures_dir("smoke")
 
 
 def test_headline_bars_follow_the_baselines_then_training(results, seed_means):

@@ -4,6 +4,7 @@ with deterministic stand-in encoders."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from helpers import CountingEncoder
 
@@ -103,3 +104,18 @@ def test_held_out_comparisons_ask_the_three_questions():
     assert ("full-hybrid + LEACE (NTREX-128)", "full-hybrid") in pairs  # does it add to training?
     assert ("full-hybrid + LIR r=1", "full-hybrid + LIR r=1 (NTREX-128)") in pairs  # the transductive fit
     assert (f"{E5} + LIR r=1", f"{E5} + LIR r=1 (NTREX-128)") in pairs
+
+
+def test_several_sets_in_one_call_give_each_sets_own_rows(project, shared_data):
+    """Notebook 05 passes XQuAD-R and the dev articles together, so each model loads once."""
+    sets = [load_retrieval_set("xquad-r", articles=1), load_retrieval_set("mlqa-r", articles=1)]
+    cfg = config.load("smoke").replace(bootstrap_samples=0)
+    table, erased, plain = post_hoc.post_hoc_systems(cfg, _systems(), sets)
+    apart = [post_hoc.post_hoc_systems(cfg, _systems(), rset) for rset in sets]
+    assert set(table.dataset) == {"xquad-r", "mlqa-r"}
+    index = ["dataset", "system", "setting", "query_lang", "cand_lang", "metric"]
+    together = table.set_index(index).value.sort_index()
+    one_by_one = pd.concat([t for t, _, _ in apart]).set_index(index).value.sort_index()
+    pd.testing.assert_series_equal(together, one_by_one)
+    assert sorted((v.dataset, v.system) for v in erased) == sorted((v.dataset, v.system) for _, e, _ in apart for v in e)
+    assert sorted((v.dataset, v.system) for v in plain) == sorted((v.dataset, v.system) for _, _, p in apart for v in p)

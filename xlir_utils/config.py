@@ -112,6 +112,7 @@ class Profile:
     # and code-switching (notebook 02 §7) uses, of the training languages
     code_switching_p: tuple = (0.25, 0.5, 0.75)  # word probabilities the code-switching dev study tries (notebook 02 §7)
     code_switching_sides: tuple = ("query", "passage", "both")  # sides it tries (notebook 02 §7)
+    figure_formats: tuple[str, ...] = ("png", "pdf")  # what outputs.save_figure writes (smoke: PNG only)
 
     def replace(self, **changes) -> "Profile":
         """A copy with some fields changed (``train=`` may be a dict of TrainConfig fields);
@@ -161,6 +162,7 @@ def _smoke() -> Profile:
         lexicon_languages=("ar", "es", "hi"),  # the languages of smoke's training questions besides English
         code_switching_p=(0.5,),
         code_switching_sides=("both",),
+        figure_formats=("png",),  # scratch figures: a PDF adds about 40 % to each save
     )
 
 

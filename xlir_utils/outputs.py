@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import manifest, paths
+from . import config, manifest, paths
 from .errors import DamagedFileError
 from .io_utils import atomic_write_bytes, table_bytes
 
@@ -132,12 +132,16 @@ def read_table(name: str, profile: str) -> pd.DataFrame:
     return table
 
 
+_FIGURE_METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "ModDate": None, "Producer": None}}
+
+
 def save_figure(fig, name: str, profile: str, folder: Path | None = None) -> list[Path]:
-    """Write ``fig`` as ``<name>.png`` and ``<name>.pdf`` under the profile's figures folder
-    (notebooks 01-05)."""
+    """Write ``fig`` as ``<name>.png`` and ``<name>.pdf`` (the profile's ``figure_formats``: smoke
+    writes PNG only) under the profile's figures folder, without timestamps (notebooks 01-05)."""
     folder = paths.ensure(folder or paths.figures_dir(profile))
     written = []
-    for ext, meta in (("png", {"Software": None}), ("pdf", {"CreationDate": None, "ModDate": None, "Producer": None})):
+    for ext in config.load(profile).figure_formats:
+        meta = _FIGURE_METADATA[ext]
         buffer = io.BytesIO()
         fig.savefig(buffer, format=ext, bbox_inches="tight", metadata=meta)
         written.append(atomic_write_bytes(buffer.getvalue(), folder / f"{name}.{ext}"))

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from . import erasure
+from .encoders.fingerprint_scope import frozen_weights
 from .evaluation import evaluate
 from .lir import language_directions, project_out_language_directions, remove_language_information
 from .seed_statistics import RunValues, run_values
@@ -104,15 +105,26 @@ def _erasers(system: System, rset, q: np.ndarray, c: np.ndarray, fit: pd.DataFra
     return out + [(LIR_HELD_OUT, lir_held_out), (LEACE, leace)]
 
 
-def post_hoc_systems(profile, system_list: Sequence[System], rset, fit: pd.DataFrame | None = None, *,
+def post_hoc_systems(profile, system_list: Sequence[System], rsets, fit: pd.DataFrame | None = None, *,
                      ranks_zero_shot: Sequence[int] = (1, 3), rank_trained: int = 1
                      ) -> tuple[pd.DataFrame, list[RunValues], list[RunValues]]:
     """(tidy rows of every system after every eraser, their per-query values, the per-query values
-    of the systems without one) on ``rset`` (notebook 05 §5). Embeddings come from notebook 04's
-    store (an unreadable store is encoded again). LIR on the pool is always applied; with ``fit``
-    (:func:`xlir_utils.erasure.fit_texts`), LIR and LEACE fitted on that text too."""
+    of the systems without one) on ``rsets`` (one retrieval set or several; notebook 05 §5).
+    Embeddings come from notebook 04's store (an unreadable store is encoded again). LIR on the
+    pool is always applied; with ``fit`` (:func:`xlir_utils.erasure.fit_texts`), LIR and LEACE
+    fitted on that text too. Each model is loaded once for all sets."""
+    rsets = [rsets] if hasattr(rsets, "queries") else list(rsets)
     tables, erased_values, without = [], [], []
-    for s in one_model_at_a_time(system_list):
+    with frozen_weights():  # evaluation only: each model's weights hashed once per set-up
+        for s in one_model_at_a_time(system_list):
+            _post_hoc_one(profile, s, rsets, fit, ranks_zero_shot, rank_trained, tables, erased_values, without)
+    return pd.concat(tables, ignore_index=True), erased_values, without
+
+
+def _post_hoc_one(profile, s: System, rsets: list, fit: pd.DataFrame | None, ranks_zero_shot: Sequence[int],
+                  rank_trained: int, tables: list, erased_values: list, without: list) -> None:
+    """One system on every set, plain and after each eraser: its rows appended to the lists."""
+    for rset in rsets:
         q, c = embed_retrieval_set(s, rset, profile.candidate_text, profile.name)
         plain = evaluate(rset, q, c, bootstrap=0, seed=profile.seed)
         without.append(run_values(plain, labels=s.columns(), dataset=rset.name))
@@ -123,7 +135,6 @@ def post_hoc_systems(profile, system_list: Sequence[System], rset, fit: pd.DataF
             labels = with_post_hoc(s, post).columns()
             tables.append(label_rows(ev.table, labels, profile.candidate_text))
             erased_values.append(run_values(ev, labels=labels, dataset=rset.name))
-    return pd.concat(tables, ignore_index=True), erased_values, without
 
 
 def post_hoc_comparisons(system_list: Sequence[System], baseline: str, alpha: float, rank: int = 1,

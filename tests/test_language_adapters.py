@@ -208,6 +208,33 @@ def test_mlm_phase_changes_only_that_language_adapter_and_lowers_its_loss(traine
         assert held["loss_after"] != held["loss_before"] != held["loss_after_without_invertible"]
 
 
+def test_the_adapter_without_its_invertible_part_is_measured_in_place(trained):
+    """The held-out loss of an adapter as retrieval uses it (invertible part dropped) is the loss
+    on a copy of the model with that part deleted; afterwards the model is as it was."""
+    import copy
+
+    model, head, held = trained["model"], trained["head"], trained["held_text"]
+    auto = la.enable_adapters(model)
+    lang = next(iter(trained["changes"]))
+    name = la.lang_adapter_name(lang)
+    before = list(model.state_dict().items())
+    auto.set_active_adapters(name)
+    try:
+        probe = copy.deepcopy(model)
+        la.drop_invertible(la.enable_adapters(probe), name)
+        on_copy = la.heldout_mlm(probe, head, held[lang], 24, 5, invertible=False)
+        with la.without_invertible(auto, name) as had:
+            assert had and name not in auto.invertible_adapters
+            in_place = la.heldout_mlm(model, head, held[lang], 24, 5, invertible=False)
+        with_it = la.heldout_mlm(model, head, held[lang], 24, 5, invertible=False)
+    finally:
+        auto.active_adapters = None
+    assert in_place == on_copy and with_it != in_place
+    after = list(model.state_dict().items())
+    assert [k for k, _ in after] == [k for k, _ in before]
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(after, before))
+
+
 def test_mlm_loss_of_a_language_adapter_falls(e5_head):
     """A fresh adapter on a fixed batch with fixed masks: its MLM loss must fall clearly."""
     model, head = e5_head["model"], e5_head["head"]

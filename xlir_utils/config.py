@@ -151,7 +151,7 @@ def _smoke() -> Profile:
         adapters=AdapterConfig(
             languages=XQUAD_R_LANGS, mlm_steps=2, mlm_batch_size=8, max_texts_per_language=64,
             head_max_epochs=2, head_screen_epochs=1, head_maskings=2,  # (a smoke head cannot learn; the paths run)
-            head_study_texts=40, matrix_texts=5, lr_grid=(1e-3, 3e-3),
+            head_study_texts=20, matrix_texts=5, lr_grid=(1e-3, 3e-3),
         ),
         bootstrap_samples=100,
         seeds=(13,),  # one seed keeps CI fast; the seed statistics over several seeds are unit-tested

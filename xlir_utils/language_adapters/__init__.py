@@ -60,6 +60,7 @@ from .plumbing import (
     TASK_CONFIG,
     adapter_parameters,
     drop_invertible,
+    without_invertible,
     enable_adapters,
     lang_adapter_name,
 )
@@ -89,7 +90,7 @@ from .diagnostics import hidden_shift
 __all__ = [
     "FORMAT_VERSION", "HEAD_DIR", "HUB_ADAPTERS", "LANG_CONFIG", "MANIFEST", "MLM_VARIANTS", "PER_SIDE", "TASK",
     "TASK_CONFIG", "UNSEEN_OPTIONS", "VARIANTS", "MLMHead", "Routing", "adapter_languages", "adapter_parameters",
-    "adapter_recipe", "control_reduction_factor", "drop_invertible", "enable_adapters", "encode_routed",
+    "adapter_recipe", "control_reduction_factor", "drop_invertible", "without_invertible", "enable_adapters", "encode_routed",
     "evaluation_texts", "group_by_setup", "head_recipe", "head_record", "head_study_table", "HeadCandidate",
     "choose_head", "head_candidates", "question_corpus", "heldout_mlm", "joint_init",
     "lang_adapter_name", "language_adapters_dir", "load_hub_language_adapters", "load_variant", "make_routing",

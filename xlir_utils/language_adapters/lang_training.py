@@ -14,7 +14,6 @@ damaged one is trained again); one process at a time trains each (``<folder>.loc
 """
 from __future__ import annotations
 
-import copy
 import json
 import time
 from collections.abc import Sequence
@@ -38,8 +37,8 @@ from .corpus import first_texts, mlm_corpus, question_corpus, split_heldout
 from .cross_mlm import cross_language_mlm
 from .head_study import candidate_states, choose_head, head_candidates, summarise, train_candidate
 from .mlm import CachedStates, MLMHead, corpus_vocab, head_from_state, heldout_mlm, mlm_training_loop, text_batches
-from .plumbing import (FORMAT_VERSION, HUB_ADAPTERS, LANG_CONFIG, drop_invertible, enable_adapters,
-                       lang_adapter_config, lang_adapter_name, no_adapters)
+from .plumbing import (FORMAT_VERSION, HUB_ADAPTERS, LANG_CONFIG, enable_adapters, lang_adapter_config,
+                       lang_adapter_name, no_adapters, without_invertible)
 
 HEAD_DIR = "_mlm_head"
 CHOSEN_HELDOUT = "heldout_chosen.csv"  # the kept head's held-out loss per language (after the screen, if any)
@@ -281,10 +280,8 @@ def _train_adapter(model, head: MLMHead, lang: str, texts: Sequence[str], heldou
     log["lang"] = lang
     auto.requires_grad_(False)
     with_inv = heldout_mlm(model, head, heldout, a.mlm_max_seq_length, held_seed, invertible=True)
-    probe = copy.deepcopy(model)  # the same adapter with its invertible part dropped, as retrieval uses it
-    drop_invertible(enable_adapters(probe), name)
-    without_inv = heldout_mlm(probe, head, heldout, a.mlm_max_seq_length, held_seed, invertible=False)
-    del probe
+    with without_invertible(auto, name):  # the same adapter as retrieval uses it
+        without_inv = heldout_mlm(model, head, heldout, a.mlm_max_seq_length, held_seed, invertible=False)
     auto.active_adapters = None
     model.eval()
     held = {"lang": lang, "heldout_texts": len(heldout), "loss_before": before[0], "accuracy_before": before[1],

@@ -10,7 +10,8 @@ an *invertible* adapter on the input embeddings; it is trained with MLM and drop
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 TASK = "task"
 LANG_CONFIG = "seq_bn_inv"  # MAD-X language adapter: Pfeiffer bottleneck + invertible adapter
@@ -72,6 +73,29 @@ def drop_invertible(auto, name: str) -> bool:
         del invertible[name]
         return True
     return False
+
+
+@contextmanager
+def without_invertible(auto, name: str) -> Iterator[bool]:
+    """Within the block, ``name``'s invertible adapter is taken out, as retrieval uses the adapter
+    (:func:`drop_invertible`), then put back in its place: measuring the adapter both ways needs
+    no copy of the model (notebook 03 §3). Yields whether there was one."""
+    invertible = getattr(auto, "invertible_adapters", None)
+    if invertible is None or name not in invertible:
+        yield False
+        return
+    order = list(invertible.keys())
+    module = invertible[name]
+    del invertible[name]
+    try:
+        yield True
+    finally:
+        kept = {k: invertible[k] for k in list(invertible.keys())}
+        for k in kept:
+            del invertible[k]
+        for k in order + [k for k in kept if k not in order]:  # the original order (state dicts follow it)
+            if k == name or k in kept:
+                invertible[k] = module if k == name else kept[k]
 
 
 def adapter_parameters(auto, name: str) -> int:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from xlir_utils import environment, paths
 from xlir_utils.encoders import prefix as prefix_mod
 from xlir_utils.encoders.fingerprint_scope import remembered
-from xlir_utils.encoders.prefix import tensor_bytes
+from xlir_utils.encoders.prefix import tensor_bytes, weights_hasher
 from xlir_utils.environment import apply_threads
 from xlir_utils.keyed_arrays import read_keyed_arrays, text_digest, write_keyed_arrays
 
@@ -96,7 +96,7 @@ def _tokenizer_signature(tok) -> str:
 
 
 def _tokenizer_digest(tok) -> str:
-    h = hashlib.sha256(type(tok).__name__.encode())
+    h = weights_hasher(type(tok).__name__.encode())
     backend = getattr(tok, "backend_tokenizer", None)
     if backend is not None:
         # truncation/padding are per-call state that transformers sets on the backend: leave them out
@@ -117,14 +117,14 @@ def _tokenizer_digest(tok) -> str:
 
 
 def model_fingerprint(model) -> str:
-    """SHA-256 over every parameter and buffer (adapter weights included), the module
-    configuration, the tokenizer and the active adapter setup. About 0.6 s for e5-small; once
-    per model and set-up within :func:`~xlir_utils.encoders.fingerprint_scope.frozen_weights`."""
+    """A digest (:func:`~xlir_utils.encoders.prefix.weights_hasher`) of every parameter and buffer
+    (adapter weights included), the module configuration, the tokenizer and the active adapter
+    set-up; once per model and set-up within
+    :func:`~xlir_utils.encoders.fingerprint_scope.frozen_weights`."""
     setup = json.dumps(_module_config(model), sort_keys=True, default=str)
 
     def digest() -> str:
-        h = hashlib.sha256()
-        h.update(setup.encode())
+        h = weights_hasher(setup.encode())
         for name, t in sorted(model.state_dict(keep_vars=True).items()):
             if t is None:
                 continue

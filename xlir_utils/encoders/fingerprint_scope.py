@@ -1,7 +1,8 @@
 """Weight fingerprints computed once per model and set-up while no weight can change.
 
-Hashing e5-small's weights takes about 0.6 s, and evaluating one system asks for them a dozen times
-(every encode call keys its cache by them, a routed system once per language group). Inside
+Hashing e5-small's weights (470 MB) takes a noticeable fraction of a second, and evaluating one
+system asks for them a dozen times (every encode call keys its cache by them, a routed system once
+per language group). Inside
 :func:`frozen_weights` a caller promises that no weight changes (evaluation, never training), so
 :func:`model_fingerprint <xlir_utils.encoders.encode.model_fingerprint>` and
 :func:`prefix_fingerprint <xlir_utils.encoders.prefix.prefix_fingerprint>` remember each

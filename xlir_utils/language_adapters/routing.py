@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..encoders import encode
+from ..encoders.fingerprint_scope import frozen_weights
 from ..training import embed_with_grad
 from ..training.step import in_input_order
 from .plumbing import TASK, lang_adapter_name
@@ -178,14 +179,15 @@ def encode_routed(model, texts: Sequence[str], langs: Sequence[str], kind: str, 
     if len(texts) != len(langs):
         raise ValueError(f"{len(texts)} texts but {len(langs)} languages")
     out = None
-    for key, idx in group_by_setup(langs, routing).items():
-        with AdapterSetup(routing.setup(langs[idx[0]])):
-            emb = encode(model, [texts[i] for i in idx], kind, cache_key_extra=f"{routing.tag}:{key}",
-                         **encode_kwargs)
-        emb = np.asarray(emb)
-        if out is None:
-            out = np.zeros((len(texts), emb.shape[1]), dtype=emb.dtype)
-        out[idx] = emb
+    with frozen_weights():  # no weight changes while encoding: each set-up's weights hashed once
+        for key, idx in group_by_setup(langs, routing).items():
+            with AdapterSetup(routing.setup(langs[idx[0]])):
+                emb = encode(model, [texts[i] for i in idx], kind, cache_key_extra=f"{routing.tag}:{key}",
+                             **encode_kwargs)
+            emb = np.asarray(emb)
+            if out is None:
+                out = np.zeros((len(texts), emb.shape[1]), dtype=emb.dtype)
+            out[idx] = emb
     if out is None:
         return np.zeros((0, 0), dtype=np.float32)
     return out

@@ -2,9 +2,8 @@
 
 Hashing e5-small's weights (470 MB) takes a noticeable fraction of a second, and evaluating one
 system asks for them a dozen times (every encode call keys its cache by them, a routed system once
-per language group). Inside
-:func:`frozen_weights` a caller promises that no weight changes (evaluation, never training), so
-:func:`model_fingerprint <xlir_utils.encoders.encode.model_fingerprint>` and
+per language group). Inside :func:`frozen_weights` a caller promises that no weight changes
+(evaluation, never training), so :func:`model_fingerprint <xlir_utils.encoders.encode.model_fingerprint>` and
 :func:`prefix_fingerprint <xlir_utils.encoders.prefix.prefix_fingerprint>` remember each
 digest by the model and everything else they hash (the set-up: active adapters, configuration,
 tokenizer), so a routing change still gives its own digest. Outside the block nothing is remembered

@@ -60,9 +60,9 @@ from .plumbing import (
     TASK_CONFIG,
     adapter_parameters,
     drop_invertible,
-    without_invertible,
     enable_adapters,
     lang_adapter_name,
+    without_invertible,
 )
 from .routing import PER_SIDE, UNSEEN_OPTIONS, VARIANTS, Routing, encode_routed, group_by_setup, make_routing, routed_embed_fn
 from .variants import (
@@ -90,7 +90,7 @@ from .diagnostics import hidden_shift
 __all__ = [
     "FORMAT_VERSION", "HEAD_DIR", "HUB_ADAPTERS", "LANG_CONFIG", "MANIFEST", "MLM_VARIANTS", "PER_SIDE", "TASK",
     "TASK_CONFIG", "UNSEEN_OPTIONS", "VARIANTS", "MLMHead", "Routing", "adapter_languages", "adapter_parameters",
-    "adapter_recipe", "control_reduction_factor", "drop_invertible", "without_invertible", "enable_adapters", "encode_routed",
+    "adapter_recipe", "control_reduction_factor", "drop_invertible", "enable_adapters", "encode_routed",
     "evaluation_texts", "group_by_setup", "head_recipe", "head_record", "head_study_table", "HeadCandidate",
     "choose_head", "head_candidates", "question_corpus", "heldout_mlm", "joint_init",
     "lang_adapter_name", "language_adapters_dir", "load_hub_language_adapters", "load_variant", "make_routing",
@@ -98,6 +98,7 @@ __all__ = [
     "routed_embed_fn", "save_variant", "split_heldout", "train_language_adapter",
     "train_language_adapters", "train_mlm_head", "train_variant", "variant_languages",
     "variant_run_dirs", "variant_run_name", "variants_summary", "hidden_shift", "adapter_mlm_matrix",
+    "without_invertible",
     "saved_routing", "trained_language_adapters", "untrained_routes", "variant_lr", "GRID_VARIANTS", "chosen_rates",
     "grid_run_dir", "lr_grid",
     "cross_language_mlm", "learned_adapters",

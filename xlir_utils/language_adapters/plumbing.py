@@ -85,17 +85,15 @@ def without_invertible(auto, name: str) -> Iterator[bool]:
         yield False
         return
     order = list(invertible.keys())
-    module = invertible[name]
-    del invertible[name]
+    module = invertible.pop(name)
     try:
         yield True
     finally:
-        kept = {k: invertible[k] for k in list(invertible.keys())}
-        for k in kept:
-            del invertible[k]
-        for k in order + [k for k in kept if k not in order]:  # the original order (state dicts follow it)
-            if k == name or k in kept:
-                invertible[k] = module if k == name else kept[k]
+        now = {**dict(invertible.items()), name: module}
+        invertible.clear()
+        for k in order + [k for k in now if k not in order]:  # the original order (state dicts follow it)
+            if k in now:
+                invertible[k] = now[k]
 
 
 def adapter_parameters(auto, name: str) -> int:

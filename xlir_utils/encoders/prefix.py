@@ -166,15 +166,14 @@ def make_room(nbytes: int) -> None:
 
 
 def store_states(key: tuple, states: list[torch.Tensor]) -> None:
-    """Keep ``states`` for ``key``, dropping the least recently used beyond :func:`budget_bytes`
-    (``states`` themselves are not kept if they alone exceed it)."""
-    budget = budget_bytes()
-    if _nbytes(states) > budget:
+    """Keep ``states`` for ``key`` as the most recently used, after :func:`make_room` for them
+    (``states`` themselves are not kept if they alone exceed :func:`budget_bytes`)."""
+    nbytes = _nbytes(states)
+    if nbytes > budget_bytes():
         return
+    _STORE.pop(key, None)  # states stored again replace their earlier copy
+    make_room(nbytes)
     _STORE[key] = states
-    _STORE.move_to_end(key)
-    while stored_bytes() > budget:
-        _STORE.popitem(last=False)
 
 
 def stored_bytes() -> int:

@@ -84,25 +84,28 @@ def with_post_hoc(system: System, post: PostHoc) -> System:
 Erased = Callable[[], tuple[np.ndarray, np.ndarray]]
 
 
-def _erasers(system: System, rset, q: np.ndarray, c: np.ndarray, fit: pd.DataFrame | None, profile_name: str,
-             ranks: Sequence[int]) -> list[tuple[PostHoc, Erased]]:
-    """(eraser, a function giving the erased queries and candidates) for one system."""
+def _held_out_fits(system: System, fit: pd.DataFrame | None, profile_name: str):
+    """(LIR's language direction, the LEACE eraser), fitted once per system on the fit text's
+    embeddings; None without fit text."""
+    if fit is None:
+        return None
+    held, held_langs = erasure.embed_fit_texts(system, fit, profile_name)
+    return language_directions(held, held_langs, 1), erasure.fit_leace(held, held_langs)
+
+
+def _erasers(rset, q: np.ndarray, c: np.ndarray, ranks: Sequence[int], held_out) -> list[tuple[PostHoc, Erased]]:
+    """(eraser, a function giving the erased queries and candidates) for one system on ``rset``;
+    ``held_out``: its :func:`_held_out_fits`."""
     qlang, clang = rset.queries.lang, rset.candidates.lang
     out: list[tuple[PostHoc, Erased]] = [
         (lir(rank), lambda rank=rank: project_out_language_directions(q, qlang, c, clang, rank=rank)) for rank in ranks]
-    if fit is None:
+    if held_out is None:
         return out
-    held, held_langs = erasure.embed_fit_texts(system, fit, profile_name)
-
-    def lir_held_out():
-        directions = language_directions(held, held_langs, 1)
-        return remove_language_information(q, qlang, directions), remove_language_information(c, clang, directions)
-
-    def leace():
-        eraser = erasure.fit_leace(held, held_langs)
-        return erasure.apply_leace(eraser, q), erasure.apply_leace(eraser, c)
-
-    return out + [(LIR_HELD_OUT, lir_held_out), (LEACE, leace)]
+    directions, eraser = held_out
+    return out + [
+        (LIR_HELD_OUT, lambda: (remove_language_information(q, qlang, directions),
+                                remove_language_information(c, clang, directions))),
+        (LEACE, lambda: (erasure.apply_leace(eraser, q), erasure.apply_leace(eraser, c)))]
 
 
 def post_hoc_systems(profile, system_list: Sequence[System], rsets, fit: pd.DataFrame | None = None, *,
@@ -124,12 +127,13 @@ def post_hoc_systems(profile, system_list: Sequence[System], rsets, fit: pd.Data
 def _post_hoc_one(profile, s: System, rsets: list, fit: pd.DataFrame | None, ranks_zero_shot: Sequence[int],
                   rank_trained: int, tables: list, erased_values: list, without: list) -> None:
     """One system on every set, plain and after each eraser: its rows appended to the lists."""
+    held_out = _held_out_fits(s, fit, profile.name)  # fitted once, applied to every set
     for rset in rsets:
         q, c = embed_retrieval_set(s, rset, profile.candidate_text, profile.name)
         plain = evaluate(rset, q, c, bootstrap=0, seed=profile.seed)
         without.append(run_values(plain, labels=s.columns(), dataset=rset.name))
         ranks = (rank_trained,) if s.spec.trained else ranks_zero_shot
-        for post, erased in _erasers(s, rset, q, c, fit, profile.name, ranks):
+        for post, erased in _erasers(rset, q, c, ranks, held_out):
             q2, c2 = erased()
             ev = evaluate(rset, q2, c2, bootstrap=profile.bootstrap_samples, seed=profile.seed)
             labels = with_post_hoc(s, post).columns()

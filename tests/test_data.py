@@ -100,6 +100,29 @@ def test_article_subset_is_parallel(shared_data):
     assert set(small.candidates.article) == {0}
 
 
+def test_the_first_questions_keep_their_relevance_and_the_whole_pool(tmp_path, monkeypatch, shared_data):
+    """Smoke evaluates the first ``eval_questions`` questions of its article in every language,
+    against every candidate; the leakage check still sees every question."""
+    from xlir_utils.data import evaluation_sets, retrieval_set
+
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
+    cfg = config.load("smoke")
+    whole = load_retrieval_set("xquad-r", articles=cfg.eval_articles)
+    first = retrieval_set(cfg, "xquad-r")
+    kept = list(dict.fromkeys(whole.queries.question_id))[: cfg.eval_questions]
+    assert 0 < cfg.eval_questions < whole.queries.question_id.nunique()
+    assert list(dict.fromkeys(first.queries.question_id)) == kept
+    assert first.queries.groupby("lang").size().to_dict() == {lang: len(kept) for lang in whole.languages}
+    assert first.candidates.equals(whole.candidates)
+    rows = {(q, lang): i for i, (q, lang) in enumerate(zip(whole.queries.question_id, whole.queries.lang))}
+    for i, (q, lang) in enumerate(zip(first.queries.question_id, first.queries.lang)):
+        assert np.array_equal(first.relevant[i], whole.relevant[rows[q, lang]])
+    assert first.first_questions(None) is first and whole.first_questions(10_000) is whole
+    guarded = {r.name: r for r in evaluation_sets(cfg)}
+    assert guarded["xquad-r"].queries.equals(whole.queries)
+    assert len(retrieval_set(config.load("quick"), "xquad-r").queries) == 11 * 1190  # quick keeps them all
+
+
 def test_training_pairs_and_leakage(mlqa, xquad):
     pairs = build_pairs(mlqa)
     mono = pairs[pairs.query_lang == pairs.passage_lang]

@@ -113,6 +113,7 @@ class Profile:
     code_switching_p: tuple = (0.25, 0.5, 0.75)  # word probabilities the code-switching dev study tries (notebook 02 §7)
     code_switching_sides: tuple = ("query", "passage", "both")  # sides it tries (notebook 02 §7)
     figure_formats: tuple[str, ...] = ("png", "pdf")  # what outputs.save_figure writes (smoke: PNG only)
+    eval_questions: int | None = None  # None: every question of an evaluation set; else its first N (smoke)
 
     def replace(self, **changes) -> "Profile":
         """A copy with some fields changed (``train=`` may be a dict of TrainConfig fields);
@@ -143,6 +144,7 @@ def _smoke() -> Profile:
         train_languages=MLQA_R_LANGS,
         eval_datasets=("xquad-r", "mlqa-r", "mlqa-r-dev"),
         eval_articles=1,
+        eval_questions=30,  # of the article's 74 XQuAD-R questions, in every language: the pool stays whole
         train_articles=3,  # one of them held out as mlqa-r-dev
         candidate_text="sentence",
         encode_batch_tokens=4096,

@@ -1,7 +1,8 @@
 """Which retrieval set a profile means by a dataset name (notebooks 01-05).
 
-* ``xquad-r``, ``mlqa-r``: a LAReQA set as an evaluation set (``profile.eval_articles``), or in
-  full as the reverse fold's training set;
+* ``xquad-r``, ``mlqa-r``: a LAReQA set as an evaluation set (``profile.eval_articles``, and
+  ``profile.eval_questions`` of them, with the whole candidate pool), or in full as the reverse
+  fold's training set;
 * ``mlqa-r-dev``: the development set, a fixed, seeded share (``profile.dev_fraction``) of
   MLQA-R's articles in every language, held out from training (``profile.train_articles``
   limits the articles it is drawn from). Every recipe choice, early stopping and selection
@@ -24,9 +25,10 @@ def dev_split(profile, part: str) -> Split | None:
     return Split(part, profile.dev_fraction, profile.seed)
 
 
-def retrieval_set(profile, name: str) -> RetrievalSet:
+def retrieval_set(profile, name: str, *, every_question: bool = False) -> RetrievalSet:
     """The retrieval set ``name`` of a profile: an evaluation set, the dev set or the training
-    part (see the module docstring; notebooks 01 §2, 02 §1, 04 §1)."""
+    part (see the module docstring; notebooks 01 §2, 02 §1, 04 §1). ``every_question``: an
+    evaluation set with all its questions, whatever ``profile.eval_questions`` (the leakage check)."""
     for suffix, part in ((DEV, "dev"), (TRAIN, "train")):
         if name.endswith(suffix):
             base = name[: -len(suffix)]
@@ -34,8 +36,10 @@ def retrieval_set(profile, name: str) -> RetrievalSet:
             if split is None:
                 raise SettingsError(f"the {profile.name!r} profile holds out no {name!r} (dev_fraction is None)")
             return read_processed(base, profile.name, articles=profile.train_articles, split=split)
-    articles = profile.train_articles if name == profile.train_dataset else profile.eval_articles
-    return read_processed(name, profile.name, articles=articles)
+    if name == profile.train_dataset:
+        return read_processed(name, profile.name, articles=profile.train_articles)
+    rset = read_processed(name, profile.name, articles=profile.eval_articles)
+    return rset if every_question else rset.first_questions(getattr(profile, "eval_questions", None))
 
 
 def training_set(profile) -> RetrievalSet:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +68,16 @@ class RetrievalSet:
         if not rows:
             raise KeyError(f"question id {question_id!r} is not in {self.name}")
         return pd.DataFrame(rows).set_index("lang")
+
+    def first_questions(self, n: int | None) -> "RetrievalSet":
+        """The set with only its first ``n`` questions (in order of appearance), in every language;
+        the candidate pool stays whole (None: the set itself)."""
+        kept = list(dict.fromkeys(self.queries.question_id))[:n] if n is not None else None
+        if kept is None or len(kept) == self.queries.question_id.nunique():
+            return self
+        rows = np.flatnonzero(self.queries.question_id.isin(kept).to_numpy())
+        return replace(self, queries=self.queries.iloc[rows].reset_index(drop=True),
+                                   relevant=[self.relevant[i] for i in rows])
 
     def counts(self) -> pd.DataFrame:
         """Per-language counts of queries and candidates."""

@@ -76,21 +76,9 @@ TEST_WORKERS ?= 2
 unit-tests: $(STAMP)
 	XLIR_PROFILE=smoke OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest tests -q -p no:cacheprovider -n $(TEST_WORKERS)
 
-# The smoke notebooks run in waves: the notebooks of one wave read only what earlier waves wrote, so
-# they run side by side, one kernel per core (XLIR_THREADS=1); a notebook no wave names runs alone,
-# after them. 02 and 03 train apart; 05 and 06 read notebook 04's store.
-NOTEBOOK_WAVES ?= 01 02,03 04 05,06
-NBMAKE = env XLIR_PROFILE=smoke $(PY) -m pytest --nbmake --nbmake-kernel=$(KERNEL) --nbmake-timeout=1800 -q -p no:cacheprovider
+# (--durations=0: each notebook's run time, at the end of the log)
 notebook-tests: $(STAMP)
-	@set -e; waved=""; \
-	for wave in $(NOTEBOOK_WAVES); do \
-	  nbs=""; for n in $${wave//,/ }; do nbs="$$nbs $$(ls notebooks/$${n}_*.ipynb)"; done; waved="$$waved $$nbs"; \
-	  side_by_side=""; [ "$$wave" = "$${wave/,/}" ] || \
-	    side_by_side="env XLIR_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1"; \
-	  echo "== wave$$nbs"; $$side_by_side $(NBMAKE) $${side_by_side:+-n $$(echo $$nbs | wc -w)} $$nbs; \
-	done; \
-	rest=$$(for nb in $(NOTEBOOKS); do case " $$waved " in *" $$nb "*) ;; *) echo $$nb;; esac; done); \
-	if [ -n "$$rest" ]; then echo "== alone" $$rest; $(NBMAKE) $$rest; fi
+	XLIR_PROFILE=smoke $(PY) -m pytest --nbmake --nbmake-kernel=$(KERNEL) --nbmake-timeout=1800 -q -p no:cacheprovider --durations=0 $(NOTEBOOKS)
 
 check-stripped: $(STAMP)
 	$(VENV)/bin/nbstripout --verify --keep-id $(NOTEBOOKS)

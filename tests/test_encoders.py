@@ -266,9 +266,9 @@ def test_encode_matches_sentence_transformers(model, shared_data):
     assert fp32.dtype == np.float32 and fp32.shape == ref.shape
     np.testing.assert_allclose(np.linalg.norm(fp32, axis=1), 1, atol=1e-5)
     assert cosine_rows(fp32, ref).min() > 0.99999
-    for precision in ("bf16", "bf16-autocast", "auto"):
-        fast = encode(model, texts, "passage", cache=False, precision=precision, show_progress=False)
-        assert cosine_rows(fast, ref).min() >= 0.999, precision
+    for precision in ("bf16", "bf16-autocast", "auto"):  # one text per language (bf16 may be emulated)
+        fast = encode(model, texts[::3], "passage", cache=False, precision=precision, show_progress=False)
+        assert cosine_rows(fast, ref[::3]).min() >= 0.999, precision
     q = encode(model, texts[:3], "query", cache=False, precision="fp32", show_progress=False)
     np.testing.assert_allclose(q, model.encode(texts[:3], prompt_name="query"), atol=2e-5)
 
@@ -294,7 +294,7 @@ def test_token_batches_respect_budget_and_buckets():
 def test_embedding_does_not_depend_on_the_other_texts(model, shared_data, precision):
     """Before width buckets, bf16 autocast moved a text's embedding by up to 7.7e-4 with the texts
     it was batched with; now fp32 stays within one ulp and bf16 (on native-bf16 CPUs) is exact."""
-    texts = [t for _, t in sample_texts(shared_data, 6 if precision == "fp32" else 3)]  # (bf16: see above)
+    texts = [t for _, t in sample_texts(shared_data, 6 if precision == "fp32" else 2)]  # (bf16: see above)
     kw = dict(cache=False, show_progress=False, precision=precision, batch_tokens=512)
     whole = encode(model, texts, "passage", **kw)
     backwards = encode(model, texts[::-1], "passage", **kw)[::-1]
@@ -627,7 +627,7 @@ def test_shared_frozen_layers_give_the_same_embeddings(model, shared_data, preci
     and for a model whose upper layers differ; a model with other lower layers shares nothing."""
     prefix.clear()
     # fewer texts under bf16, which a CPU without bf16 instructions emulates at a sixth of fp32's speed
-    texts = [t for _, t in sample_texts(shared_data, 6 if precision == "fp32" else 2)]
+    texts = [t for _, t in sample_texts(shared_data, 6 if precision == "fp32" else 1)]
     kw = dict(cache=False, show_progress=False, precision=precision)
     full = encode(model, texts, "passage", **kw)
     assert np.array_equal(encode(model, texts, "passage", shared_layers=6, **kw), full)
@@ -685,3 +685,37 @@ def test_an_invertible_adapter_is_never_skipped(model):
     auto.add_adapter("la_x", config=la.plumbing.lang_adapter_config(2))
     assert not prefix.shareable(with_inv, 6) and prefix.shareable(model, 6)
     assert not prefix.shareable(model, 0) and not prefix.shareable(model, 13)
+
+
+@pytest.mark.slow
+def test_runs_with_the_same_tokenizer_files_share_one_parsed_tokenizer(tiny_encoder_dir, tmp_path):
+    """A second folder with the same tokenizer files reuses the first's Rust tokenizer under a
+    wrapper of its own: the same ids and embeddings as a fresh load, per-model settings apart."""
+    from xlir_utils.encoders import tokenizer_cache
+    from xlir_utils.encoders.registry import load_encoder
+
+    one, two = tiny_encoder_dir(), tiny_encoder_dir(num_layers=1)
+    texts = ["Wer hat den Super Bowl 50 gewonnen?", "天空是蓝色的。", "Ο ουρανός είναι μπλε."]
+    tokenizer_cache.clear()
+    fresh = load_encoder(str(two), device="cpu")
+    fresh_ids = fresh.tokenizer(texts)["input_ids"]
+    fresh_emb = encode(fresh, texts, "query", cache=False, show_progress=False, precision="fp32")
+    tokenizer_cache.clear()
+    first, second = load_encoder(str(one), device="cpu"), load_encoder(str(two), device="cpu")
+    assert second.tokenizer is not first.tokenizer
+    assert second.tokenizer.backend_tokenizer is first.tokenizer.backend_tokenizer
+    assert second.tokenizer(texts)["input_ids"] == fresh_ids
+    np.testing.assert_array_equal(encode(second, texts, "query", cache=False, show_progress=False, precision="fp32"),
+                                  fresh_emb)
+    second.tokenizer.model_max_length = 7
+    assert first.tokenizer.model_max_length != 7
+    # truncation is set per call: a short call on one model does not shorten the other's next one
+    assert len(first.tokenizer(texts[0], truncation=True, max_length=4)["input_ids"]) == 4
+    assert second.tokenizer(texts)["input_ids"] == fresh_ids
+    # other tokenizer files: a tokenizer of their own
+    other = shutil.copytree(two, tmp_path / "other")
+    config_file = other / "tokenizer_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "model_max_length": 96}))
+    third = load_encoder(str(other), device="cpu")
+    assert third.tokenizer.backend_tokenizer is not first.tokenizer.backend_tokenizer
+    tokenizer_cache.clear()

@@ -167,3 +167,50 @@ def test_headline_shows_each_system_minus_the_reference_below(results, seed_mean
     drawn = np.concatenate([multi.ci_low, multi.ci_high, multi["mean"], seeds])
     lo, hi = drawn.min(), drawn.max()  # the top multi-mAP panel is zoomed to what it draws, not drawn from 0
     np.testing.assert_allclose(fig.axes[2].get_xlim(), (lo - 0.08 * (hi - lo), hi + 0.08 * (hi - lo)))
+
+
+def test_each_colour_means_one_thing(seed_means, evaluated):
+    """Samplings, settings and system groups have palettes of their own, and the figures use them."""
+    from matplotlib.colors import to_hex
+
+    from xlir_utils import palettes
+    from xlir_utils.languages import LANG_COLOURS
+    from xlir_utils.systems.labels import GROUP_COLOURS
+
+    hues = [*palettes.SAMPLING_COLOURS.values(), *palettes.SETTING_COLOURS.values(), *GROUP_COLOURS.values()]
+    assert len(set(hues)) == len(hues)
+    assert not set(palettes.SAMPLING_COLOURS.values()) & set(LANG_COLOURS.values())
+    sweep = pd.concat([seed_means, seed_means[seed_means.system == "full-hybrid"].assign(system="a", sampling="X-Y",
+                                                                                          alpha=0.0)])
+    fig = figures.plot_alpha_sweep(sweep)
+    assert {bars.get_label(): to_hex(bars.lines[0].get_color()) for bars in fig.axes[0].containers} \
+        == palettes.SETTING_COLOURS
+    logs = pd.DataFrame({"run": ["full-X-X-s13"] * 3 + ["full-hybrid-s13"] * 3, "system": ["full-X-X"] * 3 + [
+        "full-hybrid"] * 3, "step": [1, 2, 3] * 2, "loss": [1.0, 0.8, 0.7, 1.2, 0.9, 0.6]})
+    fig = figures.plot_loss_curves(logs, colours={"full-X-X": palettes.sampling_colour("X-X"),
+                                                  "full-hybrid": palettes.sampling_colour("hybrid")})
+    assert [to_hex(line.get_color()) for line in fig.axes[0].lines] == [palettes.SAMPLING_COLOURS["X-X"],
+                                                                        palettes.SAMPLING_COLOURS["hybrid"]]
+    _, per_query, _ = evaluated  # a legend names the group colours the boxes are drawn in
+    fig = figures.plot_rank_distance_distributions(per_query, baselines=("xlm-roberta-base",))
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["zero-shot", "full"]
+
+
+def test_the_temperature_figure_draws_hybrid_minus_x_x_per_temperature():
+    from xlir_utils import recipe_study
+
+    rows = []
+    for tau, gap in ((0.01, 0.03), (0.02, 0.02), (0.05, 0.01)):
+        for sampling, base in (("X-X", 0.5), ("X-Y", 0.52), ("hybrid", 0.5 + gap)):
+            for step in (50, 100):
+                rows.append({"stage": "A", "sampling": sampling, "temperature": tau, "lr": 3e-5, "step": step,
+                             "dev_mono": 0.7, "dev_cross": 0.6, "dev_multi": base + step / 1e3, "S": base,
+                             "dev_rank_distance": 100 - 1000 * gap * (sampling == "hybrid")})
+    chosen = {"temperature": 0.02, "lr": 3e-5, "steps": 100}
+    gap = recipe_study.temperature_gap(pd.DataFrame(rows), chosen)
+    assert gap.index.tolist() == [0.01, 0.02, 0.05]
+    assert np.allclose(gap["multi"], [0.03, 0.02, 0.01]) and np.allclose(gap["mono"], 0)
+    assert np.allclose(gap["rank distance"], [-30, -20, -10])
+    fig = figures.plot_temperature_gap(gap, chosen)
+    multi = [line for line in fig.axes[0].lines if line.get_label() == "multi mAP"][0]
+    assert np.allclose(multi.get_ydata(), [0.03, 0.02, 0.01]) and np.allclose(multi.get_xdata(), [0.01, 0.02, 0.05])

@@ -47,6 +47,42 @@ def test_stage_b_adopts_only_a_clear_gain_or_a_harmless_saving():
     assert [(d["adopted"], d.get("why")) for d in choice["stage_b"]] == [(False, "not run"), (False, None)]
 
 
+def test_the_freezing_check_trains_hybrid_at_each_depth_and_keeps_the_grid(tmp_path, monkeypatch):
+    """Stage F alone: hybrid at stage A's (τ, lr) with 0, 6 and 8 frozen layers; stage A's rows
+    stay in the table and the choice does not move."""
+    monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
+    cfg = config.load("smoke")
+    a = _grid({(0.02, 3e-5): {50: 0.61, 100: 0.62}, (0.01, 1e-5): {50: 0.60, 100: 0.605}})
+    from xlir_utils import outputs
+
+    outputs.save_table(a, rs.GRID_FILE, cfg.name)
+    before = rs.choose(a)["chosen"]
+    ran = []
+
+    def fake_run(profile, sampling, train, pairs, dev, *, stage, show_progress=True):
+        ran.append((sampling, train.temperature, train.lr, train.freeze_layers, train.batch_size))
+        s = {0: 0.63, 6: 0.62, 8: 0.60}[train.freeze_layers]
+        return pd.DataFrame([{"stage": "A", "sampling": sampling, "temperature": train.temperature, "lr": train.lr,
+                              "batch_size": train.batch_size, "max_seq_length": train.max_seq_length,
+                              "freeze_layers": train.freeze_layers, "step": step, "S": s + step / 1e4,
+                              "dev_mono": s, "dev_cross": s, "dev_multi": s, "seconds_per_step": 1 + train.freeze_layers}
+                             for step in (50, 100)])
+
+    monkeypatch.setattr(rs, "study_run", fake_run)
+    monkeypatch.setattr(rs, "training_pairs", lambda profile, sets: (None, None))
+    monkeypatch.setattr(rs, "evaluation_sets", lambda profile: [])
+    monkeypatch.setattr(rs, "retrieval_set", lambda profile, name: None)
+    choice = rs.run_study(cfg, stages="F", show_progress=False)
+    assert ran == [("hybrid", 0.02, 3e-5, k, 32) for k in rs.FREEZING_CHECK]
+    grid = rs.read_grid(cfg.name)
+    assert len(grid[grid.stage == "A"]) == len(a) and set(grid[grid.stage == "F"].freeze_layers) == {0, 6, 8}
+    assert choice["chosen"] == before
+    table = rs.freezing_table(grid, 100)
+    assert table.index.tolist() == [0, 6, 8]
+    assert table["S at 100 steps"].round(4).tolist() == [0.64, 0.63, 0.61]
+    assert table["best step"].tolist() == [100, 100, 100] and table["seconds per step"].tolist() == [1, 7, 9]
+
+
 def test_incomplete_stage_a_is_refused():
     grid = _grid({(0.01, 1e-5): {25: 0.6}})
     with pytest.raises(ValueError, match="incomplete"):

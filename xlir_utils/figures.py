@@ -6,7 +6,7 @@ their columns (:mod:`xlir_utils.systems.labels`), never by name patterns.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -14,6 +14,7 @@ import pandas as pd
 import seaborn as sns
 
 from .languages import LANG_ORDER, lang_colour
+from .palettes import SAMPLING_COLOURS, setting_colour
 from .systems.labels import GROUP_COLOURS, display_group, mean_over_seeds, system_colours, system_order
 
 STYLE = {
@@ -75,13 +76,16 @@ def plot_length_distributions(lengths: pd.DataFrame):
 
 
 # ----------------------------------------------------------------------- notebooks 02, 03
-def plot_loss_curves(logs: pd.DataFrame, smooth: int = 5):
+def plot_loss_curves(logs: pd.DataFrame, smooth: int = 5, colours: Mapping[str, str] | None = None):
     """Loss per step of each run in ``logs`` (``training.read_train_logs``), rolling mean
-    (notebooks 02 §4, 03 §4)."""
+    (notebooks 02 §4, 03 §4); ``colours``: a colour per system (``system`` column), e.g. the
+    samplings' (:func:`xlir_utils.reporting.sampling_run_colours`)."""
     use_style()
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     for run, log in logs.groupby("run", sort=False):
-        ax.plot(log.step, log.loss.rolling(smooth, min_periods=1).mean(), label=run)
+        system = log.system.iat[0] if "system" in log.columns else run
+        colour = (colours or {}).get(system)
+        ax.plot(log.step, log.loss.rolling(smooth, min_periods=1).mean(), label=run, color=colour)
     ax.set_xlabel("step")
     ax.set_ylabel(f"InfoNCE loss (rolling mean of {smooth})")
     ax.legend(frameon=False)
@@ -110,19 +114,23 @@ def plot_mlm_loss(log: pd.DataFrame, heldout: pd.DataFrame | None = None, smooth
         return fig
     for lang in _langs_in(ad.lang):
         sub = ad[ad.lang == lang]
-        axes[1].plot(sub.step, sub.loss.rolling(smooth, min_periods=1).mean(), label=lang)
+        axes[1].plot(sub.step, sub.loss.rolling(smooth, min_periods=1).mean(), label=lang, color=lang_colour(lang))
     axes[1].set(title="language adapters (head frozen)", xlabel="step", ylabel=f"MLM loss (rolling mean of {smooth})")
     if len(ad):
         axes[1].legend(frameon=False, ncol=2, fontsize=7)
     if panels == 3:
         h = heldout.set_index("lang").reindex(_langs_in(heldout.lang))
         x = np.arange(len(h))
-        for offset, col, label in ((-0.27, "loss_before", "base (no adapter)"), (0, "loss_after", "adapter"),
-                                   (0.27, "loss_after_without_invertible", "adapter, invertible dropped")):
-            axes[2].bar(x + offset, h[col], width=0.27, label=label)
+        for offset, col, label, shade in ((-0.27, "loss_before", "base (no adapter)", "0.8"),
+                                          (0, "loss_after", "adapter", "0.2"),
+                                          (0.27, "loss_after_without_invertible", "adapter, invertible dropped", "0.5")):
+            axes[2].bar(x + offset, h[col], width=0.27, label=label, color=shade)
         axes[2].set_xticks(x, h.index)
-        axes[2].set(title="held-out MLM loss per language", ylabel="nats")
-        axes[2].legend(frameon=False, fontsize=7)
+        values = h[["loss_before", "loss_after", "loss_after_without_invertible"]].to_numpy(float)
+        low, high = np.nanmin(values), np.nanmax(values)
+        axes[2].set_ylim(max(0.0, low - 0.15 * (high - low or 1)), high + 0.1 * (high - low or 1))
+        axes[2].set(title="held-out MLM loss per language", ylabel="nats (axis zoomed)")
+        axes[2].legend(frameon=False, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3)
     fig.tight_layout()
     return fig
 
@@ -274,8 +282,9 @@ def plot_pair_heatmaps(results: pd.DataFrame, models: list[str], dataset: str = 
     n = len(models) + show_diff
     fig, axes = plt.subplots(1, n, figsize=(3.3 * n + 1, 3.4), squeeze=False, layout="constrained")
     vmin = min(np.nanmin(v.values) for v in mats.values())
+    vmax = max(np.nanmax(v.values) for v in mats.values())
     for i, (ax, (m, mat)) in enumerate(zip(axes[0], mats.items())):
-        sns.heatmap(mat, ax=ax, vmin=vmin, vmax=1, cmap="viridis", square=True, cbar=i == len(models) - 1,
+        sns.heatmap(mat, ax=ax, vmin=vmin, vmax=vmax, cmap="viridis", square=True, cbar=i == len(models) - 1,
                     cbar_kws={"label": metric, "shrink": 0.8})
         _heatmap_labels(ax, ylabel=i == 0)
         ax.set_title(m)
@@ -311,6 +320,7 @@ def plot_rank_distance_distributions(per_query: pd.DataFrame, dataset: str = "xq
                 legend=False)
     floor = sub.n_relevant.min() - 1
     ax.axvline(floor, color="grey", ls=":", lw=1)
+    _group_legend(ax, sub, order)
     ax.set_ylabel("")
     ax.set_xlabel(f"rank distance per query (log; dotted: floor |R|−1 = {floor})")
     ax.set_title(f"{dataset}: spread of a question's parallel answers in the pooled ranking")
@@ -332,12 +342,25 @@ def plot_same_language_share(results: pd.DataFrame, dataset: str = "xquad-r", ba
     ax.barh(range(len(order)), vals, color=system_colours(rows, order))
     ax.set_yticks(range(len(order)), order)
     ax.invert_yaxis()
+    handles = _group_handles(rows, order)
     if len(base):
-        ax.axvline(base.value.mean(), color="k", ls="--", lw=1, label="share of own language in the pool")
-        ax.legend(frameon=False, loc="lower right")
+        handles.append(ax.axvline(base.value.mean(), color="k", ls="--", lw=1,
+                                  label="share of own language in the pool"))
+    ax.legend(handles=handles, frameon=False, loc="lower right", fontsize=7)
     ax.set_xlabel("share of top-10 results in the query's own language")
     fig.tight_layout()
     return fig
+
+
+def _group_handles(rows: pd.DataFrame, order: Sequence[str]) -> list:
+    """Legend entries for the system groups (colours of :data:`GROUP_COLOURS`) among ``order``."""
+    first = rows.drop_duplicates("model").set_index("model")
+    groups = list(dict.fromkeys(display_group(first.loc[m]) for m in order if m in first.index))
+    return [plt.Rectangle((0, 0), 1, 1, color=GROUP_COLOURS[g], label=g) for g in groups]
+
+
+def _group_legend(ax, rows: pd.DataFrame, order: Sequence[str]) -> None:
+    ax.legend(handles=_group_handles(rows, order), frameon=False, fontsize=7, loc="lower right")
 
 
 def plot_projection(proj: pd.DataFrame):
@@ -370,20 +393,43 @@ def plot_alpha_sweep(seed_means: pd.DataFrame, dataset: str = "xquad-r"):
     fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.2))
     for setting in ("mono", "cross", "multi"):
         s = rows[(rows.setting == setting) & (rows.metric == "map")].sort_values("alpha")
-        axes[0].errorbar(s.alpha, s["mean"], yerr=_yerr(s), marker="o", capsize=2, label=setting)
+        axes[0].errorbar(s.alpha, s["mean"], yerr=_yerr(s), marker="o", capsize=2, label=setting,
+                         color=setting_colour(setting))
     s = rows[rows.metric == "rank_distance"].sort_values("alpha")
-    axes[1].errorbar(s.alpha, s["mean"], yerr=_yerr(s), marker="o", color="k", capsize=2)
+    axes[1].errorbar(s.alpha, s["mean"], yerr=_yerr(s), marker="o", color=setting_colour("multi"), capsize=2)
     n = int(rows.n_seeds.min())
     axes[0].set(xlabel="α (share of X-X batches; 0 = X-Y, 1 = X-X)", ylabel="mAP",
                 title=f"{dataset}: mAP ({n} seed{'s' if n > 1 else ''} per α)")
     axes[1].set(xlabel="α", ylabel="rank distance", title="language bias (lower = better)")
-    axes[0].legend(frameon=False)
+    axes[0].legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3)
     fig.tight_layout()
     return fig
 
 
 def _yerr(rows: pd.DataFrame) -> np.ndarray:
     return np.clip(np.vstack([rows["mean"] - rows.ci_low, rows.ci_high - rows["mean"]]), 0, None)
+
+
+RECIPE_SCALE = 0.02  # the least span of S a recipe-study colour scale shows
+
+
+def plot_temperature_gap(gap: pd.DataFrame, chosen: dict):
+    """Hybrid − X-X on dev against the temperature τ (:func:`xlir_utils.recipe_study.temperature_gap`),
+    one line per setting and *S* (notebook 02 §4)."""
+    use_style()
+    fig, ax = plt.subplots(figsize=(4.8, 3.0))
+    for col in ("mono", "cross", "multi", "S"):
+        ax.plot(gap.index, gap[col], marker="o", label=f"{col} mAP" if col != "S" else "S (their mean)",
+                color=setting_colour(col) if col != "S" else "0.6", ls="-" if col != "S" else "--")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.axvline(chosen["temperature"], color="grey", ls=":", lw=1, label=f"chosen τ = {chosen['temperature']:g}")
+    ax.set(xscale="log", xlabel="temperature τ", ylabel="hybrid − X-X (mlqa-r-dev)",
+           title=f"lr {chosen['lr']:g}, step {chosen['steps']}, one seed")
+    ax.set_xticks(list(gap.index), [f"{t:g}" for t in gap.index])
+    ax.minorticks_off()
+    ax.legend(frameon=False, fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def plot_recipe_study(grid: pd.DataFrame, chosen: dict):
@@ -393,12 +439,17 @@ def plot_recipe_study(grid: pd.DataFrame, chosen: dict):
     a = grid[grid.stage == "A"]
     best = a.groupby(["temperature", "lr", "step"]).S.mean().groupby(["temperature", "lr"]).max().unstack()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), gridspec_kw={"width_ratios": [1, 1.3]})
-    sns.heatmap(best, annot=True, fmt=".3f", cmap="viridis", ax=axes[0], cbar_kws={"label": "mean dev S"})
+    # the colour scale spans at least RECIPE_SCALE of S around the data, so that differences
+    # smaller than one seed's noise do not look like the whole range
+    low, high = float(np.nanmin(best.values)), float(np.nanmax(best.values))
+    pad = max(0.0, RECIPE_SCALE - (high - low)) / 2
+    sns.heatmap(best, annot=True, fmt=".3f", cmap="Blues", vmin=low - pad, vmax=high + pad, ax=axes[0],
+                cbar_kws={"label": f"mean dev S (scale spans ≥ {RECIPE_SCALE:g})"})
     axes[0].set(xlabel="learning rate", ylabel="temperature τ", title="stage A: dev S at the best step")
     sel = a[(a.temperature == chosen["temperature"]) & (a.lr == chosen["lr"])]
     for sampling, g in sel.groupby("sampling"):
         g = g.sort_values("step")
-        axes[1].plot(g.step, g.S, marker="o", label=sampling)
+        axes[1].plot(g.step, g.S, marker="o", label=sampling, color=SAMPLING_COLOURS.get(sampling))
     axes[1].axvline(chosen["steps"], color="grey", ls=":", lw=1, label=f"chosen: {chosen['steps']} steps")
     axes[1].set(xlabel="step", ylabel="dev S (mean of Mo./Cr./Mul. mAP)",
                 title=f"τ = {chosen['temperature']:g}, lr = {chosen['lr']:g} (mlqa-r-dev)")

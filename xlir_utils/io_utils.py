@@ -208,11 +208,11 @@ def atomic_write_json(obj, path: str | os.PathLike) -> Path:
 
 
 def table_bytes(df: pd.DataFrame, parquet: bool, **csv_kwargs) -> bytes:
-    """A DataFrame as Parquet (no index) or CSV (no index unless asked): the bytes every table
-    write of the kit stores."""
+    """A DataFrame as Parquet (no index, zstd) or CSV (no index unless asked): the bytes every
+    table write of the kit stores."""
     if parquet:
         buffer = io.BytesIO()
-        df.to_parquet(buffer, index=False)
+        df.to_parquet(buffer, index=False, compression="zstd")
         return buffer.getvalue()
     return df.to_csv(**{"index": False, **csv_kwargs}).encode()
 

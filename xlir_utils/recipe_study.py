@@ -23,6 +23,11 @@
   unaffordable for the quick profile's seeds x systems anyway) and "max length 64".
 * One seed (the profile's); the chosen recipe is then trained with three seeds (notebook 02 §4).
 
+**Stage F**, added after the choice and outside the rule (a look, not a choice; the recipe stays
+as chosen): hybrid at stage A's (τ, lr) with 0, 6 and 8 frozen layers (:data:`FREEZING_CHECK`),
+each scored like the grid, all three on one machine and precision, so that what freezing costs
+on dev is measured rather than assumed (``python -m xlir_utils.recipe_study --stages F``).
+
 Runs live in ``runs/<profile>/recipe-study/`` (no model is saved: only the dev curve) and resume
 after an interruption. Output: ``results/recipe_grid.csv`` (every run at every evaluated step)
 and ``results/recipe_choice.json`` (the rule, the stages' winners, the chosen recipe).
@@ -48,6 +53,7 @@ STAGE_A_TEMPERATURE = (0.01, 0.02, 0.05)
 STAGE_A_BASE = {"batch_size": 32, "max_seq_length": 128, "freeze_layers": 6}
 STAGE_B = ({"batch_size": 64}, {"freeze_layers": 8})
 COSTLIER = ({"batch_size": 64},)  # changes of STAGE_B that cost more time per step
+FREEZING_CHECK = (0, 6, 8)  # frozen layers of stage F (hybrid, stage A's τ and lr)
 GAIN, TOLERANCE = 0.005, 0.002
 GRID_FILE, CHOICE_FILE = outputs.RECIPE_GRID_FILE, outputs.RECIPE_CHOICE_FILE
 
@@ -160,8 +166,8 @@ def choose(grid: pd.DataFrame, *, stage_b: bool = True) -> dict:
         best = max(adopted, key=lambda d: d["S"])
         chosen.update(best["change"])
         chosen["steps"] = best["steps"]
-    return {"rule": __doc__.split("**The selection rule, fixed before the grid was run.**")[1].split("Runs live")[0]
-            .strip(), "stage_a": per_point, "stage_a_best": stage_a, "stage_b": decisions, "chosen": chosen}
+    rule = __doc__.split("**The selection rule, fixed before the grid was run.**")[1].split("**Stage F**")[0]
+    return {"rule": rule.split("Runs live")[0].strip(), "stage_a": per_point, "stage_a_best": stage_a, "stage_b": decisions, "chosen": chosen}
 
 
 def run_study(profile=None, *, stages: str = "AB", show_progress: bool = True) -> dict:
@@ -169,11 +175,12 @@ def run_study(profile=None, *, stages: str = "AB", show_progress: bool = True) -
     profile = profile or config.load("quick")
     pairs, _ = training_pairs(profile, evaluation_sets(profile))
     dev = retrieval_set(profile, profile.train_dataset + "-dev")
-    prior = None if "A" in stages else read_grid(profile.name)  # stage B alone: stage A from its table
-    curves = [] if prior is None else [prior[prior.stage == "A"]]
+    prior = None if "A" in stages else read_grid(profile.name)  # stage B or F alone: stage A from its table
+    curves = [] if prior is None else [prior[~prior.stage.isin(list(stages))]]
 
     def run(train, sampling, stage):  # the table so far is written after every run: nothing is lost
-        curves.append(study_run(profile, sampling, train, pairs, dev, stage=stage, show_progress=show_progress))
+        curve = study_run(profile, sampling, train, pairs, dev, stage=stage, show_progress=show_progress)
+        curves.append(curve.assign(stage=stage))  # (stage F's 6-layer run may be stage A's own, reused)
         outputs.save_table(pd.concat(curves, ignore_index=True), GRID_FILE, profile.name)
 
     if "A" in stages:
@@ -199,6 +206,15 @@ def run_study(profile=None, *, stages: str = "AB", show_progress: bool = True) -
                                                       **STAGE_A_BASE, **change})
                 run(train, sampling, "B")
         grid = pd.concat(curves, ignore_index=True)
+    if "F" in stages:
+        if grid.empty:
+            raise ValueError("stage F needs stage A's table: run `make recipe-study` (stages AB) first")
+        best = choose(grid)["stage_a_best"]
+        for frozen in FREEZING_CHECK:
+            train = _train_config(profile.train, {"temperature": best["temperature"], "lr": best["lr"],
+                                                  **STAGE_A_BASE, "freeze_layers": frozen})
+            run(train, "hybrid", "F")
+        grid = pd.concat(curves, ignore_index=True)
     choice = choose(grid)
     outputs.save_json(choice, CHOICE_FILE, profile.name)
     return choice
@@ -219,6 +235,34 @@ def stage_a_table(grid: pd.DataFrame) -> pd.DataFrame:
         t.pivot(index="temperature", columns="lr", values="step").add_prefix("step at lr="))
 
 
+def temperature_gap(grid: pd.DataFrame, chosen: dict) -> pd.DataFrame:
+    """Hybrid − X-X on dev per temperature τ, at the chosen learning rate and step (notebook 02
+    §4): mono, cross and multi mAP, *S* and rank distance, from stage A's table."""
+    a = grid[(grid.stage == "A") & (grid.lr == chosen["lr"]) & (grid.step == chosen["steps"])]
+    columns = {"dev_mono": "mono", "dev_cross": "cross", "dev_multi": "multi", "S": "S",
+               "dev_rank_distance": "rank distance"}
+    wide = a.pivot_table(index="temperature", columns="sampling", values=list(columns))
+    gap = pd.DataFrame({name: wide[(col, "hybrid")] - wide[(col, "X-X")] for col, name in columns.items()})
+    gap.index.name = "temperature"
+    return gap
+
+
+def freezing_table(grid: pd.DataFrame, steps: int) -> pd.DataFrame:
+    """Stage F at a glance (notebook 02 §4): per number of frozen layers, hybrid's dev *S* (and
+    mono, cross, multi) at the recipe's ``steps``, its best *S* over the evaluated steps and at
+    which step, and the seconds per training step on the machine that ran it."""
+    rows = []
+    for frozen, g in grid[(grid.stage == "F") & (grid.sampling == "hybrid")].groupby("freeze_layers"):
+        at = g[g.step == steps]
+        best = g.loc[g.S.idxmax()]
+        rows.append({"frozen layers": int(frozen), f"S at {steps} steps": at.S.iat[0] if len(at) else np.nan,
+                     **{f"{k} at {steps}": at[f"dev_{k}"].iat[0] if len(at) else np.nan
+                        for k in ("mono", "cross", "multi")},
+                     "best S": best.S, "best step": int(best.step),
+                     "seconds per step": g.seconds_per_step.iat[0] if "seconds_per_step" in g else np.nan})
+    return pd.DataFrame(rows).set_index("frozen layers") if rows else pd.DataFrame()
+
+
 def read_grid(profile_name: str = "quick") -> pd.DataFrame | None:
     """The committed study table, verified (None if it was never run; notebook 02 §4)."""
     path: Path = outputs.table_path(GRID_FILE, profile_name)
@@ -235,7 +279,8 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m xlir_utils.recipe_study`` (``make recipe-study``; notebook 02 §4 shows its table)."""
     parser = argparse.ArgumentParser(prog="python -m xlir_utils.recipe_study",
                                      description="The quick profile's recipe study on mlqa-r-dev.")
-    parser.add_argument("--stages", default="AB", choices=("A", "B", "AB"), help="A, B or AB (default)")
+    parser.add_argument("--stages", default="AB", choices=("A", "B", "AB", "F"),
+                        help="A, B or AB (default); F: the freezing check (0, 6, 8 frozen layers, hybrid)")
     args = parser.parse_args(argv)
     choice = run_study(stages=args.stages)
     print(json.dumps(choice["chosen"], indent=2))

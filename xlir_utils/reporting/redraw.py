@@ -8,6 +8,7 @@ from .. import figures as F
 from .. import adapter_figures, manifest, mlm_figures, outputs, paths, recipe_study
 from ..config import load
 from ..language_separation import separation_summary
+from ..palettes import sampling_colour
 from ..training import SAMPLINGS, run_name
 from .analysis import full_system, headline_rows, heatmap_systems
 from .tables import first_seed_logs, read_results, read_seed_means, write_tables
@@ -15,9 +16,16 @@ from .tables import first_seed_logs, read_results, read_seed_means, write_tables
 logger = logging.getLogger(__name__)
 
 
+def sampling_loss_curves(logs):
+    """The first seed's X-X, X-Y and hybrid loss curves in the samplings' colours (notebook 02 §5)."""
+    return F.plot_loss_curves(first_seed_logs(logs, [run_name(s) for s in SAMPLINGS]),
+                              colours={run_name(s): sampling_colour(s) for s in SAMPLINGS})
+
+
 def make_figures(profile: str) -> list[str]:
-    """Every figure of notebooks 01-05 from the files in ``results/``; returns the names written
-    (notebook 05 §9, ``make figures``).
+    """Every figure of notebooks 01-05 from the files in ``results/`` (and the recipe study's
+    temperature table, ``results/tables/recipe_temperature_gap.csv``); returns the names of the
+    figures written (notebook 05 §9, ``make figures``).
 
     No data is parsed, nothing is trained or encoded: each figure is redrawn from the table its
     notebook stored (a figure whose table is missing is skipped).
@@ -35,8 +43,7 @@ def make_figures(profile: str) -> list[str]:
         written.append(name)
 
     sources = ((outputs.LENGTHS_FILE, "01_lengths", F.plot_length_distributions),
-               (outputs.TRAIN_LOGS_FILE, "02_loss_curves",
-                lambda t: F.plot_loss_curves(first_seed_logs(t, [run_name(s) for s in SAMPLINGS]))),
+               (outputs.TRAIN_LOGS_FILE, "02_loss_curves", sampling_loss_curves),
                (outputs.ADAPTER_LOGS_FILE, "03_task_loss", lambda t: F.plot_loss_curves(first_seed_logs(t))))
     for file, name, plot in sources:
         if (folder / file).is_file():
@@ -62,6 +69,9 @@ def make_figures(profile: str) -> list[str]:
     grid, choice = recipe_study.read_grid(profile), recipe_study.read_choice(profile)
     if grid is not None and choice is not None:
         save(F.plot_recipe_study(grid, choice["chosen"]), "02_recipe_study")
+        gap = recipe_study.temperature_gap(grid, choice["chosen"])
+        outputs.save_table(gap.round(4), f"{outputs.TABLES_FOLDER}/recipe_temperature_gap.csv", profile, index=True)
+        save(F.plot_temperature_gap(gap, choice["chosen"]), "02_temperature_gap")
     results, seed_means = read_results(profile), read_seed_means(profile)
     comparisons = outputs.read_table(outputs.SEED_COMPARISONS_FILE, profile) \
         if (folder / outputs.SEED_COMPARISONS_FILE).is_file() else None

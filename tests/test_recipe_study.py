@@ -65,7 +65,8 @@ def test_the_freezing_check_trains_hybrid_at_each_depth_and_keeps_the_grid(tmp_p
         return pd.DataFrame([{"stage": "A", "sampling": sampling, "temperature": train.temperature, "lr": train.lr,
                               "batch_size": train.batch_size, "max_seq_length": train.max_seq_length,
                               "freeze_layers": train.freeze_layers, "step": step, "S": s + step / 1e4,
-                              "dev_mono": s, "dev_cross": s, "dev_multi": s, "seconds_per_step": 1 + train.freeze_layers}
+                              "dev_mono": s, "dev_cross": s, "dev_multi": s,
+                              "seconds_per_step": 1 + train.freeze_layers}
                              for step in (50, 100)])
 
     monkeypatch.setattr(rs, "study_run", fake_run)

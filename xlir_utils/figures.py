@@ -78,8 +78,8 @@ def plot_length_distributions(lengths: pd.DataFrame):
 # ----------------------------------------------------------------------- notebooks 02, 03
 def plot_loss_curves(logs: pd.DataFrame, smooth: int = 5, colours: Mapping[str, str] | None = None):
     """Loss per step of each run in ``logs`` (``training.read_train_logs``), rolling mean
-    (notebooks 02 §4, 03 §4); ``colours``: a colour per system (``system`` column), e.g. the
-    samplings' (:func:`xlir_utils.reporting.sampling_run_colours`)."""
+    (notebooks 02 §5, 03 §4); ``colours``: a colour per system (``system`` column), as
+    :func:`xlir_utils.reporting.sampling_loss_curves` gives the samplings'."""
     use_style()
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     for run, log in logs.groupby("run", sort=False):
@@ -121,9 +121,9 @@ def plot_mlm_loss(log: pd.DataFrame, heldout: pd.DataFrame | None = None, smooth
     if panels == 3:
         h = heldout.set_index("lang").reindex(_langs_in(heldout.lang))
         x = np.arange(len(h))
-        for offset, col, label, shade in ((-0.27, "loss_before", "base (no adapter)", "0.8"),
-                                          (0, "loss_after", "adapter", "0.2"),
-                                          (0.27, "loss_after_without_invertible", "adapter, invertible dropped", "0.5")):
+        bars = ((-0.27, "loss_before", "base (no adapter)", "0.8"), (0, "loss_after", "adapter", "0.2"),
+                (0.27, "loss_after_without_invertible", "adapter, invertible dropped", "0.5"))
+        for offset, col, label, shade in bars:
             axes[2].bar(x + offset, h[col], width=0.27, label=label, color=shade)
         axes[2].set_xticks(x, h.index)
         values = h[["loss_before", "loss_after", "loss_after_without_invertible"]].to_numpy(float)

@@ -167,7 +167,8 @@ def choose(grid: pd.DataFrame, *, stage_b: bool = True) -> dict:
         chosen.update(best["change"])
         chosen["steps"] = best["steps"]
     rule = __doc__.split("**The selection rule, fixed before the grid was run.**")[1].split("**Stage F**")[0]
-    return {"rule": rule.split("Runs live")[0].strip(), "stage_a": per_point, "stage_a_best": stage_a, "stage_b": decisions, "chosen": chosen}
+    return {"rule": rule.split("Runs live")[0].strip(), "stage_a": per_point, "stage_a_best": stage_a,
+            "stage_b": decisions, "chosen": chosen}
 
 
 def run_study(profile=None, *, stages: str = "AB", show_progress: bool = True) -> dict:

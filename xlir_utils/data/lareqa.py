@@ -77,7 +77,7 @@ class RetrievalSet:
             return self
         rows = np.flatnonzero(self.queries.question_id.isin(kept).to_numpy())
         return replace(self, queries=self.queries.iloc[rows].reset_index(drop=True),
-                                   relevant=[self.relevant[i] for i in rows])
+                       relevant=[self.relevant[i] for i in rows])
 
     def counts(self) -> pd.DataFrame:
         """Per-language counts of queries and candidates."""

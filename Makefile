@@ -34,7 +34,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 
 help:
 	@echo "make setup       .venv with the pinned stack (TORCH_INDEX=cpu: torch's CPU-only build, for a laptop without a GPU)"
-	@echo "make reproduce   run notebooks 01-06 in the quick profile (writes results/ and figures/)"
+	@echo "make reproduce   run notebooks 01-06 in the quick profile (writes results/, figures/, notebooks/executed/)"
 	@echo "make test        unit tests, then every notebook in the smoke profile, then a stripped-notebook check"
 	@echo "make figures     rebuild every figure and table from results/ (no training, no encoding)"
 	@echo "make benchmarks  run benchmarks/*.py (JSON on stdout)"
@@ -55,17 +55,11 @@ endif
 
 setup: $(STAMP)
 
+# Each notebook in a fresh kernel, timed into results/runtimes.csv; the executed copies go to
+# notebooks/executed/ (quick) or build/notebooks/<profile>/ (xlir_utils/notebook_runs.py).
 reproduce: $(STAMP)
-	@mkdir -p build/notebooks
-	@for nb in $(NOTEBOOKS); do \
-	  echo "== $$nb (XLIR_PROFILE=$${XLIR_PROFILE:-quick})"; \
-	  start=$$(date +%s); \
-	  XLIR_PROFILE=$${XLIR_PROFILE:-quick} $(VENV)/bin/jupyter nbconvert --to notebook --execute \
-	    --ExecutePreprocessor.kernel_name=$(KERNEL) --ExecutePreprocessor.timeout=-1 \
-	    --output-dir build/notebooks "$$nb" || exit 1; \
-	  echo "   done in $$(( $$(date +%s) - start )) s"; \
-	done
-	@echo "Results: $(CURDIR)/results  Figures: $(CURDIR)/figures  Executed notebooks: $(CURDIR)/build/notebooks"
+	XLIR_PROFILE=$${XLIR_PROFILE:-quick} $(PY) -m xlir_utils.notebook_runs
+	@echo "Results: $(CURDIR)/results  Figures: $(CURDIR)/figures"
 
 test: $(STAMP) unit-tests notebook-tests check-stripped
 

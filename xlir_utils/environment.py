@@ -67,7 +67,6 @@ def cpu_bf16_faster() -> bool:
     at least 20 % faster. ``XLIR_CPU_BF16=1`` (or ``0``) skips the probe and decides.
     """
     import json
-    import platform
 
     from .paths import cache_dir
 
@@ -77,8 +76,7 @@ def cpu_bf16_faster() -> bool:
     if forced:
         raise SettingsError(f"XLIR_CPU_BF16={forced!r}: set it to 1 (bf16 autocast on this CPU), 0 (fp32) or "
                             "leave it unset (measured once per machine)")
-    cpu = next((line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines() if line.startswith("model name")),
-               platform.processor() or "unknown")
+    cpu = cpu_name()
     key = f"v{PRECISION_PROBE_VERSION}|{cpu}|{torch.get_num_threads()} threads|torch {torch.__version__}"
     path = cache_dir() / "precision.json"
     if (path, key) in _PROBED:
@@ -101,6 +99,14 @@ def cpu_bf16_faster() -> bool:
         pass  # an unwritable cache: measured again by the next process
     _PROBED[path, key] = verdict["bf16_faster"]
     return verdict["bf16_faster"]
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; else what ``platform`` knows), e.g. ``AMD EPYC``."""
+    import platform
+
+    return next((line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines() if line.startswith("model name")),
+                platform.processor() or platform.machine() or "unknown CPU")
 
 
 def _cpuinfo() -> str:

@@ -51,6 +51,7 @@ POST_HOC_SEED_MEANS_FILE = "post_hoc_seed_means.csv"  # seed means of every syst
 POST_HOC_COMPARISONS_FILE = "post_hoc_seed_comparisons.csv"  # e.g. trained + LIR against zero-shot + LIR (notebook 05)
 PROJECTION_FILE = "projection.csv"  # 2-D projection of parallel answers (notebook 05)
 SEPARATION_FILE = "language_separation.csv"  # how far apart the languages sit, per system and seed (notebook 05)
+RUNTIMES_FILE = "runtimes.csv"  # each notebook's runtime per profile, measured or estimated (make reproduce)
 TABLES_FOLDER = "tables"  # paper-style tables as CSV (make figures, notebook 05 §9)
 
 WRITERS = {  # who writes each file: named in an error so the reader knows what to rerun
@@ -65,7 +66,7 @@ WRITERS = {  # who writes each file: named in an error so the reader knows what 
     SEED_COMPARISONS_FILE: "notebook 04", UNSEEN_MEANS_FILE: "notebook 04",
     UNSEEN_COMPARISONS_FILE: "notebook 04", LARGE_SCALE_FILE: "notebook 04", POST_HOC_FILE: "notebook 05",
     POST_HOC_SEED_MEANS_FILE: "notebook 05", POST_HOC_COMPARISONS_FILE: "notebook 05", PROJECTION_FILE: "notebook 05",
-    SEPARATION_FILE: "notebook 05",
+    SEPARATION_FILE: "notebook 05", RUNTIMES_FILE: "make reproduce",
 }
 
 

@@ -1,8 +1,9 @@
 """``python -m xlir_utils.reporting [profile]`` (``make figures``): every figure and table from
-``results/``, and (``quick``) the README's results block."""
+``results/``, (``quick``) the README's results block, and every runtime text from
+``results/runtimes.csv``."""
 import sys
 
-from .. import paths
+from .. import paths, runtimes
 from ..cli import run
 from ..config import profile_name
 from .readme import update_readme
@@ -15,6 +16,8 @@ def main(argv: list[str]) -> None:
     print("figures written:", ", ".join(make_figures(name)), "->", paths.figures_dir(name))
     if name == "quick" and update_readme(name):
         print("README results block updated from results/")
+    for path in runtimes.write_texts():
+        print("runtimes written from results/runtimes.csv:", path.relative_to(paths.project_root()))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,125 @@
+"""Runtimes come from one table (results/runtimes.csv) and make reproduce measures them."""
+import shutil
+
+import nbformat
+import pandas as pd
+import pytest
+
+from xlir_utils import notebook_runs, outputs, paths, runtimes
+from xlir_utils.errors import XlirError
+
+
+def test_every_runtime_text_is_the_one_the_runtime_table_gives():
+    """The notebooks' headers, the README's runtime block and the notebook table say what
+    results/runtimes.csv says (``make figures`` writes them)."""
+    table = runtimes.read()
+    assert set(table.profile) == set(runtimes.PROFILES) and len(table) == 3 * 6
+    root = paths.project_root()
+    for path in sorted((root / "notebooks").glob("0*.ipynb")):
+        header = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells[:3] if c.cell_type == "markdown")
+        rows = [line for line in header.splitlines() if line.startswith(runtimes.RUNTIME_ROW)]
+        assert rows == [runtimes.notebook_line(table, path.name[:2])], path.name
+    readme = (root / "README.md").read_text()
+    begin, end = runtimes.README_MARKERS
+    assert readme[readme.index(begin) + len(begin): readme.index(end)].strip() == runtimes.readme_block(table)
+    index = (root / "notebooks" / "README.md").read_text()
+    assert runtimes.index_table(index, table) == index
+
+
+def test_a_measurement_replaces_its_row_and_an_estimate_says_it_is_one(store_project):
+    first = runtimes.record("smoke", "02", 61.4, date="2026-01-01", host="2-core test CPU", note="a first try")
+    runtimes.record("smoke", "02", 3725, date="2026-01-02", host="2-core test CPU", note="`make reproduce`")
+    runtimes.record("smoke", "01", 9.6, date="2026-01-02", host="2-core test CPU", note="`make reproduce`")
+    table = runtimes.read()
+    assert len(first) == 1 and list(table.notebook) == ["01", "02"]
+    assert runtimes.notebook_line(table, "02") == \
+        "| **Runtime** | smoke: 1 h 2 min (`make reproduce`; 2026-01-02, 2-core test CPU) |"
+    assert "- smoke 01, 02: `make reproduce`; 2026-01-02, 2-core test CPU" in runtimes.readme_block(table)
+    estimate = pd.Series({"profile": "paper", "notebook": "02", "seconds": float("nan"), "estimate": "hours",
+                          "date": "", "host": "", "note": ""})
+    assert runtimes.cell(estimate) == "hours (an estimate)"
+    assert [runtimes.duration(s) for s in (9.6, 60, 2494, 3725)] == ["10 s", "1 min", "41 min 34 s", "1 h 2 min"]
+    with pytest.raises(ValueError, match="profile 'fast'"):
+        runtimes.record("fast", "01", 1, date="", host="", note="")
+
+
+def test_make_figures_rewrites_a_stale_runtime_row_and_keeps_the_notebook_clean(tmp_path, monkeypatch):
+    root = tmp_path / "proj"
+    shutil.copytree(paths.project_root() / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns("executed"))
+    shutil.copy(paths.project_root() / "README.md", root / "README.md")
+    table = runtimes.read()
+    monkeypatch.setenv("XLIR_ROOT", str(root))
+    path = root / "notebooks" / "04_zero_shot_evaluation.ipynb"
+    clean = path.read_text()
+    path.write_text(clean.replace("| **Runtime** | smoke:", "| **Runtime** | smoke: 3 days, typed by hand;"))
+    changed = runtimes.write_texts(table)
+    assert changed == [path] and path.read_text() == clean
+    assert runtimes.write_texts(table) == []
+
+
+def _notebook(path, *sources):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    nb.metadata["kernelspec"] = {"name": "xlir", "display_name": "xlir (.venv)", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def test_reproduce_runs_each_notebook_times_it_and_keeps_a_slim_executed_copy(store_project):
+    root = paths.project_root()  # the throw-away project of store_project
+    _notebook(root / "notebooks" / "01_first.ipynb", "import os\nprint('profile', os.environ['XLIR_PROFILE'])",
+              "import ipywidgets\nipywidgets.IntSlider(value=3)")
+    _notebook(root / "notebooks" / "02_second.ipynb", "21 * 2")
+    done = notebook_runs.reproduce("smoke")
+    assert [d["notebook"] for d in done] == ["01_first.ipynb", "02_second.ipynb"]
+    table = runtimes.read()
+    assert list(table.notebook) == ["01", "02"] and set(table.profile) == {"smoke"}
+    assert (table.seconds > 0).all() and table.note.str.contains("a fresh checkout").all()
+    executed = nbformat.read(root / "build" / "notebooks" / "smoke" / "01_first.ipynb", as_version=4)
+    assert executed.cells[0].outputs[0]["text"] == "profile smoke\n"
+    widget = executed.cells[1].outputs[0]["data"]
+    assert notebook_runs.WIDGET_VIEW not in widget and "text/plain" in widget
+    assert "widgets" not in executed.metadata and all("execution" not in c.metadata for c in executed.cells)
+    out = nbformat.read(root / "build" / "notebooks" / "smoke" / "02_second.ipynb", as_version=4)
+    assert out.cells[0].outputs[0]["data"]["text/plain"] == "42"
+    assert notebook_runs.executed_dir("quick") == root / "notebooks" / "executed"
+
+
+def test_a_failing_notebook_stops_the_run_and_keeps_its_executed_part(store_project):
+    root = paths.project_root()
+    _notebook(root / "notebooks" / "01_fails.ipynb", "print('before')", "1 / 0", "print('never')")
+    _notebook(root / "notebooks" / "02_after.ipynb", "print('not reached')")
+    failed = r"01_fails.ipynb failed in the 'smoke' profile \(ZeroDivisionError: division by zero\)"
+    with pytest.raises(XlirError, match=failed):
+        notebook_runs.reproduce("smoke")
+    part = nbformat.read(root / "build" / "notebooks" / "smoke" / "01_fails.ipynb", as_version=4)
+    assert part.cells[0].outputs[0]["text"] == "before\n" and part.cells[2].outputs == []
+    assert not (root / "build" / "notebooks" / "smoke" / "02_after.ipynb").exists()
+    assert not (paths.results_dir("quick") / outputs.RUNTIMES_FILE).exists()
+
+
+def test_a_figure_in_an_executed_copy_is_a_smaller_palette_png_that_looks_the_same():
+    import base64
+    import io
+
+    import matplotlib
+    import numpy as np
+    from PIL import Image
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.imshow(np.linspace(0, 1, 400).reshape(20, 20), cmap="viridis")
+    ax.plot([0, 19], [0, 19], color="crimson")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", transparent=True)  # an alpha channel, transparent around the axes
+    plt.close(fig)
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    slim = notebook_runs.smaller_png(encoded)
+    before, after = (Image.open(io.BytesIO(base64.b64decode(x))) for x in (encoded, slim))
+    assert len(slim) < 0.7 * len(encoded) and after.mode == "P" and after.size == before.size
+    on_white = Image.alpha_composite(Image.new("RGBA", before.size, "white"), before.convert("RGBA")).convert("RGB")
+    diff = np.abs(np.asarray(on_white, int) - np.asarray(after.convert("RGB"), int))
+    assert diff.mean() < 1 and np.percentile(diff, 99) <= 8  # a few antialiased edge pixels move more
+    assert np.asarray(after.convert("RGB"))[0, 0].tolist() == [255, 255, 255]  # the transparent corner, white

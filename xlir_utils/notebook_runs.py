@@ -1,0 +1,134 @@
+"""``python -m xlir_utils.notebook_runs`` (``make reproduce``): run the numbered notebooks in order,
+each in a fresh ``xlir`` kernel, time each one into ``results/runtimes.csv``
+(:mod:`xlir_utils.runtimes`) and keep its executed copy.
+
+The quick profile's executed copies go to ``notebooks/executed/`` (committed, so that a reader
+sees every result on the repository page); other profiles' to ``build/notebooks/<profile>/``.
+A copy is kept small (:func:`slim`): figures stay the PNGs the notebooks display, widget state
+and per-cell timing metadata are dropped. A failing notebook stops the run; its executed part is
+kept beside the others, so the error shows where it happened.
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from PIL import Image
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from . import paths, runtimes
+from .cli import run
+from .config import load, profile_name
+from .environment import cpu_name
+from .errors import XlirError
+from .io_utils import atomic_write_bytes
+
+KERNEL = "xlir"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def executed_dir(profile: str) -> Path:
+    """``notebooks/executed/`` for quick, ``build/notebooks/<profile>/`` for the other profiles."""
+    root = paths.project_root()
+    return root / "notebooks" / "executed" if profile == "quick" else root / "build" / "notebooks" / profile
+
+
+def smaller_png(encoded: str) -> str:
+    """A base64 PNG as a 256-colour palette PNG over white, if that is smaller (plots have few
+    colours: about a third of the bytes, no visible change); else unchanged."""
+    image = Image.open(io.BytesIO(base64.b64decode(encoded)))
+    if image.mode in ("RGBA", "LA", "P"):
+        white = Image.new("RGBA", image.size, "white")
+        image = Image.alpha_composite(white, image.convert("RGBA"))
+    palette = image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    palette.save(out, format="PNG", optimize=True)
+    smaller = base64.b64encode(out.getvalue()).decode()
+    return smaller if len(smaller) < len(encoded) else encoded
+
+
+def slim(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """An executed notebook without what a static reader cannot use: widget state (a widget's
+    output keeps its plain-text form) and per-cell execution timestamps; figures as palette PNGs
+    (:func:`smaller_png`)."""
+    nb.metadata.pop("widgets", None)
+    for c in nb.cells:
+        c.metadata.pop("execution", None)
+        for out in c.get("outputs", []):
+            data = out.get("data")
+            if not data:
+                continue
+            if WIDGET_VIEW in data:
+                data.pop(WIDGET_VIEW)
+                data.setdefault("text/plain", "(an interactive widget: run the notebook to use it)")
+            if "image/png" in data:
+                data["image/png"] = smaller_png(data["image/png"])
+    return nb
+
+
+def host() -> str:
+    """``2-core AMD EPYC``: the machine a runtime was measured on."""
+    return f"{os.cpu_count()}-core {cpu_name()}"
+
+
+def execute(path: Path, profile: str, out_dir: Path, kernel: str = KERNEL) -> float:
+    """Execute one notebook in ``profile`` (a fresh kernel, no timeout), write its slimmed copy to
+    ``out_dir`` (also when a cell fails), and return its wall time in seconds."""
+    nb = nbformat.read(path, as_version=4)
+    os.environ["XLIR_PROFILE"] = profile  # the kernel inherits it; the notebooks' first cell reads it
+    client = NotebookClient(nb, kernel_name=kernel, timeout=None, record_timing=False,
+                            resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    try:
+        client.execute()
+    finally:
+        seconds = time.perf_counter() - start
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes((nbformat.writes(slim(nb)) + "\n").encode(), out_dir / path.name)
+    return seconds
+
+
+def reproduce(profile: str, notebooks: list[Path] | None = None, kernel: str = KERNEL) -> list[dict]:
+    """Run ``notebooks`` (default: every numbered notebook) in order in ``profile``; record each
+    one's runtime and keep its executed copy (``make reproduce``). Returns one record per notebook."""
+    notebooks = notebooks or sorted((paths.project_root() / "notebooks").glob("0*.ipynb"))
+    cfg = load(profile)
+    runs = paths.runs_dir(profile)
+    fresh = not runs.is_dir() or not any(runs.iterdir())
+    note = (f"`make reproduce`, seeds {'/'.join(map(str, cfg.seeds))}, "
+            + ("a fresh checkout" if fresh else "reusing the runs and caches already there"))
+    out_dir, done = executed_dir(profile), []
+    for path in notebooks:
+        print(f"== {path.name} (XLIR_PROFILE={profile})", flush=True)
+        try:
+            seconds = execute(path, profile, out_dir, kernel)
+        except CellExecutionError as exc:
+            raise XlirError(f"{path.name} failed in the {profile!r} profile ({exc.ename}: {exc.evalue}); its "
+                            f"executed part, with the traceback, is in {out_dir / path.name}") from exc
+        runtimes.record(profile, path.name[:2], seconds, date=time.strftime("%Y-%m-%d", time.gmtime()),
+                        host=host(), note=note)
+        print(f"   done in {runtimes.duration(seconds)}", flush=True)
+        done.append({"notebook": path.name, "seconds": seconds})
+    runtimes.write_texts()
+    print(f"executed notebooks: {out_dir}; runtimes: results/runtimes.csv", flush=True)
+    return done
+
+
+def main(argv: list[str]) -> None:
+    """``make reproduce``: ``[--profile P] [notebook ...]``."""
+    parser = argparse.ArgumentParser(prog="python -m xlir_utils.notebook_runs", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profile", default=None, help="smoke | quick | paper (default: XLIR_PROFILE, else quick)")
+    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to run (default: every numbered one)")
+    args = parser.parse_args(argv)
+    reproduce(profile_name(args.profile), [p.resolve() for p in args.notebooks] or None)
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

@@ -38,7 +38,8 @@ def test_a_measurement_replaces_its_row_and_an_estimate_says_it_is_one(store_pro
     estimate = pd.Series({"profile": "paper", "notebook": "02", "seconds": float("nan"), "estimate": "hours",
                           "date": "", "host": "", "note": ""})
     assert runtimes.cell(estimate) == "hours (an estimate)"
-    assert [runtimes.duration(s) for s in (9.6, 60, 2494, 3725)] == ["10 s", "1 min", "41 min 34 s", "1 h 2 min"]
+    assert [runtimes.duration(s) for s in (9.6, 60, 2494, 3725, 7185)] == \
+        ["10 s", "1 min", "41 min 34 s", "1 h 2 min", "2 h"]
     with pytest.raises(ValueError, match="profile 'fast'"):
         runtimes.record("fast", "01", 1, date="", host="", note="")
 
@@ -83,6 +84,17 @@ def test_reproduce_runs_each_notebook_times_it_and_keeps_a_slim_executed_copy(st
     out = nbformat.read(root / "build" / "notebooks" / "smoke" / "02_second.ipynb", as_version=4)
     assert out.cells[0].outputs[0]["data"]["text/plain"] == "42"
     assert notebook_runs.executed_dir("quick") == root / "notebooks" / "executed"
+
+
+def test_a_runtime_says_what_the_run_reused(store_project):
+    assert notebook_runs.starting_point("smoke") == "a fresh checkout"
+    runs = paths.runs_dir("smoke")
+    for name in ("recipe-study", "full-X-X-s13", "full-X-X-s13.lock", "full-hybrid-s13"):
+        (runs / name).mkdir(parents=True)
+    (paths.cache_dir() / "embeddings").mkdir(parents=True)
+    (paths.cache_dir() / "embeddings" / "a.npz").write_bytes(b"")
+    assert notebook_runs.starting_point("smoke") == "reusing 2 runs, 1 cached embedding files"
+    assert notebook_runs.starting_point("quick") == "reusing 1 cached embedding files"
 
 
 def test_a_failing_notebook_stops_the_run_and_keeps_its_executed_part(store_project):

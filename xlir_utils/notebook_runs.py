@@ -78,6 +78,23 @@ def host() -> str:
     return f"{os.cpu_count()}-core {cpu_name()}"
 
 
+def _entries(folder: Path, skip: tuple[str, ...] = ()) -> int:
+    return sum(1 for p in folder.iterdir() if p.name not in skip and not p.name.endswith(".lock")) \
+        if folder.is_dir() else 0
+
+
+def starting_point(profile: str) -> str:
+    """What a run starts from, for its runtime's note: ``a fresh checkout``, or what it reuses
+    (finished or interrupted runs, the evaluation store, lexicons, cached embeddings)."""
+    cache = paths.cache_dir()
+    found = {"runs": _entries(paths.runs_dir(profile), skip=("recipe-study",)),  # the recipe study is not rerun
+             "systems in the evaluation store": _entries(cache / "eval" / profile),
+             "lexicon files": _entries(cache / "lexicons" / profile),
+             "cached embedding files": _entries(cache / "embeddings")}
+    present = [f"{n} {what}" for what, n in found.items() if n]
+    return "reusing " + ", ".join(present) if present else "a fresh checkout"
+
+
 def execute(path: Path, profile: str, out_dir: Path, kernel: str = KERNEL) -> float:
     """Execute one notebook in ``profile`` (a fresh kernel, no timeout), write its slimmed copy to
     ``out_dir`` (also when a cell fails), and return its wall time in seconds."""
@@ -100,10 +117,7 @@ def reproduce(profile: str, notebooks: list[Path] | None = None, kernel: str = K
     one's runtime and keep its executed copy (``make reproduce``). Returns one record per notebook."""
     notebooks = notebooks or sorted((paths.project_root() / "notebooks").glob("0*.ipynb"))
     cfg = load(profile)
-    runs = paths.runs_dir(profile)
-    fresh = not runs.is_dir() or not any(runs.iterdir())
-    note = (f"`make reproduce`, seeds {'/'.join(map(str, cfg.seeds))}, "
-            + ("a fresh checkout" if fresh else "reusing the runs and caches already there"))
+    note = f"`make reproduce`, seeds {'/'.join(map(str, cfg.seeds))}, {starting_point(profile)}"
     out_dir, done = executed_dir(profile), []
     for path in notebooks:
         print(f"== {path.name} (XLIR_PROFILE={profile})", flush=True)

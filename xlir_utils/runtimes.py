@@ -59,7 +59,8 @@ def duration(seconds: float) -> str:
         return f"{s} s"
     if s < 3600:
         return f"{s // 60} min {s % 60} s" if s % 60 else f"{s // 60} min"
-    return f"{s // 3600} h {round((s % 3600) / 60)} min"
+    hours, minutes = divmod(round(s / 60), 60)
+    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
 def _blank(value) -> bool:

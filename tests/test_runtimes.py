@@ -69,7 +69,8 @@ def _notebook(path, *sources):
 def test_reproduce_runs_each_notebook_times_it_and_keeps_a_slim_executed_copy(store_project):
     root = paths.project_root()  # the throw-away project of store_project
     _notebook(root / "notebooks" / "01_first.ipynb", "import os\nprint('profile', os.environ['XLIR_PROFILE'])",
-              "import ipywidgets\nipywidgets.IntSlider(value=3)")
+              "import ipywidgets\nipywidgets.IntSlider(value=3)",
+              "from tqdm.auto import tqdm\nfor _ in tqdm(range(3), desc='steps'):\n    pass")
     _notebook(root / "notebooks" / "02_second.ipynb", "21 * 2")
     done = notebook_runs.reproduce("smoke")
     assert [d["notebook"] for d in done] == ["01_first.ipynb", "02_second.ipynb"]
@@ -79,7 +80,10 @@ def test_reproduce_runs_each_notebook_times_it_and_keeps_a_slim_executed_copy(st
     executed = nbformat.read(root / "build" / "notebooks" / "smoke" / "01_first.ipynb", as_version=4)
     assert executed.cells[0].outputs[0]["text"] == "profile smoke\n"
     widget = executed.cells[1].outputs[0]["data"]
-    assert notebook_runs.WIDGET_VIEW not in widget and "text/plain" in widget
+    assert notebook_runs.WIDGET_VIEW not in widget and widget["text/plain"] == notebook_runs.WIDGET_TEXT
+    bar = [o for o in executed.cells[2].outputs if "data" in o]  # a progress bar keeps its text
+    assert len(bar) == 1 and notebook_runs.WIDGET_VIEW not in bar[0]["data"]
+    assert bar[0]["data"]["text/plain"].startswith("steps: 100%|██████████| 3/3 [")
     assert "widgets" not in executed.metadata and all("execution" not in c.metadata for c in executed.cells)
     out = nbformat.read(root / "build" / "notebooks" / "smoke" / "02_second.ipynb", as_version=4)
     assert out.cells[0].outputs[0]["data"]["text/plain"] == "42"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import base64
 import io
+import html
 import os
 import sys
 import time
@@ -32,6 +33,8 @@ from .io_utils import atomic_write_bytes
 
 KERNEL = "xlir"
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+WIDGET_TEXT = "(an interactive widget: open the notebook in Jupyter and run it to use it)"
 
 
 def executed_dir(profile: str) -> Path:
@@ -54,10 +57,30 @@ def smaller_png(encoded: str) -> str:
     return smaller if len(smaller) < len(encoded) else encoded
 
 
+def progress_texts(nb: nbformat.NotebookNode) -> dict[str, str]:
+    """The final text of each progress bar (tqdm's box of a label, a bar and a label), by widget
+    model id, from the widget state the kernel left in ``nb``'s metadata: a static copy's output
+    holds only the bar's first text (``0%``)."""
+    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    texts = {}
+    for model_id, model in state.items():
+        if model.get("model_name") != "HBoxModel":
+            continue
+        parts = [state.get(str(c).removeprefix("IPY_MODEL_"), {}) for c in model.get("state", {}).get("children", [])]
+        if [x.get("model_name") for x in parts] != ["HTMLModel", "FloatProgressModel", "HTMLModel"]:
+            continue
+        left, bar, right = (x.get("state", {}) for x in parts)
+        done = bar.get("value", 0) / bar["max"] if bar.get("max") else 0.0
+        text = f"{left.get('value', '')}|{'█' * round(10 * done):<10}|{right.get('value', '')}"
+        texts[model_id] = html.unescape(text).replace("\u2007", " ")
+    return texts
+
+
 def slim(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """An executed notebook without what a static reader cannot use: widget state (a widget's
-    output keeps its plain-text form) and per-cell execution timestamps; figures as palette PNGs
-    (:func:`smaller_png`)."""
+    """An executed notebook without what a static reader cannot use: widget state (a progress
+    bar's output shows its final text, :func:`progress_texts`; another widget a line saying it is
+    one) and per-cell execution timestamps; figures as palette PNGs (:func:`smaller_png`)."""
+    bars = progress_texts(nb)
     nb.metadata.pop("widgets", None)
     for c in nb.cells:
         c.metadata.pop("execution", None)
@@ -66,8 +89,8 @@ def slim(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             if not data:
                 continue
             if WIDGET_VIEW in data:
-                data.pop(WIDGET_VIEW)
-                data.setdefault("text/plain", "(an interactive widget: run the notebook to use it)")
+                view = data.pop(WIDGET_VIEW)
+                data["text/plain"] = bars.get(view.get("model_id"), WIDGET_TEXT)
             if "image/png" in data:
                 data["image/png"] = smaller_png(data["image/png"])
     return nb
@@ -117,7 +140,8 @@ def reproduce(profile: str, notebooks: list[Path] | None = None, kernel: str = K
     one's runtime and keep its executed copy (``make reproduce``). Returns one record per notebook."""
     notebooks = notebooks or sorted((paths.project_root() / "notebooks").glob("0*.ipynb"))
     cfg = load(profile)
-    note = f"`make reproduce`, seeds {'/'.join(map(str, cfg.seeds))}, {starting_point(profile)}"
+    seeds = f"seed{'s' if len(cfg.seeds) > 1 else ''} {'/'.join(map(str, cfg.seeds))}"
+    note = f"`make reproduce`, {seeds}, {starting_point(profile)}"
     out_dir, done = executed_dir(profile), []
     for path in notebooks:
         print(f"== {path.name} (XLIR_PROFILE={profile})", flush=True)

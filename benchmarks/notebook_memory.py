@@ -2,7 +2,8 @@
 the number of systems it evaluates.
 
 Runs a notebook (default 04) of one or more checkouts of the kit, each in its own kernel, and
-samples the kernel's resident memory (RSS, with its child processes) every 0.2 s: the peak is
+samples the kernel's resident memory (RSS, with its child processes) every 0.2 s
+(``xlir_utils.notebook_runs.KernelMemory``, which ``make reproduce`` also records): the peak is
 what a reader's machine must hold. Each checkout needs its own ``runs/<profile>/`` (run
 notebooks 01-03 there first); the kernel, ``xlir``, imports each checkout's ``xlir_utils``
 (``PYTHONPATH``). Give every checkout the same runs for a like-for-like comparison. Prints JSON (committed as
@@ -17,7 +18,6 @@ import json
 import os
 import platform
 import subprocess
-import threading
 import time
 from pathlib import Path
 
@@ -25,13 +25,7 @@ import nbformat
 import psutil
 from nbclient import NotebookClient
 
-
-def _rss(pid: int) -> int:
-    try:
-        proc = psutil.Process(pid)
-        return proc.memory_info().rss + sum(c.memory_info().rss for c in proc.children(recursive=True))
-    except psutil.Error:
-        return 0
+from xlir_utils.notebook_runs import KernelMemory
 
 
 def run_notebook(checkout: Path, notebook: str, profile: str, kernel: str, output_dir: Path | None = None) -> dict:
@@ -42,33 +36,19 @@ def run_notebook(checkout: Path, notebook: str, profile: str, kernel: str, outpu
     os.environ["XLIR_PROFILE"] = profile
     os.environ["PYTHONPATH"] = str(checkout)  # the kernel imports this checkout's xlir_utils
     client = NotebookClient(nb, kernel_name=kernel, timeout=-1, resources={"metadata": {"path": str(path.parent)}})
-    peak, samples, done = [0], [0], threading.Event()
-    with client.setup_kernel():
-        pid = client.km.provisioner.process.pid
-
-        def watch():
-            while not done.is_set():
-                peak[0] = max(peak[0], _rss(pid))
-                samples[0] += 1
-                time.sleep(0.2)
-
-        watcher = threading.Thread(target=watch, daemon=True)
-        start = time.perf_counter()
-        watcher.start()
-        try:
-            for index, cell in enumerate(nb.cells):
-                client.execute_cell(cell, index)
-        finally:
-            done.set()
-            watcher.join()
-            if output_dir is not None:  # also when a cell failed: the executed part shows where
-                output_dir.mkdir(parents=True, exist_ok=True)
-                nbformat.write(nb, output_dir / path.name)
-        wall = time.perf_counter() - start
+    start = time.perf_counter()
+    try:
+        with KernelMemory(client) as memory:  # the kernel's RSS with its children, every 0.2 s
+            client.execute()
+    finally:
+        if output_dir is not None:  # also when a cell failed: the executed part shows where
+            output_dir.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, output_dir / path.name)
+    wall = time.perf_counter() - start
     commit = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     return {"checkout": str(checkout), "commit": commit, "notebook": path.name, "profile": profile,
-            "peak_rss_gb": round(peak[0] / 2**30, 3), "wall_s": round(wall, 1), "rss_samples": samples[0]}
+            "peak_rss_gb": round(memory.peak / 2**30, 3), "wall_s": round(wall, 1), "rss_samples": memory.samples}
 
 
 def main() -> None:

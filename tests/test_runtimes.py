@@ -28,12 +28,13 @@ def test_every_runtime_text_is_the_one_the_runtime_table_gives():
 
 def test_a_measurement_replaces_its_row_and_an_estimate_says_it_is_one(store_project):
     first = runtimes.record("smoke", "02", 61.4, date="2026-01-01", host="2-core test CPU", note="a first try")
-    runtimes.record("smoke", "02", 3725, date="2026-01-02", host="2-core test CPU", note="`make reproduce`")
+    runtimes.record("smoke", "02", 3725, date="2026-01-02", host="2-core test CPU", note="`make reproduce`",
+                    peak_gb=1.234)
     runtimes.record("smoke", "01", 9.6, date="2026-01-02", host="2-core test CPU", note="`make reproduce`")
     table = runtimes.read()
     assert len(first) == 1 and list(table.notebook) == ["01", "02"]
     assert runtimes.notebook_line(table, "02") == \
-        "| **Runtime** | smoke: 1 h 2 min (`make reproduce`; 2026-01-02, 2-core test CPU) |"
+        "| **Runtime** | smoke: 1 h 2 min, peak memory 1.2 GB (`make reproduce`; 2026-01-02, 2-core test CPU) |"
     assert "- smoke 01, 02: `make reproduce`; 2026-01-02, 2-core test CPU" in runtimes.readme_block(table)
     estimate = pd.Series({"profile": "paper", "notebook": "02", "seconds": float("nan"), "estimate": "hours",
                           "date": "", "host": "", "note": ""})
@@ -77,6 +78,7 @@ def test_reproduce_runs_each_notebook_times_it_and_keeps_a_slim_executed_copy(st
     table = runtimes.read()
     assert list(table.notebook) == ["01", "02"] and set(table.profile) == {"smoke"}
     assert (table.seconds > 0).all() and table.note.str.contains("a fresh checkout").all()
+    assert (table.peak_gb > 0.01).all() and [d["peak_gb"] for d in done] == pytest.approx(list(table.peak_gb), abs=0.01)
     executed = nbformat.read(root / "build" / "notebooks" / "smoke" / "01_first.ipynb", as_version=4)
     assert executed.cells[0].outputs[0]["text"] == "profile smoke\n"
     widget = executed.cells[1].outputs[0]["data"]

@@ -1,6 +1,6 @@
 """``python -m xlir_utils.notebook_runs`` (``make reproduce``): run the numbered notebooks in order,
 each in a fresh ``xlir`` kernel, time each one into ``results/runtimes.csv``
-(:mod:`xlir_utils.runtimes`) and keep its executed copy.
+(:mod:`xlir_utils.runtimes`) with its kernel's peak memory, and keep its executed copy.
 
 The quick profile's executed copies go to ``notebooks/executed/`` (committed, so that a reader
 sees every result on the repository page); other profiles' to ``build/notebooks/<profile>/``.
@@ -16,10 +16,12 @@ import io
 import html
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
 import nbformat
+import psutil
 from PIL import Image
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
@@ -118,21 +120,58 @@ def starting_point(profile: str) -> str:
     return "reusing " + ", ".join(present) if present else "a fresh checkout"
 
 
-def execute(path: Path, profile: str, out_dir: Path, kernel: str = KERNEL) -> float:
+class KernelMemory:
+    """The peak resident memory (RSS) of a notebook client's kernel and its child processes,
+    sampled every ``interval`` seconds in a background thread while the block runs: what a
+    reader's machine must hold for the notebook (``make reproduce``; ``benchmarks/notebook_memory.py``)."""
+
+    def __init__(self, client: NotebookClient, interval: float = 0.2):
+        self.client, self.interval, self.peak, self.samples = client, interval, 0, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _pid(self) -> int | None:
+        process = getattr(getattr(getattr(self.client, "km", None), "provisioner", None), "process", None)
+        return getattr(process, "pid", None)
+
+    def _watch(self) -> None:
+        while not self._done.wait(self.interval):
+            pid = self._pid()
+            if pid is None:
+                continue
+            try:
+                kernel = psutil.Process(pid)
+                rss = kernel.memory_info().rss + sum(c.memory_info().rss for c in kernel.children(recursive=True))
+            except psutil.Error:
+                continue
+            self.peak, self.samples = max(self.peak, rss), self.samples + 1
+
+    def __enter__(self) -> KernelMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+def execute(path: Path, profile: str, out_dir: Path, kernel: str = KERNEL) -> tuple[float, int]:
     """Execute one notebook in ``profile`` (a fresh kernel, no timeout), write its slimmed copy to
-    ``out_dir`` (also when a cell fails), and return its wall time in seconds."""
+    ``out_dir`` (also when a cell fails); returns its wall time in seconds and its kernel's peak
+    RSS in bytes (:class:`KernelMemory`)."""
     nb = nbformat.read(path, as_version=4)
     os.environ["XLIR_PROFILE"] = profile  # the kernel inherits it; the notebooks' first cell reads it
     client = NotebookClient(nb, kernel_name=kernel, timeout=None, record_timing=False,
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     try:
-        client.execute()
+        with KernelMemory(client) as memory:
+            client.execute()
     finally:
         seconds = time.perf_counter() - start
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes((nbformat.writes(slim(nb)) + "\n").encode(), out_dir / path.name)
-    return seconds
+    return seconds, memory.peak
 
 
 def reproduce(profile: str, notebooks: list[Path] | None = None, kernel: str = KERNEL) -> list[dict]:
@@ -146,14 +185,14 @@ def reproduce(profile: str, notebooks: list[Path] | None = None, kernel: str = K
     for path in notebooks:
         print(f"== {path.name} (XLIR_PROFILE={profile})", flush=True)
         try:
-            seconds = execute(path, profile, out_dir, kernel)
+            seconds, peak = execute(path, profile, out_dir, kernel)
         except CellExecutionError as exc:
             raise XlirError(f"{path.name} failed in the {profile!r} profile ({exc.ename}: {exc.evalue}); its "
                             f"executed part, with the traceback, is in {out_dir / path.name}") from exc
-        runtimes.record(profile, path.name[:2], seconds, date=time.strftime("%Y-%m-%d", time.gmtime()),
-                        host=host(), note=note)
-        print(f"   done in {runtimes.duration(seconds)}", flush=True)
-        done.append({"notebook": path.name, "seconds": seconds})
+        runtimes.record(profile, path.name[:2], seconds, peak_gb=peak / 2**30,
+                        date=time.strftime("%Y-%m-%d", time.gmtime()), host=host(), note=note)
+        print(f"   done in {runtimes.duration(seconds)}, peak memory {peak / 2**30:.2f} GB", flush=True)
+        done.append({"notebook": path.name, "seconds": seconds, "peak_gb": peak / 2**30})
     runtimes.write_texts()
     print(f"executed notebooks: {out_dir}; runtimes: results/runtimes.csv", flush=True)
     return done

@@ -1,8 +1,9 @@
 """Each notebook's runtime per profile, from one table: ``results/runtimes.csv`` (the notebooks'
 headers, the notebook table and the README's runtime block are written from it).
 
-A row is one notebook in one profile: either *measured* (``seconds``, the ``date`` and ``host``
-it was measured on, and a ``note`` on how, e.g. ``make reproduce`` on a fresh checkout) or an
+A row is one notebook in one profile: either *measured* (``seconds``; ``peak_gb``, the kernel's
+peak resident memory, where it was sampled; the ``date`` and ``host`` it was measured on, and a
+``note`` on how, e.g. ``make reproduce`` on a fresh checkout) or an
 *estimate* (``estimate`` holds its text, e.g. "hours per run on one GPU"). ``make reproduce``
 (:mod:`xlir_utils.notebook_runs`) replaces the rows of the notebooks it ran; ``make figures``
 rewrites the texts (:func:`write_texts`). All profiles share the one table under ``results/``.
@@ -20,7 +21,7 @@ from . import outputs, paths
 from .io_utils import atomic_write_bytes
 
 PROFILES = ("smoke", "quick", "paper")
-COLUMNS = ["profile", "notebook", "seconds", "estimate", "date", "host", "note"]
+COLUMNS = ["profile", "notebook", "seconds", "peak_gb", "estimate", "date", "host", "note"]
 RUNTIME_ROW = "| **Runtime** |"  # the header row of every notebook's opening table
 TABLE_PROFILE = "quick"  # the results folder that holds the table for every profile
 README_MARKERS = ("<!-- RUNTIMES:BEGIN (make figures writes this block from results/runtimes.csv) -->",
@@ -31,20 +32,22 @@ def read() -> pd.DataFrame:
     """The runtime table (verified against the results manifest); empty if none was written."""
     if not (paths.results_dir(TABLE_PROFILE) / outputs.RUNTIMES_FILE).is_file():
         return pd.DataFrame(columns=COLUMNS)
-    table = outputs.read_table(outputs.RUNTIMES_FILE, TABLE_PROFILE)
+    table = outputs.read_table(outputs.RUNTIMES_FILE, TABLE_PROFILE).reindex(columns=COLUMNS)
     table["notebook"] = table.notebook.map(lambda n: f"{int(n):02d}")
     return table
 
 
-def record(profile: str, notebook: str, seconds: float, *, date: str, host: str, note: str) -> pd.DataFrame:
-    """Replace the row of ``notebook`` (``"04"``) in ``profile`` by a measurement; returns the table
-    written (``make reproduce``)."""
+def record(profile: str, notebook: str, seconds: float, *, date: str, host: str, note: str,
+           peak_gb: float | None = None) -> pd.DataFrame:
+    """Replace the row of ``notebook`` (``"04"``) in ``profile`` by a measurement (wall time, and
+    the kernel's peak memory in GB where measured); returns the table written (``make reproduce``)."""
     if profile not in PROFILES:
         raise ValueError(f"profile {profile!r}: one of {', '.join(PROFILES)}")
     table = read()
     table = table[~((table.profile == profile) & (table.notebook == notebook))]
-    row = {"profile": profile, "notebook": notebook, "seconds": round(float(seconds), 1), "estimate": "",
-           "date": date, "host": host, "note": note}
+    row = {"profile": profile, "notebook": notebook, "seconds": round(float(seconds), 1),
+           "peak_gb": None if peak_gb is None else round(float(peak_gb), 2), "estimate": "", "date": date,
+           "host": host, "note": note}
     table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
     order = {p: i for i, p in enumerate(PROFILES)}
     table = table.sort_values(["notebook", "profile"], key=lambda c: c.map(order) if c.name == "profile" else c)
@@ -72,7 +75,7 @@ def cell(row: pd.Series, *, provenance: bool = True) -> str:
     measured (``provenance``), or the estimate marked as one."""
     if _blank(row.seconds):
         return f"{row.estimate} (an estimate)"
-    text = duration(row.seconds)
+    text = duration(row.seconds) + ("" if _blank(row.peak_gb) else f", peak memory {row.peak_gb:.1f} GB")
     return text + (f" ({provenance_text(row)})" if provenance and provenance_text(row) else "")
 
 

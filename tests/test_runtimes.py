@@ -5,7 +5,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from xlir_utils import notebook_runs, outputs, paths, runtimes
+from xlir_utils import executed_copy, notebook_runs, outputs, paths, runtimes
 from xlir_utils.errors import XlirError
 
 
@@ -82,9 +82,9 @@ def test_reproduce_runs_each_notebook_times_it_and_keeps_a_slim_executed_copy(st
     executed = nbformat.read(root / "build" / "notebooks" / "smoke" / "01_first.ipynb", as_version=4)
     assert executed.cells[0].outputs[0]["text"] == "profile smoke\n"
     widget = executed.cells[1].outputs[0]["data"]
-    assert notebook_runs.WIDGET_VIEW not in widget and widget["text/plain"] == notebook_runs.WIDGET_TEXT
+    assert executed_copy.WIDGET_VIEW not in widget and widget["text/plain"] == executed_copy.WIDGET_TEXT
     bar = [o for o in executed.cells[2].outputs if "data" in o]  # a progress bar keeps its text
-    assert len(bar) == 1 and notebook_runs.WIDGET_VIEW not in bar[0]["data"]
+    assert len(bar) == 1 and executed_copy.WIDGET_VIEW not in bar[0]["data"]
     assert bar[0]["data"]["text/plain"].startswith("steps: 100%|██████████| 3/3 [")
     assert "widgets" not in executed.metadata and all("execution" not in c.metadata for c in executed.cells)
     out = nbformat.read(root / "build" / "notebooks" / "smoke" / "02_second.ipynb", as_version=4)
@@ -134,7 +134,7 @@ def test_a_figure_in_an_executed_copy_is_a_smaller_palette_png_that_looks_the_sa
     fig.savefig(buffer, format="png", transparent=True)  # an alpha channel, transparent around the axes
     plt.close(fig)
     encoded = base64.b64encode(buffer.getvalue()).decode()
-    slim = notebook_runs.smaller_png(encoded)
+    slim = executed_copy.smaller_png(encoded)
     before, after = (Image.open(io.BytesIO(base64.b64decode(x))) for x in (encoded, slim))
     assert len(slim) < 0.7 * len(encoded) and after.mode == "P" and after.size == before.size
     on_white = Image.alpha_composite(Image.new("RGBA", before.size, "white"), before.convert("RGBA")).convert("RGB")

@@ -56,9 +56,11 @@ endif
 setup: $(STAMP)
 
 # Each notebook in a fresh kernel, timed into results/runtimes.csv; the executed copies go to
-# notebooks/executed/ (quick) or build/notebooks/<profile>/ (xlir_utils/notebook_runs.py).
+# notebooks/executed/ (quick) or build/notebooks/<profile>/ (xlir_utils/notebook_runs.py). Then what
+# `make figures` writes: every figure, the README's generated blocks, the runtime texts.
 reproduce: $(STAMP)
 	XLIR_PROFILE=$${XLIR_PROFILE:-quick} $(PY) -m xlir_utils.notebook_runs
+	XLIR_PROFILE=$${XLIR_PROFILE:-quick} $(PY) -m xlir_utils.reporting
 	@echo "Results: $(CURDIR)/results  Figures: $(CURDIR)/figures"
 
 test: $(STAMP) unit-tests notebook-tests check-stripped

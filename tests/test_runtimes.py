@@ -36,6 +36,7 @@ def test_a_measurement_replaces_its_row_and_an_estimate_says_it_is_one(store_pro
     assert runtimes.notebook_line(table, "02") == \
         "| **Runtime** | smoke: 1 h 2 min, peak memory 1.2 GB (`make reproduce`; 2026-01-02, 2-core test CPU) |"
     assert "- smoke 01, 02: `make reproduce`; 2026-01-02, 2-core test CPU" in runtimes.readme_block(table)
+    assert "| 02 | 1 h 2 min (1.2 GB) |" in runtimes.readme_block(table)
     estimate = pd.Series({"profile": "paper", "notebook": "02", "seconds": float("nan"), "estimate": "hours",
                           "date": "", "host": "", "note": ""})
     assert runtimes.cell(estimate) == "hours (an estimate)"

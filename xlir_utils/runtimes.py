@@ -71,12 +71,15 @@ def _blank(value) -> bool:
 
 
 def cell(row: pd.Series, *, provenance: bool = True) -> str:
-    """One profile's runtime of one notebook: a measured time with how, when and where it was
-    measured (``provenance``), or the estimate marked as one."""
+    """One profile's runtime of one notebook: a measured time and peak memory with how, when and
+    where they were measured (``provenance``; else the memory in parentheses), or the estimate
+    marked as one."""
     if _blank(row.seconds):
         return f"{row.estimate} (an estimate)"
+    if not provenance:
+        return duration(row.seconds) + ("" if _blank(row.peak_gb) else f" ({row.peak_gb:.1f} GB)")
     text = duration(row.seconds) + ("" if _blank(row.peak_gb) else f", peak memory {row.peak_gb:.1f} GB")
-    return text + (f" ({provenance_text(row)})" if provenance and provenance_text(row) else "")
+    return text + (f" ({provenance_text(row)})" if provenance_text(row) else "")
 
 
 def provenance_text(row: pd.Series) -> str:
@@ -100,7 +103,8 @@ def readme_block(table: pd.DataFrame) -> str:
         rows = rows.set_index("profile")
         lines.append(f"| {notebook} | " + " | ".join(cell(rows.loc[p], provenance=False) if p in rows.index else ""
                                                      for p in PROFILES) + " |")
-    lines.append("")
+    lines += ["", "Wall time, and in parentheses the notebook kernel's peak resident memory where it was sampled; "
+              "how each time was measured:", ""]
     for profile in PROFILES:  # how each measured time was taken, notebooks with the same story together
         rows = table[(table.profile == profile) & table.seconds.notna()]
         texts = rows.apply(provenance_text, axis=1) if len(rows) else pd.Series(dtype=str)

@@ -21,6 +21,7 @@ import pandas as pd
 
 from .. import paths
 from ..data.training_data import check_training_pairs
+from ..heap import releases_models
 from ..io_utils import atomic_write_json
 from ..training.runs import run_name as full_run_name
 from ..training.runs import train_full
@@ -62,6 +63,7 @@ def train_code_switched(profile, sampling: str, pairs: pd.DataFrame, setting: Co
                       show_progress=show_progress)
 
 
+@releases_models
 def _dev_row(profile, run_dir, dev, label: dict) -> dict:
     """*S* and its parts of a finished run's model on the dev set; stored beside the run, keyed
     by the run's digest, so a rerun does not encode again."""

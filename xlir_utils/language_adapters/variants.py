@@ -39,6 +39,7 @@ import torch
 from .. import paths
 from ..config import Profile
 from ..encoders import load_encoder
+from ..heap import releases_models
 from ..encoders.prefix import prefix_fingerprint
 from ..errors import BusyError, DamagedFileError
 from ..file_digests import digest_problems
@@ -212,6 +213,7 @@ def _prefix_cache(model, profile: Profile, pairs: pd.DataFrame, max_seq_length: 
     return _PREFIX_CACHES[key]
 
 
+@releases_models
 def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, seed: int | None = None, model=None,
                   lang_dir: Path | None = None, run_dir: Path | None = None, stop_after: int | None = None,
                   languages: Sequence[str] | None = None, show_progress: bool = True) -> dict:

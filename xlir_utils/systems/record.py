@@ -6,7 +6,6 @@ evaluates (notebook 04 §2). Labels and display order are derived from the spec 
 from __future__ import annotations
 
 import dataclasses
-import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..config import SAMPLINGS
-from ..heap import return_freed_heap
+from ..heap import release_dropped_models
 
 FAMILIES = ("zero-shot", "full", "adapters", "code-switching")
 ROUTINGS = ("own", "en", "none")  # how a language without its own trained adapter is routed
@@ -98,11 +97,10 @@ class ModelSlot:
 
     def release(self) -> None:
         """Drop the model (it is loaded again if needed) and hand the freed heap back to the
-        system (:func:`return_freed_heap`)."""
+        system (:func:`~xlir_utils.heap.release_dropped_models`)."""
         if self._model is not None:
             self._model = None
-            gc.collect()
-            return_freed_heap()
+            release_dropped_models()
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,6 @@ at a time)."""
 from __future__ import annotations
 
 import ctypes
-import functools
 import gc
 
 
@@ -21,8 +20,8 @@ def return_freed_heap() -> bool:
 
 def release_dropped_models() -> None:
     """Collect the reference cycles a dropped model sits in, then :func:`return_freed_heap`
-    (notebook 03 §§1, 3, 5 and 6, after each model it lets go; training runs through
-    :func:`releases_models`).
+    (notebook 03 §§1, 3, 5 and 6, after each model it lets go; every training run, adapter
+    variant, dev score and recipe-study run after its model, when it loaded one).
 
     A ``SentenceTransformer`` refers to itself through its model card (sentence-transformers
     registers the model with its card data), so reference counting alone never frees one: in one
@@ -32,15 +31,3 @@ def release_dropped_models() -> None:
     gc.collect()
     return_freed_heap()
 
-
-def releases_models(fn):
-    """Decorate a function that loads a model and drops it (a training run, a dev score):
-    :func:`release_dropped_models` once it returns or raises (notebooks 02-03)."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            release_dropped_models()
-
-    return wrapper

@@ -45,7 +45,7 @@ import pandas as pd
 from . import config, outputs, paths
 from .config import SAMPLINGS
 from .data import evaluation_sets, retrieval_set, training_pairs
-from .heap import releases_models
+from .heap import release_dropped_models
 from .io_utils import atomic_write_csv
 
 EVAL_STEPS = (25, 50, 75, 100, 150, 200)
@@ -90,7 +90,6 @@ def _run_id(sampling: str, train) -> str:
             f"-l{train.max_seq_length}-f{train.freeze_layers}")
 
 
-@releases_models
 def study_run(profile, sampling: str, train, pairs, dev, *, stage: str, show_progress: bool = True) -> pd.DataFrame:
     """Train one grid point to the last evaluated step, scoring the dev set at every step of
     :data:`EVAL_STEPS`; returns (and stores) its dev curve. Resumes and reuses like any run."""
@@ -121,6 +120,8 @@ def study_run(profile, sampling: str, train, pairs, dev, *, stage: str, show_pro
 
     record = train_run(model, pairs, spec, run_dir, on_step=on_step, save_fn=lambda m, folder: None,
                        show_progress=show_progress)
+    del model
+    release_dropped_models()
     curve = pd.read_csv(curve_path)
     curve["seconds_per_step"] = record["train_seconds"] / record["steps"]
     atomic_write_csv(curve, curve_path)

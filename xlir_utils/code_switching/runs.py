@@ -21,7 +21,7 @@ import pandas as pd
 
 from .. import paths
 from ..data.training_data import check_training_pairs
-from ..heap import releases_models
+from ..heap import release_dropped_models
 from ..io_utils import atomic_write_json
 from ..training.runs import run_name as full_run_name
 from ..training.runs import train_full
@@ -63,7 +63,6 @@ def train_code_switched(profile, sampling: str, pairs: pd.DataFrame, setting: Co
                       show_progress=show_progress)
 
 
-@releases_models
 def _dev_row(profile, run_dir, dev, label: dict) -> dict:
     """*S* and its parts of a finished run's model on the dev set; stored beside the run, keyed
     by the run's digest, so a rerun does not encode again."""
@@ -83,6 +82,8 @@ def _dev_row(profile, run_dir, dev, label: dict) -> dict:
     scores = dev_scores(model, dev, profile, max_seq_length=model.max_seq_length,
                         shared_layers=record["spec"]["train"].get("freeze_layers", 0))
     atomic_write_json({"digest": record["digest"], "scores": scores}, path)
+    del model
+    release_dropped_models()
     return {**label, **scores}
 
 

@@ -39,7 +39,7 @@ import torch
 from .. import paths
 from ..config import Profile
 from ..encoders import load_encoder
-from ..heap import releases_models
+from ..heap import release_dropped_models
 from ..encoders.prefix import prefix_fingerprint
 from ..errors import BusyError, DamagedFileError
 from ..file_digests import digest_problems
@@ -213,7 +213,6 @@ def _prefix_cache(model, profile: Profile, pairs: pd.DataFrame, max_seq_length: 
     return _PREFIX_CACHES[key]
 
 
-@releases_models
 def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, seed: int | None = None, model=None,
                   lang_dir: Path | None = None, run_dir: Path | None = None, stop_after: int | None = None,
                   languages: Sequence[str] | None = None, show_progress: bool = True) -> dict:
@@ -295,6 +294,7 @@ def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, seed: 
             return record
         for lang in la_digests:
             _check_language_adapter(lang_dirs[lang], lang)
+        loaded = model is None
         model = model if model is not None else load_encoder(profile.encoder, profile)
         train_languages = sorted(set(pairs.query_lang) | set(pairs.passage_lang))
         routing = prepare_variant(model, variant, {k: v for k, v in lang_dirs.items() if k in languages}, profile,
@@ -314,6 +314,9 @@ def train_variant(profile: Profile, variant: str, pairs: pd.DataFrame, *, seed: 
                              save_fn=save_fn, stop_after=stop_after, show_progress=show_progress)
         finally:
             model.max_seq_length = saved_len
+            if loaded:  # ours to let go (see xlir_utils.heap.release_dropped_models)
+                del model, cache
+                release_dropped_models()
 
 
 JOINT_RATE_VARIANTS = ("joint-per-side", "shared-control")  # train language-adapter-sized weights with the retrieval loss

@@ -18,7 +18,7 @@ import pandas as pd
 from .. import paths
 from ..config import Profile
 from ..encoders.registry import load_encoder
-from ..heap import releases_models
+from ..heap import release_dropped_models
 from ..file_digests import digest_problems
 from ..io_utils import atomic_replace_dir
 from ..sampling import sampling_alpha
@@ -83,7 +83,6 @@ def read_train_logs(run_dirs: Sequence[Path]) -> pd.DataFrame:
     return pd.concat([pd.read_csv(d / "train_log.csv").assign(run=d.name) for d in run_dirs], ignore_index=True)
 
 
-@releases_models
 def train_full(profile: Profile, sampling: str, pairs: pd.DataFrame, *, alpha: float | None = None,
                seed: int | None = None, runs_root: Path | None = None, show_progress: bool = True,
                stop_after: int | None = None, name: str | None = None, extra: str = "") -> dict:
@@ -118,8 +117,12 @@ def train_full(profile: Profile, sampling: str, pairs: pd.DataFrame, *, alpha: f
             m.max_seq_length = base_length
             atomic_replace_dir(folder, lambda tmp: m.save(str(tmp)))
 
-        return train_run(model, pairs, spec, run_dir, save_fn=save, show_progress=show_progress,
-                         stop_after=stop_after)
+        try:
+            return train_run(model, pairs, spec, run_dir, save_fn=save, show_progress=show_progress,
+                             stop_after=stop_after)
+        finally:
+            del model  # it refers to itself (its model card): only the cyclic collector frees it
+            release_dropped_models()
 
 
 def run_summary(records: Sequence[dict]) -> pd.DataFrame:

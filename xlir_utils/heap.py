@@ -30,4 +30,3 @@ def release_dropped_models() -> None:
     """
     gc.collect()
     return_freed_heap()
-

@@ -39,10 +39,10 @@ import torch
 from .. import paths
 from ..config import Profile
 from ..encoders import load_encoder
-from ..heap import release_dropped_models
 from ..encoders.prefix import prefix_fingerprint
 from ..errors import BusyError, DamagedFileError
 from ..file_digests import digest_problems
+from ..heap import release_dropped_models
 from ..io_utils import atomic_replace_dir, atomic_write_json, exclusive_lock, recover_dir
 from ..seeding import derived_seed
 from ..training import distributed as D

@@ -18,8 +18,8 @@ import pandas as pd
 from .. import paths
 from ..config import Profile
 from ..encoders.registry import load_encoder
-from ..heap import release_dropped_models
 from ..file_digests import digest_problems
+from ..heap import release_dropped_models
 from ..io_utils import atomic_replace_dir
 from ..sampling import sampling_alpha
 from .distributed import main_first

@@ -28,7 +28,6 @@ import copy
 import dataclasses
 import json
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -40,20 +39,13 @@ from xlir_utils import config, paths
 from xlir_utils.data import evaluation_sets, retrieval_set, tatoeba_pairs, training_pairs
 from xlir_utils.encoders import encode, load_encoder
 from xlir_utils.encoders import prefix
-from xlir_utils.environment import apply_threads
+from xlir_utils.environment import apply_threads, cpu_name
 from xlir_utils.training import make_spec, set_trainable, train_run
 
 if not os.environ.get("XLIR_DATA_DIR", "").strip():
     os.environ["XLIR_DATA_DIR"] = str((paths.project_root().parent / "shared" / "data").resolve())
 
 BUDGET_MINUTES = 150
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def step_seconds(profile, pairs, warmup: int, steps: int) -> tuple[float, str]:
@@ -131,7 +123,7 @@ def main() -> None:
     floor = sum(minutes.values())
     print(json.dumps({
         "claim": "a floor under the quick profile's three-seed `make reproduce` from the costs no choice removes",
-        "machine": {"cpu": cpu_model(), "threads": threads,
+        "machine": {"cpu": cpu_name(), "threads": threads,
                     "torch": torch.__version__, "cores": os.cpu_count()},
         "precision": precision,
         "seconds_per_training_step": step,

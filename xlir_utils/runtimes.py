@@ -122,13 +122,6 @@ def _span(notebooks: list[str]) -> str:
     return ", ".join(notebooks)
 
 
-def _replace_block(text: str, markers: tuple[str, str], body: str) -> str:
-    begin, end = markers
-    if begin not in text or end not in text:
-        return text
-    return text[: text.index(begin) + len(begin)] + "\n" + body + "\n" + text[text.index(end):]
-
-
 def _notebook_paths() -> list[Path]:
     return sorted((paths.project_root() / "notebooks").glob("0*.ipynb"))
 
@@ -137,6 +130,8 @@ def write_texts(table: pd.DataFrame | None = None) -> list[Path]:
     """Rewrite every runtime text from the table: the ``**Runtime**`` row of each notebook's
     opening cells, the README's runtime block and the notebook table's runtime column
     (``make figures``); returns the files that changed."""
+    from .reporting.readme import replace_block  # lazy: the reporting package imports the figures
+
     table = read() if table is None else table
     changed = []
     for path in _notebook_paths():
@@ -152,7 +147,7 @@ def write_texts(table: pd.DataFrame | None = None) -> list[Path]:
             atomic_write_bytes((nbformat.writes(nb) + "\n").encode(), path)
             changed.append(path)
     root = paths.project_root()
-    for path, render in ((root / "README.md", lambda t: _replace_block(t, README_MARKERS, readme_block(table))),
+    for path, render in ((root / "README.md", lambda t: replace_block(t, README_MARKERS, readme_block(table))),
                          (root / "notebooks" / "README.md", lambda t: index_table(t, table))):
         if path.is_file():
             text = path.read_text()

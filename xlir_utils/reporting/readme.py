@@ -84,13 +84,22 @@ ADAPTER_MARKERS = ("<!-- ADAPTERS:BEGIN (make figures writes this block from res
 BLOCKS: dict[tuple[str, str], Callable[[str], str]] = {README_MARKERS: results_markdown, ADAPTER_MARKERS: adapters_markdown}
 
 
+def replace_block(text: str, markers: tuple[str, str], body: str) -> str:
+    """``text`` with what lies between the two marker lines replaced by ``body`` (unchanged when a
+    marker is missing): how every generated block of the README is written (``make figures``)."""
+    begin, end = markers
+    if begin not in text or end not in text:
+        return text
+    return text[: text.index(begin) + len(begin)] + "\n" + body + "\n" + text[text.index(end):]
+
+
 def update_readme(profile: str = "quick") -> bool:
     """Rewrite the README's generated blocks (:data:`BLOCKS`) from results/; returns whether it changed."""
     readme = paths.project_root() / "README.md"
     text = original = readme.read_text()
-    for (begin, end), render in BLOCKS.items():
-        if begin in text and end in text:
-            text = text[: text.index(begin) + len(begin)] + "\n" + render(profile) + "\n" + text[text.index(end):]
+    for markers, render in BLOCKS.items():
+        if all(m in text for m in markers):
+            text = replace_block(text, markers, render(profile))
     if text != original:
         atomic_write_bytes(text.encode(), readme)
     return text != original

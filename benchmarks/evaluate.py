@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from types import SimpleNamespace
 
@@ -22,9 +21,9 @@ import pandas as pd
 import torch
 from ir_measures import AP, RR, R, nDCG
 
+from xlir_utils import environment, paths
 from xlir_utils import evaluation as E
 from xlir_utils import metrics as M
-from xlir_utils import paths
 
 if not os.environ.get("XLIR_DATA_DIR", "").strip():  # the offline copy beside the checkout
     os.environ["XLIR_DATA_DIR"] = str((paths.project_root().parent / "shared" / "data").resolve())
@@ -151,7 +150,7 @@ def main() -> None:
         "goal_s": 10,
         "meets_goal": best < 10,
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "processor": platform.processor() or platform.machine(),
+                    "processor": environment.cpu_name(),
                     "load_average_1m_at_start": round(load[0], 2)},
     }, indent=2))
 

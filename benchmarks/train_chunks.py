@@ -17,7 +17,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_step import alternating_rounds, dev_run, kit_times, quick_setup  # noqa: E402  (train_step.py's loop)
 
+from xlir_utils import environment  # noqa: E402
 from xlir_utils.encoders import load_encoder  # noqa: E402
 from xlir_utils.training import resolve_train_precision, step  # noqa: E402
 
@@ -88,7 +88,7 @@ def main() -> None:
         "dev_after_steps": args.dev_steps, "dev": devs,
         "dev_map_max_abs_diff": max(abs(devs[kit][k] - devs[plain][k]) for k in ("dev_mono", "dev_cross", "dev_multi")),
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "processor": platform.processor() or platform.machine(),
+                    "processor": environment.cpu_name(),
                     "load_average_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)]},
     }, indent=2))
 

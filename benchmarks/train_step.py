@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from sentence_transformers.sentence_transformer.losses import MultipleNegativesR
 from torch.utils.data import BatchSampler, SequentialSampler
 from transformers import TrainerCallback
 
-from xlir_utils import config, paths
+from xlir_utils import config, environment, paths
 from xlir_utils.data import evaluation_sets, retrieval_set, training_pairs
 from xlir_utils.encoders import load_encoder
 from xlir_utils.recipe_study import dev_scores
@@ -177,7 +176,7 @@ def main() -> None:
         "dev_map_max_abs_diff": max(abs(dev_fp32[k] - dev_bf16[k]) for k in ("dev_mono", "dev_cross", "dev_multi")),
         "goal_dev_diff": 0.005,
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "processor": platform.processor() or platform.machine(),
+                    "processor": environment.cpu_name(),
                     "load_average_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)]},
     }, indent=2))
 

@@ -301,7 +301,7 @@ def test_an_empty_xlir_data_dir_is_named_with_what_it_lacks(tmp_path, monkeypatc
                                               r"already set, to .*empty \(an empty folder\)"):
         fetch("lareqa/mlqa-r/vi.json")
     monkeypatch.delenv("XLIR_DATA_DIR")
-    with pytest.raises(DataUnavailable, match=r"XLIR_DATA_DIR is not set: set it to a copy of shared/data"):
+    with pytest.raises(DataUnavailable, match=r"XLIR_DATA_DIR is not set: set it to a folder of the raw files in the offline layout"):
         fetch("lareqa/mlqa-r/vi.json")
 
 

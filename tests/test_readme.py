@@ -29,6 +29,8 @@ STALE = (  # words a reader cannot follow: the kit's own work process, not what 
     r"stage B\)\?",  # a question whose premise (the freezing check on dev) never ran
     r"script not committed",
     r"shared control \S* ?matches",  # a premise the results contradict (it is .069 better)
+    r"earlier versions? of the kit", r"was tried first", r"the rule used before", r"\bour machines\b",
+    r"kit was built", r"the head used before",
 )
 
 

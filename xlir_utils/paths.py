@@ -4,7 +4,7 @@ Notebooks run with ``notebooks/`` as their working directory under nbmake and
 Jupyter alike, so nothing here uses relative paths. ``XLIR_ROOT`` overrides the
 root (useful for an installed, non-editable package); ``XLIR_CACHE_DIR`` moves the
 cache (converted models, embeddings); ``XLIR_DATA_DIR`` names an offline copy of the
-raw data in the layout of ``shared/data`` (see :mod:`xlir_utils.data.registry`).
+raw data in the offline layout (see :mod:`xlir_utils.data.registry`).
 """
 from __future__ import annotations
 

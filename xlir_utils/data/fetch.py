@@ -49,8 +49,8 @@ def offline_dir_or_none() -> Path | None:
     if offline is not None and not offline.is_dir():
         raise DataUnavailable(
             f"XLIR_DATA_DIR is set to {os.environ.get('XLIR_DATA_DIR')!r} ({offline}), which is not a folder. "
-            "Point it at a copy of shared/data (lareqa/, ntrex128/, tatoeba-laser/, ...), or unset it "
-            "to download from the canonical addresses."
+            "Point it at a folder of the raw files in the offline layout (lareqa/, ntrex128/, tatoeba-laser/, "
+            "mkqa-mia-dev/; the README's Data section), or unset it to download from the canonical addresses."
         )
     return offline
 
@@ -118,7 +118,8 @@ def _download(remote: RemoteFile, target: Path, timeout: float = 30.0) -> None:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EACCES, errno.EROFS):
             raise DataError(  # a local disk problem, not the network's
                 f"Could not write {target} ({exc}): free space in or make {paths.raw_dir()} writable, or set "
-                "XLIR_DATA_DIR to a copy of shared/data, which is read in place."
+                "XLIR_DATA_DIR to a folder of the raw files in the offline layout (the README's Data section), which is "
+                "read in place."
             ) from exc
         raise DataUnavailable(
             f"Could not download {remote.path} from {remote.url} ({exc}). Offline? {_offline_fix(remote)}"
@@ -129,10 +130,10 @@ def _offline_fix(remote: RemoteFile) -> str:
     """What to do about XLIR_DATA_DIR when ``remote`` is missing: set it, or complete the folder it names."""
     offline = paths.offline_data_dir()
     if offline is None:
-        return (f"XLIR_DATA_DIR is not set: set it to a copy of shared/data (which holds {remote.path}), "
-                "e.g. `export XLIR_DATA_DIR=/path/to/shared/data`.")
-    return (f"{offline_dir_state(remote.path)}: copy shared/data/{remote.path} to {offline / remote.path}, "
-            "or point XLIR_DATA_DIR at a complete copy of shared/data.")
+        return (f"XLIR_DATA_DIR is not set: set it to a folder of the raw files in the offline layout (the "
+                f"README's Data section; this file is {remote.path} there), e.g. `export XLIR_DATA_DIR=/path/to/data`.")
+    return (f"{offline_dir_state(remote.path)}: put the upstream file at {offline / remote.path} (its address: "
+            f"{remote.url}), or point XLIR_DATA_DIR at a complete folder in the offline layout.")
 
 
 def fetch(remote: RemoteFile | str) -> Path:

@@ -1,7 +1,7 @@
 """The data registry: every raw file the kit uses, with its canonical address and sha256.
 
-Like d2l's ``DATA_HUB``: a file is named by its path in the offline layout (the layout of
-``shared/data``: ``lareqa/xquad-r/en.json``, ``ntrex128/...``, ``tatoeba-laser/...``), and
+Like d2l's ``DATA_HUB``: a file is named by its path in the offline layout (``XLIR_DATA_DIR``:
+``lareqa/xquad-r/en.json``, ``ntrex128/...``, ``tatoeba-laser/...``, ``mkqa-mia-dev/...``), and
 the registry gives where to download it and the checksum it must have.
 """
 from __future__ import annotations

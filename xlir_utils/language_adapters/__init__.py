@@ -9,7 +9,7 @@ text and then frozen; a *task adapter* (``seq_bn``) is trained on top of it
 query through ``Stack(la_<lang(q)>, "task")``, the passage through
 ``Stack(la_<lang(p)>, "task")``. The rows of one side are grouped by their adapter set-up
 and every group runs its own forward pass inside ``AdapterSetup(...)``; the outputs are put
-back into the original row order. (Measured with adapters 1.3.0 when the kit was built: this
+back into the original row order. (Measured with adapters 1.3.0, the pinned version: this
 is exact, whereas ``Stack(BatchSplit(a, b), "task")`` applies the first language's invertible
 adapter to every row, and ``BatchSplit(Stack(..), Stack(..))`` gives wrong outputs.)
 

@@ -90,9 +90,8 @@ def evaluate_miracl(profile, system, languages: Sequence[str], *, split: str = "
 
 def run_large_scale(profile, system_list) -> pd.DataFrame:
     """The suites of ``profile.large_scale`` for every system, one model in memory at a time
-    (notebook 04 §9, ``paper``). MIRACL's
-    paper numbers (Tables 12-13 of arXiv 2408.10536) could not be read where this kit was built, so
-    none are printed beside ours."""
+    (notebook 04 §9, ``paper``). The paper's MIRACL numbers (Tables 12-13 of arXiv 2408.10536) are
+    not transcribed in the kit, so none are printed beside ours."""
     frames = []
     for system in one_model_at_a_time(system_list):
         if "mewsli-x" in profile.large_scale:

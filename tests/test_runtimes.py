@@ -142,3 +142,55 @@ def test_a_figure_in_an_executed_copy_is_a_smaller_palette_png_that_looks_the_sa
     diff = np.abs(np.asarray(on_white, int) - np.asarray(after.convert("RGB"), int))
     assert diff.mean() < 1 and np.percentile(diff, 99) <= 8  # a few antialiased edge pixels move more
     assert np.asarray(after.convert("RGB"))[0, 0].tolist() == [255, 255, 255]  # the transparent corner, white
+
+
+def _with_outputs(nb):
+    """``nb`` as if run: every code cell with an output and an execution count."""
+    ran = nbformat.reads(nbformat.writes(nb), as_version=4)
+    for i, c in enumerate(c for c in ran.cells if c.cell_type == "code"):
+        c.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"output {i}\n")]
+        c.execution_count = i + 1
+    ran.metadata["language_info"] = {"name": "python"}
+    return ran
+
+
+def test_an_executed_copy_takes_the_notebooks_prose_and_keeps_its_outputs(store_project):
+    root = paths.project_root()
+    clean = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("| **Runtime** | quick: 1 h |"),
+                                            nbformat.v4.new_code_cell("print('a')"),
+                                            nbformat.v4.new_markdown_cell("**What we see.** a"),
+                                            nbformat.v4.new_code_cell("print('b')")])
+    executed = _with_outputs(clean)
+    clean.cells[0].source = "| **Runtime** | quick: 2 h 5 min |"
+    clean.cells.insert(2, nbformat.v4.new_markdown_cell("A new reading of the first output."))
+    new = executed_copy.with_prose_of(clean, executed)
+    assert [c.source for c in new.cells] == [c.source for c in clean.cells]
+    assert [c.outputs[0]["text"] for c in new.cells if c.cell_type == "code"] == ["output 0\n", "output 1\n"]
+    assert new.metadata["language_info"] == {"name": "python"}
+    # on disk, through make figures' step: the copy is rewritten once, then left alone
+    (root / "notebooks").mkdir(parents=True, exist_ok=True)
+    nbformat.write(clean, root / "notebooks" / "01_x.ipynb")
+    executed_copy.executed_dir("quick").mkdir(parents=True)
+    nbformat.write(executed, executed_copy.executed_dir("quick") / "01_x.ipynb")
+    assert executed_copy.refresh_prose("quick") == ([executed_copy.executed_dir("quick") / "01_x.ipynb"], [])
+    assert executed_copy.refresh_prose("quick") == ([], [])
+    # a changed code cell: its outputs no longer belong to it
+    clean.cells[-1].source = "print('c')"
+    with pytest.raises(XlirError, match=r"code cell 2 differs from the notebook's\. Rerun the notebook"):
+        executed_copy.with_prose_of(clean, executed)
+    nbformat.write(clean, root / "notebooks" / "01_x.ipynb")
+    written, stale = executed_copy.refresh_prose("quick")
+    assert written == [] and len(stale) == 1 and "notebooks/01_x.ipynb" in stale[0]
+
+
+def test_the_committed_executed_notebooks_are_of_the_current_notebooks():
+    """Each executed copy holds its notebook's code as it ran and its prose as it is now
+    (``make figures`` refreshes the prose; a changed code cell needs the notebook rerun)."""
+    copies = sorted(executed_copy.executed_dir("quick").glob("0*.ipynb"))
+    if not copies:
+        pytest.skip("no executed notebooks committed (make reproduce writes them)")
+    for path in copies:
+        executed = nbformat.read(path, as_version=4)
+        clean = nbformat.read(paths.project_root() / "notebooks" / path.name, as_version=4)
+        assert executed_copy.with_prose_of(clean, executed, path.name) == executed, \
+            f"{path.name}: its prose differs from the notebook's; run make figures"

@@ -1,15 +1,22 @@
 """An executed notebook made small enough to commit (``make reproduce``'s copies in
 ``notebooks/executed/``, :mod:`xlir_utils.notebook_runs`): figures as palette PNGs, progress bars
-as their final text, no widget state and no per-cell timestamps.
+as their final text, no widget state and no per-cell timestamps; and kept in step with the
+clean notebook's prose (:func:`refresh_prose`, run by ``make figures``).
 """
 from __future__ import annotations
 
 import base64
+import copy
 import html
 import io
+from pathlib import Path
 
 import nbformat
 from PIL import Image
+
+from . import paths
+from .errors import XlirError
+from .io_utils import atomic_write_bytes
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -67,3 +74,52 @@ def slim(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
             if "image/png" in data:
                 data["image/png"] = smaller_png(data["image/png"])
     return nb
+
+
+def executed_dir(profile: str) -> Path:
+    """``notebooks/executed/`` for quick (committed), ``build/notebooks/<profile>/`` for the others."""
+    root = paths.project_root()
+    return root / "notebooks" / "executed" if profile == "quick" else root / "build" / "notebooks" / profile
+
+
+def with_prose_of(clean: nbformat.NotebookNode, executed: nbformat.NotebookNode, name: str = "the notebook"
+                  ) -> nbformat.NotebookNode:
+    """``clean``'s cells with ``executed``'s outputs: the current prose (markdown, the generated
+    runtime row) over the outputs of the run, which stay valid only while every code cell is the
+    one that ran. A code cell added, removed or changed raises, naming it and the fix."""
+    ran = [c for c in executed.cells if c.cell_type == "code"]
+    now = [c for c in clean.cells if c.cell_type == "code"]
+    for i in range(max(len(ran), len(now))):
+        if i >= len(ran) or i >= len(now) or ran[i].source != now[i].source:
+            raise XlirError(f"The executed copy of {name} is of another version of it: its code cell {i + 1} "
+                            "differs from the notebook's. Rerun the notebook (`make reproduce`, or "
+                            "`python -m xlir_utils.notebook_runs notebooks/<name>.ipynb`) to refresh its outputs.")
+    out = copy.deepcopy(clean)
+    out.metadata = copy.deepcopy(executed.metadata)
+    outputs = iter(ran)
+    for c in out.cells:
+        if c.cell_type == "code":
+            r = next(outputs)
+            c.outputs, c.execution_count = copy.deepcopy(r.outputs), r.execution_count
+    return out
+
+
+def refresh_prose(profile: str = "quick") -> tuple[list[Path], list[str]]:
+    """Rewrite each executed copy of ``profile`` whose notebook's prose changed since it ran
+    (``make figures``, after the runtime rows); returns the copies rewritten and, for a copy
+    whose code no longer matches its notebook, the message saying to rerun it."""
+    written, stale = [], []
+    for path in sorted(executed_dir(profile).glob("0*.ipynb")):
+        clean = paths.project_root() / "notebooks" / path.name
+        if not clean.is_file():
+            continue
+        executed = nbformat.read(path, as_version=4)
+        try:
+            new = with_prose_of(nbformat.read(clean, as_version=4), executed, f"notebooks/{path.name}")
+        except XlirError as exc:
+            stale.append(str(exc))
+            continue
+        if new != executed:
+            atomic_write_bytes((nbformat.writes(new) + "\n").encode(), path)
+            written.append(path)
+    return written, stale

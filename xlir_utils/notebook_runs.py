@@ -26,16 +26,10 @@ from .cli import run
 from .config import load, profile_name
 from .environment import cpu_name
 from .errors import XlirError
-from .executed_copy import slim
+from .executed_copy import executed_dir, refresh_prose, slim
 from .io_utils import atomic_write_bytes
 
 KERNEL = "xlir"
-
-
-def executed_dir(profile: str) -> Path:
-    """``notebooks/executed/`` for quick, ``build/notebooks/<profile>/`` for the other profiles."""
-    root = paths.project_root()
-    return root / "notebooks" / "executed" if profile == "quick" else root / "build" / "notebooks" / profile
 
 
 def host() -> str:
@@ -134,6 +128,7 @@ def reproduce(profile: str, notebooks: list[Path] | None = None, kernel: str = K
         print(f"   done in {runtimes.duration(seconds)}, peak memory {peak / 2**30:.2f} GB", flush=True)
         done.append({"notebook": path.name, "seconds": seconds, "peak_gb": peak / 2**30})
     runtimes.write_texts()
+    refresh_prose(profile)  # the copies' runtime rows, as the table now has them
     print(f"executed notebooks: {out_dir}; runtimes: results/runtimes.csv", flush=True)
     return done
 

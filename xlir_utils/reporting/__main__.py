@@ -1,9 +1,9 @@
 """``python -m xlir_utils.reporting [profile]`` (``make figures``): every figure and table from
-``results/``, (``quick``) the README's results block, and every runtime text from
-``results/runtimes.csv``."""
+``results/``, (``quick``) the README's results block, every runtime text from
+``results/runtimes.csv``, and the executed notebooks' prose from the notebooks."""
 import sys
 
-from .. import paths, runtimes
+from .. import executed_copy, paths, runtimes
 from ..cli import run
 from ..config import profile_name
 from .readme import update_readme
@@ -18,6 +18,11 @@ def main(argv: list[str]) -> None:
         print("README results block updated from results/")
     for path in runtimes.write_texts():
         print("runtimes written from results/runtimes.csv:", path.relative_to(paths.project_root()))
+    written, stale = executed_copy.refresh_prose(name)
+    for path in written:
+        print("executed copy's prose brought up to date:", path.relative_to(paths.project_root()))
+    for message in stale:
+        print("warning:", message, file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -719,3 +719,45 @@ def test_runs_with_the_same_tokenizer_files_share_one_parsed_tokenizer(tiny_enco
     third = load_encoder(str(other), device="cpu")
     assert third.tokenizer.backend_tokenizer is not first.tokenizer.backend_tokenizer
     tokenizer_cache.clear()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_spilled_prefix_states_read_back_bit_for_bit_and_leave_no_file(tmp_path, dtype):
+    """Prefix states live in an unlinked temporary file, not in the process's memory: each batch
+    reads back as written, and nothing is left in the folder, before or after they are dropped."""
+    torch.manual_seed(0)
+    batches = [torch.randn(3, 16, 8).to(dtype), torch.randn(5, 32, 8).to(dtype)]
+    states = prefix.SpilledStates(tmp_path)
+    for b in batches:
+        states.append(b)
+    assert len(states) == 2 and states.nbytes == sum(b.numel() * b.element_size() for b in batches)
+    assert list(tmp_path.iterdir()) == []  # the file has no name: it goes with the process, however it ends
+    for b, i in ((1, 1), (0, 0), (1, 1)):  # any order, more than once
+        got = states[i]
+        assert got.dtype == dtype and torch.equal(got, batches[b])
+    states.close()
+    with pytest.raises(ValueError):
+        states[0]
+
+
+@pytest.mark.slow
+def test_where_no_state_file_can_be_written_encoding_goes_on_without_sharing(model, shared_data, monkeypatch):
+    """A full disk or a read-only cache costs the sharing, not the embeddings: a warning, the same
+    numbers, nothing stored."""
+    prefix.clear()
+    texts = [t for _, t in sample_texts(shared_data, 2)]
+    kw = dict(cache=False, show_progress=False)
+    full = encode(model, texts, "passage", **kw)
+
+    def no_room(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(prefix.SpilledStates, "append", no_room)  # the disk fills while writing
+    with pytest.warns(UserWarning, match="not kept for the next model.*No space left on device"):
+        assert np.array_equal(encode(model, texts, "passage", shared_layers=6, **kw), full)
+    assert prefix.stored_bytes() == 0
+    monkeypatch.setattr(prefix.tempfile, "TemporaryFile", no_room)  # no file at all
+    with pytest.warns(UserWarning, match="not shared: no temporary file could be made"):
+        assert np.array_equal(encode(model, texts, "passage", shared_layers=6, **kw), full)
+    assert prefix.stored_bytes() == 0
+    prefix.clear()

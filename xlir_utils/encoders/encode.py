@@ -374,30 +374,30 @@ def _encode_uncached(model, texts, prefix, max_len, batch_tokens, precision, sho
         widths = [(padded_width(int(lengths[idx].max()), max_len), len(idx)) for idx in batches]
         needed = prefix_mod.states_bytes(widths, model[0].auto_model.config.hidden_size)
         k = k if needed <= prefix_mod.budget_bytes() else 0
-    states = None
+    stored = fresh = None  # the states of an earlier model, or the ones this pass writes for the next
     if k:
         store_key = (prefix_mod.prefix_fingerprint(model, k), text_digest(texts), prefix, max_len, precision,
                      batch_tokens, str(device))
-        states = prefix_mod.cached_states(store_key)
-        if states is None:
+        stored = prefix_mod.cached_states(store_key)
+        if stored is None:  # the shared lower layers, computed once for these texts, batch by batch
             prefix_mod.make_room(needed)
+            fresh = prefix_mod.spill_file()
     try:
         with torch.inference_mode(), autocast, tqdm(
             total=len(texts), desc=f"encoding {len(texts)} texts", unit="text", disable=not show_progress
         ) as bar:
-            if k and states is None:  # the shared lower layers, once for these texts
-                states = []
-                with prefix_mod.lower_layers_only(model, k):
-                    for idx in batches:
-                        feats = _features(enc, lengths, idx, pad_id, device, max_len)
-                        states.append(model[0].auto_model(**feats).last_hidden_state)
-                prefix_mod.store_states(store_key, states)
             for b, idx in enumerate(batches):
                 features = _features(enc, lengths, idx, pad_id, device, max_len)
+                if k and stored is None:
+                    with prefix_mod.lower_layers_only(model, k):
+                        hidden = model[0].auto_model(**features).last_hidden_state
+                    fresh = prefix_mod.spill(fresh, hidden)
+                elif k:
+                    hidden = stored[b].to(device)
                 if prompt_length is not None:
                     features["prompt_length"] = prompt_length
                 if k:
-                    with prefix_mod.upper_layers_from(model, k, states[b]):
+                    with prefix_mod.upper_layers_from(model, k, hidden):
                         vec = model(features)["sentence_embedding"].float()
                 else:
                     vec = model(features)["sentence_embedding"].float()
@@ -406,7 +406,12 @@ def _encode_uncached(model, texts, prefix, max_len, batch_tokens, precision, sho
                     out = np.empty((len(texts), vec.shape[1]), np.float32)
                 out[idx] = vec
                 bar.update(len(idx))
+        if fresh is not None:
+            prefix_mod.store_states(store_key, fresh)
+            fresh = None
     finally:
+        if fresh is not None:  # interrupted: the partial states are not kept
+            fresh.close()
         if was_training:
             model.train()
     return out

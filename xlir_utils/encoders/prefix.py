@@ -3,37 +3,45 @@
 When training freezes the embedding block and the lowest k transformer layers
 (``TrainConfig.freeze_layers``), every trained model and the zero-shot encoder compute exactly
 the same hidden states up to layer k. :func:`encode` (``shared_layers=k``) then computes them
-once per text list, keeps them in memory (within :func:`budget_bytes`), and runs only the upper
-layers for each model: about half the encoding time at k = 6 of 12 (notebooks 02 §6 and 04 §3
-evaluate many models on the same texts). Sharing is keyed by a fingerprint of the prefix's
-weights, so a model whose lower layers differ (or that applies an invertible adapter to its
-embeddings) never reuses another's states; the batches are the same token-budget batches as a full
-pass, so the embeddings are the same numbers as :func:`encode` without sharing (tested).
+once per text list, keeps them in a temporary file (within :func:`budget_bytes`;
+:class:`SpilledStates`: the process holds one batch's states at a time, the operating system's
+file cache the rest), and runs only the upper layers for each model: about half the encoding
+time at k = 6 of 12 (notebooks 02 §6 and 04 §3 evaluate many models on the same texts).
+Sharing is keyed by a fingerprint of the prefix's weights, so a model whose lower layers differ
+(or that applies an invertible adapter to its embeddings) never reuses another's states; the
+batches are the same token-budget batches as a full pass, so the embeddings are the same numbers
+as :func:`encode` without sharing (tested). Where no file can be written (a full disk, a
+read-only cache), the pass goes on without sharing, with a warning.
 """
 from __future__ import annotations
 
 import os
+import tempfile
+import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 import xxhash
 from torch import nn
 
-from ..heap import return_freed_heap
+from .. import paths
 from .fingerprint_scope import remembered
 
 BUDGET_ENV = "XLIR_PREFIX_STORE_GB"
 DEFAULT_GB = 2.0  # XQuAD-R's queries and candidates plus the MLQA-R dev articles in quick: 1.8 GB
-_STORE: "OrderedDict[tuple, list[torch.Tensor]]" = OrderedDict()
+_STORE: "OrderedDict[tuple, SpilledStates]" = OrderedDict()
 
 
 def budget_bytes() -> int:
-    """The most prefix states kept in memory (``XLIR_PREFIX_STORE_GB``, default 2; 0 shares nothing).
+    """The most prefix states kept (``XLIR_PREFIX_STORE_GB``, default 2; 0 shares nothing), in
+    temporary files under ``XLIR_CACHE_DIR``.
 
-    It bounds memory: a text list whose states exceed it is encoded without sharing, batch by
-    batch, and before a list's states are computed, stored lists are dropped least recently used
-    first until they fit beside them (:func:`make_room`), so states never exceed it together.
+    It bounds their disk space and the file cache they occupy: a text list whose states exceed it
+    is encoded without sharing, and before a list's states are computed, stored lists are dropped
+    least recently used first until they fit beside them (:func:`make_room`), so states never
+    exceed it together.
     """
     raw = os.environ.get(BUDGET_ENV, "").strip()
     try:
@@ -141,11 +149,77 @@ def upper_layers_from(model, k: int, hidden: torch.Tensor):
         auto.encoder.layer = layers
 
 
-def _nbytes(states: list[torch.Tensor]) -> int:
-    return sum(t.numel() * t.element_size() for t in states)
+class SpilledStates:
+    """One text list's prefix states, batch by batch, in an unlinked temporary file: the process
+    holds only the batch it reads (notebook 04's memory does not grow by the 1.8 GB of states of
+    quick's XQuAD-R and dev texts), while the operating system's file cache keeps reads about as
+    fast as memory when there is room for it. The file has no name on disk and goes when the
+    states are dropped or the process ends, however it ends."""
+
+    def __init__(self, folder: Path | None = None):
+        folder = folder or paths.ensure(paths.cache_dir() / "prefix-states")
+        self._file = tempfile.TemporaryFile(dir=folder)
+        self._index: list[tuple[int, torch.Size, torch.dtype]] = []
+        self.nbytes = 0
+
+    def append(self, states: torch.Tensor) -> None:
+        """Write one batch's states after the previous ones."""
+        raw = tensor_bytes(states)
+        self._file.seek(self.nbytes)
+        self._file.write(raw)
+        self._index.append((self.nbytes, states.shape, states.dtype))
+        self.nbytes += len(raw)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, batch: int) -> torch.Tensor:
+        """Batch ``batch``'s states, read back bit for bit (on the CPU)."""
+        offset, shape, dtype = self._index[batch]
+        out = torch.empty(shape, dtype=dtype)
+        self._file.seek(offset)
+        view = memoryview(out.view(torch.uint8).numpy()).cast("B")
+        if self._file.readinto(view) != len(view):
+            raise OSError(f"prefix states file ended early at batch {batch}")
+        return out
+
+    def close(self) -> None:
+        self._file.close()
 
 
-def cached_states(key: tuple) -> list[torch.Tensor] | None:
+def spill_file() -> SpilledStates | None:
+    """A new :class:`SpilledStates` under ``XLIR_CACHE_DIR``, or None (with a warning: the pass goes
+    on without sharing) where no file can be made there."""
+    try:
+        return SpilledStates()
+    except OSError as exc:
+        warnings.warn(f"The frozen lower layers' states are not shared: no temporary file could be made under "
+                      f"{paths.cache_dir()} ({exc}). Free space there or point XLIR_CACHE_DIR elsewhere; "
+                      "encoding goes on without sharing.", stacklevel=2)
+        return None
+
+
+def spill(states: SpilledStates | None, batch: torch.Tensor) -> SpilledStates | None:
+    """``batch`` appended to ``states``; None (with a warning) once the file cannot take it (a full
+    disk), so that the pass goes on without keeping states."""
+    if states is None:
+        return None
+    try:
+        states.append(batch)
+        return states
+    except OSError as exc:
+        states.close()
+        warnings.warn(f"The frozen lower layers' states are not kept for the next model: writing them under "
+                      f"{paths.cache_dir()} failed ({exc}). Free space there or point XLIR_CACHE_DIR elsewhere; "
+                      "this pass goes on.", stacklevel=2)
+        return None
+
+
+def _nbytes(states: SpilledStates) -> int:
+    return states.nbytes
+
+
+def cached_states(key: tuple) -> SpilledStates | None:
     """The stored prefix states of ``key`` (one tensor per batch), marked most recently used."""
     hit = _STORE.get(key)
     if hit is not None:
@@ -154,24 +228,24 @@ def cached_states(key: tuple) -> list[torch.Tensor] | None:
 
 
 def make_room(nbytes: int) -> None:
-    """Drop stored states, least recently used first, until ``nbytes`` more fit the budget, and
-    hand the freed heap back: called before new states are computed, so that the states held
-    and the ones being built never exceed :func:`budget_bytes` together."""
-    budget, dropped = budget_bytes(), False
+    """Drop stored states, least recently used first, until ``nbytes`` more fit the budget:
+    called before new states are computed, so that the states held and the ones being built
+    never exceed :func:`budget_bytes` together."""
+    budget = budget_bytes()
     while _STORE and stored_bytes() + nbytes > budget:
-        _STORE.popitem(last=False)
-        dropped = True
-    if dropped:
-        return_freed_heap()
+        _STORE.popitem(last=False)[1].close()
 
 
-def store_states(key: tuple, states: list[torch.Tensor]) -> None:
+def store_states(key: tuple, states: SpilledStates) -> None:
     """Keep ``states`` for ``key`` as the most recently used, after :func:`make_room` for them
-    (``states`` themselves are not kept if they alone exceed :func:`budget_bytes`)."""
+    (``states`` themselves are not kept, and their file goes, if they alone exceed :func:`budget_bytes`)."""
     nbytes = _nbytes(states)
     if nbytes > budget_bytes():
+        states.close()
         return
-    _STORE.pop(key, None)  # states stored again replace their earlier copy
+    earlier = _STORE.pop(key, None)  # states stored again replace their earlier copy
+    if earlier is not None and earlier is not states:
+        earlier.close()
     make_room(nbytes)
     _STORE[key] = states
 
@@ -182,5 +256,6 @@ def stored_bytes() -> int:
 
 
 def clear() -> None:
-    """Forget every stored prefix (tests; memory)."""
-    _STORE.clear()
+    """Forget every stored prefix, and remove their files (tests; ``benchmarks/``)."""
+    while _STORE:
+        _STORE.popitem()[1].close()

@@ -11,7 +11,7 @@ first ``--trained`` trained runs on XQuAD-R and the dev articles, one model at a
 per setting: the process's peak resident memory (``ru_maxrss``), the prefix states held at the end
 (on disk), and the wall time. Prints JSON (committed as ``benchmarks/results/prefix_store_memory.json``)::
 
-    .venv/bin/python benchmarks/prefix_store_memory.py --profile quick --trained 2
+    .venv/bin/python benchmarks/prefix_store_memory.py --profile quick --trained 1
 """
 from __future__ import annotations
 

@@ -724,40 +724,58 @@ def test_runs_with_the_same_tokenizer_files_share_one_parsed_tokenizer(tiny_enco
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_spilled_prefix_states_read_back_bit_for_bit_and_leave_no_file(tmp_path, dtype):
     """Prefix states live in an unlinked temporary file, not in the process's memory: each batch
-    reads back as written, and nothing is left in the folder, before or after they are dropped."""
+    reads back as written (a non-contiguous one too), and nothing is left in the folder, before or
+    after they are dropped."""
     torch.manual_seed(0)
-    batches = [torch.randn(3, 16, 8).to(dtype), torch.randn(5, 32, 8).to(dtype)]
+    batches = [torch.randn(3, 16, 8).to(dtype), torch.randn(5, 8, 32).to(dtype).transpose(1, 2)]
     states = prefix.SpilledStates(tmp_path)
     for b in batches:
         states.append(b)
     assert len(states) == 2 and states.nbytes == sum(b.numel() * b.element_size() for b in batches)
     assert list(tmp_path.iterdir()) == []  # the file has no name: it goes with the process, however it ends
-    for b, i in ((1, 1), (0, 0), (1, 1)):  # any order, more than once
+    for i in (1, 0, 1):  # any order, more than once
         got = states[i]
-        assert got.dtype == dtype and torch.equal(got, batches[b])
+        assert got.dtype == dtype and got.shape == batches[i].shape and torch.equal(got, batches[i])
     states.close()
+    assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError):
         states[0]
 
 
 @pytest.mark.slow
 def test_where_no_state_file_can_be_written_encoding_goes_on_without_sharing(model, shared_data, monkeypatch):
-    """A full disk or a read-only cache costs the sharing, not the embeddings: a warning, the same
-    numbers, nothing stored."""
+    """A disk that fills while the states are written, or a cache where no file can be made, costs
+    the sharing, not the embeddings: a warning, the same numbers, nothing stored."""
     prefix.clear()
-    texts = [t for _, t in sample_texts(shared_data, 2)]
+    texts = [t for _, t in sample_texts(shared_data, 6)]
     kw = dict(cache=False, show_progress=False)
     full = encode(model, texts, "passage", **kw)
+    pwrite, calls = prefix.os.pwrite, []
 
-    def no_room(*args, **kwargs):
-        raise OSError(28, "No space left on device")
+    def fills_up(fd, data, offset):  # the first batch is written, the second finds the disk full
+        calls.append(offset)
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device")
+        return pwrite(fd, data, offset)
 
-    monkeypatch.setattr(prefix.SpilledStates, "append", no_room)  # the disk fills while writing
+    monkeypatch.setattr(prefix.os, "pwrite", fills_up)
     with pytest.warns(UserWarning, match="not kept for the next model.*No space left on device"):
         assert np.array_equal(encode(model, texts, "passage", shared_layers=6, **kw), full)
-    assert prefix.stored_bytes() == 0
-    monkeypatch.setattr(prefix.tempfile, "TemporaryFile", no_room)  # no file at all
-    with pytest.warns(UserWarning, match="not shared: no temporary file could be made"):
+    assert len(calls) == 2 and prefix.stored_bytes() == 0
+    monkeypatch.setattr(prefix.os, "pwrite", pwrite)
+    encode(model, texts, "passage", shared_layers=6, **kw)
+    whole = prefix.stored_bytes()
+    prefix.clear()
+    encode(model, texts[:3], "passage", shared_layers=6, **kw)  # states kept for another list
+    kept = prefix.stored_bytes()
+    assert 0 < kept < whole
+
+    def no_file(*args, **kwargs):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(prefix.tempfile, "TemporaryFile", no_file)
+    monkeypatch.setenv(prefix.BUDGET_ENV, str((whole + kept - 1) / 2**30))  # room for either list, not both
+    with pytest.warns(UserWarning, match="not shared: no temporary file could be made.*Read-only"):
         assert np.array_equal(encode(model, texts, "passage", shared_layers=6, **kw), full)
-    assert prefix.stored_bytes() == 0
+    assert prefix.stored_bytes() == kept  # nothing was dropped to make room for states never written
     prefix.clear()

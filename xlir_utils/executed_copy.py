@@ -93,7 +93,7 @@ def with_prose_of(clean: nbformat.NotebookNode, executed: nbformat.NotebookNode,
         if i >= len(ran) or i >= len(now) or ran[i].source != now[i].source:
             raise XlirError(f"The executed copy of {name} is of another version of it: its code cell {i + 1} "
                             "differs from the notebook's. Rerun the notebook (`make reproduce`, or "
-                            "`python -m xlir_utils.notebook_runs notebooks/<name>.ipynb`) to refresh its outputs.")
+                            f"`python -m xlir_utils.notebook_runs {name}`) to refresh its outputs.")
     out = copy.deepcopy(clean)
     out.metadata = copy.deepcopy(executed.metadata)
     outputs = iter(ran)
@@ -113,9 +113,15 @@ def refresh_prose(profile: str = "quick") -> tuple[list[Path], list[str]]:
         clean = paths.project_root() / "notebooks" / path.name
         if not clean.is_file():
             continue
-        executed = nbformat.read(path, as_version=4)
+        name = f"notebooks/{path.name}"
         try:
-            new = with_prose_of(nbformat.read(clean, as_version=4), executed, f"notebooks/{path.name}")
+            executed = nbformat.read(path, as_version=4)
+        except Exception as exc:  # noqa: BLE001 - nbformat raises JSON, validation and OS errors
+            stale.append(f"{path} is unreadable ({type(exc).__name__}: {exc}): rerun `python -m "
+                         f"xlir_utils.notebook_runs {name}` to write it again.")
+            continue
+        try:
+            new = with_prose_of(nbformat.read(clean, as_version=4), executed, name)
         except XlirError as exc:
             stale.append(str(exc))
             continue

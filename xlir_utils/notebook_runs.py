@@ -128,7 +128,8 @@ def reproduce(profile: str, notebooks: list[Path] | None = None, kernel: str = K
         print(f"   done in {runtimes.duration(seconds)}, peak memory {peak / 2**30:.2f} GB", flush=True)
         done.append({"notebook": path.name, "seconds": seconds, "peak_gb": peak / 2**30})
     runtimes.write_texts()
-    refresh_prose(profile)  # the copies' runtime rows, as the table now has them
+    for message in refresh_prose(profile)[1]:  # the copies' runtime rows, as the table now has them
+        print("warning:", message, file=sys.stderr, flush=True)
     print(f"executed notebooks: {out_dir}; runtimes: results/runtimes.csv", flush=True)
     return done
 

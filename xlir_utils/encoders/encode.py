@@ -380,8 +380,9 @@ def _encode_uncached(model, texts, prefix, max_len, batch_tokens, precision, sho
                      batch_tokens, str(device))
         stored = prefix_mod.cached_states(store_key)
         if stored is None:  # the shared lower layers, computed once for these texts, batch by batch
-            prefix_mod.make_room(needed)
-            fresh = prefix_mod.spill_file()
+            fresh = prefix_mod.spill_file(device)
+            if fresh is not None:  # room for them, before they are computed
+                prefix_mod.make_room(needed)
     try:
         with torch.inference_mode(), autocast, tqdm(
             total=len(texts), desc=f"encoding {len(texts)} texts", unit="text", disable=not show_progress

@@ -31,7 +31,7 @@ from .fingerprint_scope import remembered
 
 BUDGET_ENV = "XLIR_PREFIX_STORE_GB"
 DEFAULT_GB = 2.0  # XQuAD-R's queries and candidates plus the MLQA-R dev articles in quick: 1.8 GB
-_STORE: "OrderedDict[tuple, SpilledStates]" = OrderedDict()
+_STORE: "OrderedDict[tuple, SpilledStates | DeviceStates]" = OrderedDict()
 
 
 def budget_bytes() -> int:
@@ -154,21 +154,23 @@ class SpilledStates:
     holds only the batch it reads (notebook 04's memory does not grow by the 1.8 GB of states of
     quick's XQuAD-R and dev texts), while the operating system's file cache keeps reads about as
     fast as memory when there is room for it. The file has no name on disk and goes when the
-    states are dropped or the process ends, however it ends."""
+    states are dropped or the process ends, however it ends. Writes are unbuffered, so a full
+    disk shows at :meth:`append`; reads and writes give their offset (``pread``/``pwrite``)."""
 
     def __init__(self, folder: Path | None = None):
         folder = folder or paths.ensure(paths.cache_dir() / "prefix-states")
-        self._file = tempfile.TemporaryFile(dir=folder)
+        self._file = tempfile.TemporaryFile(dir=folder, buffering=0)
         self._index: list[tuple[int, torch.Size, torch.dtype]] = []
         self.nbytes = 0
 
     def append(self, states: torch.Tensor) -> None:
-        """Write one batch's states after the previous ones."""
-        raw = tensor_bytes(states)
-        self._file.seek(self.nbytes)
-        self._file.write(raw)
+        """Write one batch's states (any device, layout or dtype) after the previous ones."""
+        raw, offset = tensor_bytes(states), self.nbytes
+        while raw:
+            written = os.pwrite(self._file.fileno(), raw, offset)
+            raw, offset = raw[written:], offset + written
         self._index.append((self.nbytes, states.shape, states.dtype))
-        self.nbytes += len(raw)
+        self.nbytes = offset
 
     def __len__(self) -> int:
         return len(self._index)
@@ -177,19 +179,36 @@ class SpilledStates:
         """Batch ``batch``'s states, read back bit for bit (on the CPU)."""
         offset, shape, dtype = self._index[batch]
         out = torch.empty(shape, dtype=dtype)
-        self._file.seek(offset)
         view = memoryview(out.view(torch.uint8).numpy()).cast("B")
-        if self._file.readinto(view) != len(view):
-            raise OSError(f"prefix states file ended early at batch {batch}")
+        while view:
+            got = os.preadv(self._file.fileno(), [view], offset)
+            if got == 0:
+                raise OSError(f"the prefix states file ended early, at batch {batch}")
+            view, offset = view[got:], offset + got
         return out
 
     def close(self) -> None:
         self._file.close()
 
 
-def spill_file() -> SpilledStates | None:
-    """A new :class:`SpilledStates` under ``XLIR_CACHE_DIR``, or None (with a warning: the pass goes
-    on without sharing) where no file can be made there."""
+class DeviceStates(list):
+    """One text list's prefix states kept where they were computed, for an accelerator: copying
+    them to a file and back would cost what sharing saves (the CPU keeps :class:`SpilledStates`)."""
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self)
+
+    def close(self) -> None:
+        self.clear()
+
+
+def spill_file(device: torch.device | str = "cpu") -> SpilledStates | DeviceStates | None:
+    """Where a pass on ``device`` keeps the states it computes: on the CPU a new
+    :class:`SpilledStates` under ``XLIR_CACHE_DIR``, or None (with a warning: the pass goes on
+    without sharing) where no file can be made there; on an accelerator a :class:`DeviceStates`."""
+    if torch.device(device).type != "cpu":
+        return DeviceStates()
     try:
         return SpilledStates()
     except OSError as exc:
@@ -199,7 +218,8 @@ def spill_file() -> SpilledStates | None:
         return None
 
 
-def spill(states: SpilledStates | None, batch: torch.Tensor) -> SpilledStates | None:
+def spill(states: SpilledStates | DeviceStates | None, batch: torch.Tensor
+          ) -> SpilledStates | DeviceStates | None:
     """``batch`` appended to ``states``; None (with a warning) once the file cannot take it (a full
     disk), so that the pass goes on without keeping states."""
     if states is None:
@@ -215,12 +235,12 @@ def spill(states: SpilledStates | None, batch: torch.Tensor) -> SpilledStates | 
         return None
 
 
-def _nbytes(states: SpilledStates) -> int:
+def _nbytes(states: SpilledStates | DeviceStates) -> int:
     return states.nbytes
 
 
-def cached_states(key: tuple) -> SpilledStates | None:
-    """The stored prefix states of ``key`` (one tensor per batch), marked most recently used."""
+def cached_states(key: tuple) -> SpilledStates | DeviceStates | None:
+    """The stored prefix states of ``key`` (indexed by batch), marked most recently used."""
     hit = _STORE.get(key)
     if hit is not None:
         _STORE.move_to_end(key)
@@ -236,7 +256,7 @@ def make_room(nbytes: int) -> None:
         _STORE.popitem(last=False)[1].close()
 
 
-def store_states(key: tuple, states: SpilledStates) -> None:
+def store_states(key: tuple, states: SpilledStates | DeviceStates) -> None:
     """Keep ``states`` for ``key`` as the most recently used, after :func:`make_room` for them
     (``states`` themselves are not kept, and their file goes, if they alone exceed :func:`budget_bytes`)."""
     nbytes = _nbytes(states)

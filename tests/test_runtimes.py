@@ -73,7 +73,8 @@ def test_reproduce_runs_each_notebook_times_it_and_keeps_a_slim_executed_copy(st
     _notebook(root / "notebooks" / "01_first.ipynb", "import os\nprint('profile', os.environ['XLIR_PROFILE'])",
               "import ipywidgets\nipywidgets.IntSlider(value=3)",
               "from tqdm.auto import tqdm\nfor _ in tqdm(range(3), desc='steps'):\n    pass")
-    _notebook(root / "notebooks" / "02_second.ipynb", "21 * 2")
+    _notebook(root / "notebooks" / "02_second.ipynb", "21 * 2",
+              "from xlir_utils import paths\nprint(paths.project_root() / 'figures' / 'a.png')")
     done = notebook_runs.reproduce("smoke")
     assert [d["notebook"] for d in done] == ["01_first.ipynb", "02_second.ipynb"]
     table = runtimes.read()
@@ -90,6 +91,7 @@ def test_reproduce_runs_each_notebook_times_it_and_keeps_a_slim_executed_copy(st
     assert "widgets" not in executed.metadata and all("execution" not in c.metadata for c in executed.cells)
     out = nbformat.read(root / "build" / "notebooks" / "smoke" / "02_second.ipynb", as_version=4)
     assert out.cells[0].outputs[0]["data"]["text/plain"] == "42"
+    assert out.cells[1].outputs[0]["text"] == "figures/a.png\n"  # not the path on the machine that ran it
     assert notebook_runs.executed_dir("quick") == root / "notebooks" / "executed"
 
 

@@ -56,10 +56,27 @@ def progress_texts(nb: nbformat.NotebookNode) -> dict[str, str]:
     return texts
 
 
-def slim(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+def relative_to_checkout(nb: nbformat.NotebookNode, root: Path) -> nbformat.NotebookNode:
+    """Paths under the checkout ``root`` printed in text outputs, shown relative to it
+    (``figures/02_loss_curves.png``, not the path on the machine that ran the notebook)."""
+    prefix = f"{Path(root).resolve()}/"
+    for c in nb.cells:
+        for out in c.get("outputs", []):
+            if "text" in out:
+                out["text"] = out["text"].replace(prefix, "")
+            data = out.get("data", {})
+            for kind in ("text/plain", "text/html"):
+                if isinstance(data.get(kind), str):
+                    data[kind] = data[kind].replace(prefix, "")
+    return nb
+
+
+def slim(nb: nbformat.NotebookNode, root: Path | None = None) -> nbformat.NotebookNode:
     """An executed notebook without what a static reader cannot use: widget state (a progress
     bar's output shows its final text, :func:`progress_texts`; another widget a line saying it is
-    one) and per-cell execution timestamps; figures as palette PNGs (:func:`smaller_png`)."""
+    one) and per-cell execution timestamps; figures as palette PNGs (:func:`smaller_png`); paths
+    relative to the checkout ``root`` (default: this one; :func:`relative_to_checkout`)."""
+    relative_to_checkout(nb, root or paths.project_root())
     bars = progress_texts(nb)
     nb.metadata.pop("widgets", None)
     for c in nb.cells:

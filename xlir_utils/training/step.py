@@ -140,7 +140,9 @@ def embed_with_grad(model, texts: Sequence[str], langs: Sequence[str], kind: str
     normalises). The prompt of ``kind`` is prepended; ``langs`` is unused here (adapter routing
     uses it). For evaluation use :func:`xlir_utils.encoders.encode` (numpy, normalised, cached)."""
     prefix = (getattr(model, "prompts", None) or {}).get(kind, "")
-    features = model.tokenize([prefix + t for t in texts])
+    texts = [prefix + t for t in texts]
+    preprocess = getattr(model, "preprocess", None)  # `tokenize`, its older name, warns that it is deprecated
+    features = preprocess(inputs=texts) if preprocess is not None else model.tokenize(texts)
     device = next(model.parameters()).device
     mask = features["attention_mask"]
     chunks = length_chunks(mask.sum(dim=1).tolist())

@@ -666,7 +666,7 @@ def test_shared_states_stay_within_their_memory_budget(model, shared_data, monke
     together, store = [], prefix.store_states
 
     def spy(key, states):  # what is held once a new list's states exist: room was made before
-        together.append(prefix.stored_bytes() + prefix._nbytes(states))
+        together.append(prefix.stored_bytes() + states.nbytes)
         store(key, states)
 
     monkeypatch.setattr(prefix, "store_states", spy)

@@ -380,7 +380,7 @@ def _encode_uncached(model, texts, prefix, max_len, batch_tokens, precision, sho
                      batch_tokens, str(device))
         stored = prefix_mod.cached_states(store_key)
         if stored is None:  # the shared lower layers, computed once for these texts, batch by batch
-            fresh = prefix_mod.spill_file(device)
+            fresh = prefix_mod.new_states(device)
             if fresh is not None:  # room for them, before they are computed
                 prefix_mod.make_room(needed)
     try:

@@ -203,7 +203,7 @@ class DeviceStates(list):
         self.clear()
 
 
-def spill_file(device: torch.device | str = "cpu") -> SpilledStates | DeviceStates | None:
+def new_states(device: torch.device | str = "cpu") -> SpilledStates | DeviceStates | None:
     """Where a pass on ``device`` keeps the states it computes: on the CPU a new
     :class:`SpilledStates` under ``XLIR_CACHE_DIR``, or None (with a warning: the pass goes on
     without sharing) where no file can be made there; on an accelerator a :class:`DeviceStates`."""
@@ -235,10 +235,6 @@ def spill(states: SpilledStates | DeviceStates | None, batch: torch.Tensor
         return None
 
 
-def _nbytes(states: SpilledStates | DeviceStates) -> int:
-    return states.nbytes
-
-
 def cached_states(key: tuple) -> SpilledStates | DeviceStates | None:
     """The stored prefix states of ``key`` (indexed by batch), marked most recently used."""
     hit = _STORE.get(key)
@@ -259,7 +255,7 @@ def make_room(nbytes: int) -> None:
 def store_states(key: tuple, states: SpilledStates | DeviceStates) -> None:
     """Keep ``states`` for ``key`` as the most recently used, after :func:`make_room` for them
     (``states`` themselves are not kept, and their file goes, if they alone exceed :func:`budget_bytes`)."""
-    nbytes = _nbytes(states)
+    nbytes = states.nbytes
     if nbytes > budget_bytes():
         states.close()
         return
@@ -272,7 +268,7 @@ def store_states(key: tuple, states: SpilledStates | DeviceStates) -> None:
 
 def stored_bytes() -> int:
     """The bytes of prefix states held now (``benchmarks/prefix_store_memory.py``, the tests)."""
-    return sum(_nbytes(v) for v in _STORE.values())
+    return sum(v.nbytes for v in _STORE.values())
 
 
 def clear() -> None:

@@ -384,6 +384,23 @@ def test_a_full_disk_names_the_file_and_the_fix_and_loses_nothing(full_disk, sto
     assert "the disk is full" in caplog.text
 
 
+def test_a_model_folder_on_a_full_disk_fails_with_the_fix_whatever_the_writer_raised(full_disk):
+    """torch reports a full disk as ``RuntimeError: ... unexpected pos``; the save names the fix."""
+    if shutil.disk_usage(full_disk).free >= 2**20:
+        pytest.skip("no tmpfs could be mounted here to fill")
+    model = full_disk / "model"
+
+    def write(build):
+        build.mkdir()
+        torch.save({"weights": torch.zeros(100_000)}, build / "adapter.bin")
+
+    with pytest.raises(WriteError) as info:
+        atomic_replace_dir(model, write)
+    assert str(model) in str(info.value) and "the disk is full" in str(info.value)
+    assert "free some space" in str(info.value)
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler", "previous.bin"]
+
+
 def test_a_read_only_cache_names_the_folder_and_the_fix(read_only_folder, store_project, xquad_article,
                                                         monkeypatch, caplog):
     path = read_only_folder / "previous.bin"

@@ -275,6 +275,14 @@ def recover_dir(folder: str | os.PathLike) -> Path:
     return folder
 
 
+def _disk_is_full(path: Path) -> bool:
+    """Whether the disk holding ``path`` has less than 1 MiB left."""
+    try:
+        return shutil.disk_usage(path).free < 2**20
+    except OSError:
+        return False
+
+
 def atomic_replace_dir(folder: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Fill a folder with ``write(build)`` beside it, then swap it in for ``folder``.
 
@@ -283,6 +291,9 @@ def atomic_replace_dir(folder: str | os.PathLike, write: Callable[[Path], None])
     old folder is moved aside (``<folder>.old``) before the rename and removed after it, so
     ``folder`` is either the old or the new complete version; an interrupted ``write`` leaves the
     old one, and the next call (or :func:`recover_dir`) clears what an interrupted swap left.
+
+    Raises:
+        WriteError: the disk filled or the folder is not writable, however ``write`` reported it.
     """
     folder = recover_dir(folder)
     old = _side(folder, ".old")
@@ -293,9 +304,15 @@ def atomic_replace_dir(folder: str | os.PathLike, write: Callable[[Path], None])
         if os.path.lexists(folder):
             folder.rename(old)
         build.rename(folder)
-    except BaseException:
+    except BaseException as exc:
+        # a writer that is not ours (torch, safetensors) may report a full disk as a RuntimeError
+        full = isinstance(exc, Exception) and _disk_is_full(work)
         shutil.rmtree(work, ignore_errors=True)
         recover_dir(folder)  # puts the old version back if the second rename failed
+        if isinstance(exc, OSError) and (err := write_error(folder, exc)) is not exc:
+            raise err from exc
+        if full and not isinstance(exc, WriteError):
+            raise write_error(folder, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from exc
         raise
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)

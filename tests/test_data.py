@@ -319,15 +319,25 @@ def test_the_dev_split_holds_out_whole_articles_in_every_language(mlqa, tmp_path
     assert not other.queries.question_id.equals(dev.queries.question_id)
 
 
-def test_training_never_sees_the_dev_set(tmp_path, monkeypatch, shared_data):
+@pytest.fixture(scope="module")
+def quick_pairs(shared_data, tmp_path_factory):
+    """quick's evaluation sets, training pairs, leakage report and dev set, built once in a
+    throw-away project."""
     from xlir_utils.data import evaluation_sets, retrieval_set, training_pairs
 
-    monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
-    cfg = config.load("quick")
-    sets = evaluation_sets(cfg)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XLIR_ROOT", str(tmp_path_factory.mktemp("quick-pairs")))
+        cfg = config.load("quick")
+        sets = evaluation_sets(cfg)
+        pairs, report = training_pairs(cfg, sets)
+        return sets, pairs, report, retrieval_set(cfg, "mlqa-r-dev")
+
+
+def test_training_never_sees_the_dev_set(quick_pairs):
+    from xlir_utils.data import retrieval_set
+
+    sets, pairs, report, dev = quick_pairs
     assert [r.name for r in sets] == ["xquad-r", "mlqa-r-dev"]
-    pairs, report = training_pairs(cfg, sets)
-    dev = retrieval_set(cfg, "mlqa-r-dev")
     assert report["shared"] == 0 and not set(pairs.question_id) & set(dev.queries.question_id)
     with pytest.raises(LeakageError, match="mlqa-r-dev"):
         check_no_leakage(build_pairs(dev).head(20), [dev])
@@ -335,15 +345,13 @@ def test_training_never_sees_the_dev_set(tmp_path, monkeypatch, shared_data):
         retrieval_set(config.load("paper"), "mlqa-r-dev")
 
 
-def test_no_tatoeba_sentence_is_training_text(tmp_path, monkeypatch, shared_data):
+def test_no_tatoeba_sentence_is_training_text(quick_pairs):
     """Tatoeba is an evaluation set: the leakage check refuses training pairs that contain its sentences."""
     import pandas as pd
 
-    from xlir_utils.data import evaluation_sets, tatoeba_pairs, training_pairs
+    from xlir_utils.data import tatoeba_pairs
 
-    monkeypatch.setenv("XLIR_ROOT", str(tmp_path))
-    cfg = config.load("quick")
-    pairs, report = training_pairs(cfg, evaluation_sets(cfg))
+    _, pairs, report, _ = quick_pairs
     assert "tatoeba" in report["eval_sets"] and report["shared"] == 0
     de = tatoeba_pairs("de")
     assert len(de) == 1000 and len(tatoeba_pairs("th")) == 548

@@ -743,6 +743,35 @@ def test_spilled_prefix_states_read_back_bit_for_bit_and_leave_no_file(tmp_path,
 
 
 @pytest.mark.slow
+def test_states_that_would_nearly_fill_the_disk_or_cannot_be_read_back_are_not_used(model, shared_data,
+                                                                                     monkeypatch):
+    """States are not written where they would leave the disk with less than the headroom that
+    model saves and results need; a stored file that cannot be read back is dropped and the lower
+    layers computed again. Each with a warning, and the same numbers."""
+    prefix.clear()
+    texts = [t for _, t in sample_texts(shared_data, 6)]
+    kw = dict(cache=False, show_progress=False)
+    full = encode(model, texts, "passage", **kw)
+    real_usage = prefix.shutil.disk_usage
+    monkeypatch.setattr(prefix.shutil, "disk_usage",
+                        lambda path: real_usage(path)._replace(free=prefix.DISK_HEADROOM + 1000))
+    with pytest.warns(UserWarning, match="not shared.*would leave less than 1 GB"):
+        assert np.array_equal(encode(model, texts, "passage", shared_layers=6, **kw), full)
+    assert prefix.stored_bytes() == 0
+    monkeypatch.setattr(prefix.shutil, "disk_usage", real_usage)
+    assert np.array_equal(encode(model, texts, "passage", shared_layers=6, **kw), full)
+    assert prefix.stored_bytes() > 0
+
+    def unreadable(self, batch):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(prefix.SpilledStates, "__getitem__", unreadable)
+    with pytest.warns(UserWarning, match="could not be read back.*Input/output error"):
+        assert np.array_equal(encode(model, texts, "passage", shared_layers=6, **kw), full)
+    assert prefix.stored_bytes() == 0
+    prefix.clear()
+
+
 def test_where_no_state_file_can_be_written_encoding_goes_on_without_sharing(model, shared_data, monkeypatch):
     """A disk that fills while the states are written, or a cache where no file can be made, costs
     the sharing, not the embeddings: a warning, the same numbers, nothing stored."""
@@ -750,19 +779,19 @@ def test_where_no_state_file_can_be_written_encoding_goes_on_without_sharing(mod
     texts = [t for _, t in sample_texts(shared_data, 6)]
     kw = dict(cache=False, show_progress=False)
     full = encode(model, texts, "passage", **kw)
-    pwrite, calls = prefix.os.pwrite, []
+    append, calls = prefix.SpilledStates.append, []
 
-    def fills_up(fd, data, offset):  # the first batch is written, the second finds the disk full
-        calls.append(offset)
+    def fills_up(self, states):  # the first batch is written, the second finds the disk full
+        calls.append(len(self))
         if len(calls) > 1:
             raise OSError(28, "No space left on device")
-        return pwrite(fd, data, offset)
+        return append(self, states)
 
-    monkeypatch.setattr(prefix.os, "pwrite", fills_up)
+    monkeypatch.setattr(prefix.SpilledStates, "append", fills_up)
     with pytest.warns(UserWarning, match="not kept for the next model.*No space left on device"):
         assert np.array_equal(encode(model, texts, "passage", shared_layers=6, **kw), full)
     assert len(calls) == 2 and prefix.stored_bytes() == 0
-    monkeypatch.setattr(prefix.os, "pwrite", pwrite)
+    monkeypatch.setattr(prefix.SpilledStates, "append", append)
     encode(model, texts, "passage", shared_layers=6, **kw)
     whole = prefix.stored_bytes()
     prefix.clear()

@@ -2,6 +2,7 @@
 keyed array store (keys, checksums, damaged files) and the text digest."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -325,3 +326,43 @@ def test_cached_keyed_arrays_compute_once_and_survive_an_unwritable_store(tmp_pa
     out = cached_keyed_arrays(blocked / "c.npz", "k1", ("a",), compute, "the test arrays")
     np.testing.assert_array_equal(out["a"], np.arange(3))
     assert "could not store the test arrays" in caplog.text
+
+
+@pytest.mark.parametrize("raised, disk_full, expected", [
+    (RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 298752 vs 298640"), True,
+     "the disk is full"),
+    (RuntimeError("a writer's own failure"), False, None),
+    (TypeError("a writer's own bug"), True, None),
+    ("quota", False, "the disk is full"),
+])
+def test_a_folder_save_names_the_full_disk_however_the_writer_reported_it(tmp_path, monkeypatch, raised,
+                                                                         disk_full, expected):
+    """torch reports a full disk as a RuntimeError; an error chained from a disk-full OSError is
+    one too; any other error stays what it was."""
+    from xlir_utils.errors import WriteError
+
+    monkeypatch.setattr(io_utils, "_disk_is_full", lambda path: disk_full)
+    model = tmp_path / "model"
+    _fill(model, "previous")
+
+    def failing(build):
+        _fill(build, "half")
+        if raised == "quota":
+            try:
+                raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+            except OSError as exc:
+                raise RuntimeError("file write failed") from exc
+        raise raised
+
+    if expected is None:
+        with pytest.raises(type(raised)) as info:
+            atomic_replace_dir(model, failing)
+        assert not isinstance(info.value, WriteError)
+    else:
+        with pytest.raises(WriteError, match=expected) as info:
+            atomic_replace_dir(model, failing)
+        assert str(model) in str(info.value) and "free some space" in str(info.value)
+        if isinstance(raised, RuntimeError):
+            assert "unexpected pos" in str(info.value)  # the writer's own words are kept
+    assert (model / "weights.bin").read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

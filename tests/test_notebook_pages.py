@@ -32,6 +32,10 @@ def unread(nb) -> list[str]:
             and not re.sub(r"^\d+\.\s*", "", title).startswith(SELF_READING)]
 
 
+def test_the_six_notebooks_are_found():
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name[:2])
 def test_no_section_ends_on_an_output_no_prose_reads(path):
     assert unread(nbformat.read(path, as_version=4)) == []

@@ -182,7 +182,8 @@ def test_an_executed_copy_takes_the_notebooks_prose_and_keeps_its_outputs(store_
         executed_copy.with_prose_of(clean, executed)
     nbformat.write(clean, root / "notebooks" / "01_x.ipynb")
     written, stale = executed_copy.refresh_prose("quick")
-    assert written == [] and len(stale) == 1 and "notebooks/01_x.ipynb" in stale[0]
+    assert written == [] and len(stale) == 1
+    assert "python -m xlir_utils.notebook_runs --profile quick notebooks/01_x.ipynb" in stale[0]
 
 
 def test_the_committed_executed_notebooks_are_of_the_current_notebooks():
@@ -194,5 +195,23 @@ def test_the_committed_executed_notebooks_are_of_the_current_notebooks():
     for path in copies:
         executed = nbformat.read(path, as_version=4)
         clean = nbformat.read(paths.project_root() / "notebooks" / path.name, as_version=4)
-        assert executed_copy.with_prose_of(clean, executed, path.name) == executed, \
+        assert executed_copy.with_prose_of(clean, executed, f"notebooks/{path.name}") == executed, \
             f"{path.name}: its prose differs from the notebook's; run make figures"
+
+
+def test_paths_of_the_machine_that_ran_a_notebook_are_shown_relative_to_its_checkout(tmp_path):
+    root = tmp_path / "checkout"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x")]
+    nb.cells[0].outputs = [
+        nbformat.v4.new_output("stream", text=f"saved {root}/figures/a.png\nin {root}\n"),
+        nbformat.v4.new_output("execute_result", data={"text/markdown": f"[b]({root}/results/b.csv)",
+                                                       "text/html": f"<td>{root}/runs/x</td>"}),
+        nbformat.v4.new_output("error", ename="FileNotFoundError", evalue=f"{root}/results/c.parquet",
+                               traceback=[f"File {root}/xlir_utils/outputs.py:3", f"{root}-other/kept"]),
+    ]
+    out = executed_copy.relative_to_checkout(nb, root).cells[0].outputs
+    assert out[0]["text"] == "saved figures/a.png\nin .\n"
+    assert out[1]["data"] == {"text/markdown": "[b](results/b.csv)", "text/html": "<td>runs/x</td>"}
+    assert out[2]["evalue"] == "results/c.parquet"
+    assert out[2]["traceback"] == ["File xlir_utils/outputs.py:3", f"{root}-other/kept"]  # another folder

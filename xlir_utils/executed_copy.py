@@ -9,6 +9,7 @@ import base64
 import copy
 import html
 import io
+import re
 from pathlib import Path
 
 import nbformat
@@ -57,17 +58,27 @@ def progress_texts(nb: nbformat.NotebookNode) -> dict[str, str]:
 
 
 def relative_to_checkout(nb: nbformat.NotebookNode, root: Path) -> nbformat.NotebookNode:
-    """Paths under the checkout ``root`` printed in text outputs, shown relative to it
-    (``figures/02_loss_curves.png``, not the path on the machine that ran the notebook)."""
-    prefix = f"{Path(root).resolve()}/"
+    """Paths under the checkout ``root`` printed in outputs (streams, rich text, tracebacks),
+    shown relative to it (``figures/02_loss_curves.png``, not the path on the machine that ran
+    the notebook); the root itself becomes ``.``."""
+    root = str(Path(root).resolve())
+    pattern = re.compile(re.escape(root) + r"(/|(?![\w.-]))")
+
+    def strip(text: str) -> str:
+        return pattern.sub(lambda m: "" if m.group(1) else ".", text)
+
     for c in nb.cells:
         for out in c.get("outputs", []):
-            if "text" in out:
-                out["text"] = out["text"].replace(prefix, "")
+            if isinstance(out.get("text"), str):
+                out["text"] = strip(out["text"])
+            if isinstance(out.get("evalue"), str):
+                out["evalue"] = strip(out["evalue"])
+            if isinstance(out.get("traceback"), list):
+                out["traceback"] = [strip(line) for line in out["traceback"]]
             data = out.get("data", {})
-            for kind in ("text/plain", "text/html"):
+            for kind in ("text/plain", "text/html", "text/markdown"):
                 if isinstance(data.get(kind), str):
-                    data[kind] = data[kind].replace(prefix, "")
+                    data[kind] = strip(data[kind])
     return nb
 
 
@@ -99,18 +110,24 @@ def executed_dir(profile: str) -> Path:
     return root / "notebooks" / "executed" if profile == "quick" else root / "build" / "notebooks" / profile
 
 
-def with_prose_of(clean: nbformat.NotebookNode, executed: nbformat.NotebookNode, name: str = "the notebook"
-                  ) -> nbformat.NotebookNode:
+def rerun_command(name: str, profile: str) -> str:
+    """The command that runs notebook ``name`` (``notebooks/04_....ipynb``) again in ``profile``."""
+    return f"python -m xlir_utils.notebook_runs --profile {profile} {name}"
+
+
+def with_prose_of(clean: nbformat.NotebookNode, executed: nbformat.NotebookNode,
+                  name: str = "notebooks/<notebook>.ipynb", profile: str = "quick") -> nbformat.NotebookNode:
     """``clean``'s cells with ``executed``'s outputs: the current prose (markdown, the generated
     runtime row) over the outputs of the run, which stay valid only while every code cell is the
-    one that ran. A code cell added, removed or changed raises, naming it and the fix."""
+    one that ran. A code cell added, removed or changed raises, naming it and the command that
+    reruns notebook ``name`` in ``profile``."""
     ran = [c for c in executed.cells if c.cell_type == "code"]
     now = [c for c in clean.cells if c.cell_type == "code"]
     for i in range(max(len(ran), len(now))):
         if i >= len(ran) or i >= len(now) or ran[i].source != now[i].source:
             raise XlirError(f"The executed copy of {name} is of another version of it: its code cell {i + 1} "
                             "differs from the notebook's. Rerun the notebook (`make reproduce`, or "
-                            f"`python -m xlir_utils.notebook_runs {name}`) to refresh its outputs.")
+                            f"`{rerun_command(name, profile)}`) to refresh its outputs.")
     out = copy.deepcopy(clean)
     out.metadata = copy.deepcopy(executed.metadata)
     outputs = iter(ran)
@@ -134,11 +151,11 @@ def refresh_prose(profile: str = "quick") -> tuple[list[Path], list[str]]:
         try:
             executed = nbformat.read(path, as_version=4)
         except Exception as exc:  # noqa: BLE001 - nbformat raises JSON, validation and OS errors
-            stale.append(f"{path} is unreadable ({type(exc).__name__}: {exc}): rerun `python -m "
-                         f"xlir_utils.notebook_runs {name}` to write it again.")
+            stale.append(f"{path} is unreadable ({type(exc).__name__}: {exc}): rerun "
+                         f"`{rerun_command(name, profile)}` to write it again.")
             continue
         try:
-            new = with_prose_of(nbformat.read(clean, as_version=4), executed, name)
+            new = with_prose_of(nbformat.read(clean, as_version=4), executed, name, profile)
         except XlirError as exc:
             stale.append(str(exc))
             continue

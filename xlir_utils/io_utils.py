@@ -283,6 +283,21 @@ def _disk_is_full(path: Path) -> bool:
         return False
 
 
+def _write_failure(exc: BaseException, work: Path) -> OSError | None:
+    """The full disk or unwritable folder behind a writer's error: an ``OSError`` with such an
+    errno in the error or its causes, or, for a ``RuntimeError`` (torch reports ENOSPC as
+    ``unexpected pos``) while the disk is full, an ENOSPC that quotes it; else None."""
+    seen, cause = set(), exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in _DISK_FULL | _NOT_WRITABLE:
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, RuntimeError) and _disk_is_full(work):
+        return OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}; the writer said: {exc}")
+    return None
+
+
 def atomic_replace_dir(folder: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Fill a folder with ``write(build)`` beside it, then swap it in for ``folder``.
 
@@ -293,11 +308,15 @@ def atomic_replace_dir(folder: str | os.PathLike, write: Callable[[Path], None])
     old one, and the next call (or :func:`recover_dir`) clears what an interrupted swap left.
 
     Raises:
-        WriteError: the disk filled or the folder is not writable, however ``write`` reported it.
+        WriteError: the disk filled or the folder is not writable, whether ``write`` raised an
+            ``OSError`` or (as torch does) a ``RuntimeError`` on a full disk.
     """
-    folder = recover_dir(folder)
-    old = _side(folder, ".old")
-    work = new_temp_dir(folder)
+    try:
+        folder = recover_dir(folder)
+        old = _side(folder, ".old")
+        work = new_temp_dir(folder)
+    except OSError as exc:
+        raise write_error(folder, exc) from exc
     try:
         build = work / folder.name
         write(build)
@@ -305,14 +324,11 @@ def atomic_replace_dir(folder: str | os.PathLike, write: Callable[[Path], None])
             folder.rename(old)
         build.rename(folder)
     except BaseException as exc:
-        # a writer that is not ours (torch, safetensors) may report a full disk as a RuntimeError
-        full = isinstance(exc, Exception) and _disk_is_full(work)
+        failure = _write_failure(exc, work) if isinstance(exc, Exception) else None
         shutil.rmtree(work, ignore_errors=True)
         recover_dir(folder)  # puts the old version back if the second rename failed
-        if isinstance(exc, OSError) and (err := write_error(folder, exc)) is not exc:
-            raise err from exc
-        if full and not isinstance(exc, WriteError):
-            raise write_error(folder, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from exc
+        if failure is not None and not isinstance(exc, WriteError):
+            raise write_error(folder, failure) from exc
         raise
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)

@@ -380,7 +380,7 @@ def _encode_uncached(model, texts, prefix, max_len, batch_tokens, precision, sho
                      batch_tokens, str(device))
         stored = prefix_mod.cached_states(store_key)
         if stored is None:  # the shared lower layers, computed once for these texts, batch by batch
-            fresh = prefix_mod.new_states(device)
+            fresh = prefix_mod.new_states(device, needed)
             if fresh is not None:  # room for them, before they are computed
                 prefix_mod.make_room(needed)
     try:
@@ -389,12 +389,16 @@ def _encode_uncached(model, texts, prefix, max_len, batch_tokens, precision, sho
         ) as bar:
             for b, idx in enumerate(batches):
                 features = _features(enc, lengths, idx, pad_id, device, max_len)
+                if k and stored is not None:
+                    try:
+                        hidden = stored[b].to(device)
+                    except OSError as exc:  # an unreadable file: the rest of the pass computes them
+                        prefix_mod.forget(store_key, exc)
+                        stored = None
                 if k and stored is None:
                     with prefix_mod.lower_layers_only(model, k):
                         hidden = model[0].auto_model(**features).last_hidden_state
                     fresh = prefix_mod.spill(fresh, hidden)
-                elif k:
-                    hidden = stored[b].to(device)
                 if prompt_length is not None:
                     features["prompt_length"] = prompt_length
                 if k:

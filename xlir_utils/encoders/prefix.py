@@ -11,11 +11,13 @@ Sharing is keyed by a fingerprint of the prefix's weights, so a model whose lowe
 (or that applies an invertible adapter to its embeddings) never reuses another's states; the
 batches are the same token-budget batches as a full pass, so the embeddings are the same numbers
 as :func:`encode` without sharing (tested). Where no file can be written (a full disk, a
-read-only cache), the pass goes on without sharing, with a warning.
+read-only cache), where the states would leave the disk with less than :data:`DISK_HEADROOM`, or
+where a stored file cannot be read back, the pass goes on without sharing, with a warning.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import warnings
 from collections import OrderedDict
@@ -31,14 +33,15 @@ from .fingerprint_scope import remembered
 
 BUDGET_ENV = "XLIR_PREFIX_STORE_GB"
 DEFAULT_GB = 2.0  # XQuAD-R's queries and candidates plus the MLQA-R dev articles in quick: 1.8 GB
+DISK_HEADROOM = 2**30  # states are not written where they would leave less free (model saves, results)
 _STORE: "OrderedDict[tuple, SpilledStates | DeviceStates]" = OrderedDict()
 
 
 def budget_bytes() -> int:
-    """The most prefix states kept (``XLIR_PREFIX_STORE_GB``, default 2; 0 shares nothing), in
-    temporary files under ``XLIR_CACHE_DIR``.
+    """The most prefix states kept (``XLIR_PREFIX_STORE_GB``, default 2; 0 shares nothing): in
+    temporary files under ``XLIR_CACHE_DIR`` on the CPU, in the accelerator's memory on one.
 
-    It bounds their disk space and the file cache they occupy: a text list whose states exceed it
+    It bounds their disk space and the file cache they occupy (or the device memory): a text list whose states exceed it
     is encoded without sharing, and before a list's states are computed, stored lists are dropped
     least recently used first until they fit beside them (:func:`make_room`), so states never
     exceed it together.
@@ -155,7 +158,7 @@ class SpilledStates:
     quick's XQuAD-R and dev texts), while the operating system's file cache keeps reads about as
     fast as memory when there is room for it. The file has no name on disk and goes when the
     states are dropped or the process ends, however it ends. Writes are unbuffered, so a full
-    disk shows at :meth:`append`; reads and writes give their offset (``pread``/``pwrite``)."""
+    disk shows at :meth:`append`; each read and write seeks to its batch's offset first."""
 
     def __init__(self, folder: Path | None = None):
         folder = folder or paths.ensure(paths.cache_dir() / "prefix-states")
@@ -165,12 +168,12 @@ class SpilledStates:
 
     def append(self, states: torch.Tensor) -> None:
         """Write one batch's states (any device, layout or dtype) after the previous ones."""
-        raw, offset = tensor_bytes(states), self.nbytes
+        raw = tensor_bytes(states)
+        self._file.seek(self.nbytes)
         while raw:
-            written = os.pwrite(self._file.fileno(), raw, offset)
-            raw, offset = raw[written:], offset + written
+            raw = raw[self._file.write(raw):]
         self._index.append((self.nbytes, states.shape, states.dtype))
-        self.nbytes = offset
+        self.nbytes = self._file.tell()
 
     def __len__(self) -> int:
         return len(self._index)
@@ -180,11 +183,12 @@ class SpilledStates:
         offset, shape, dtype = self._index[batch]
         out = torch.empty(shape, dtype=dtype)
         view = memoryview(out.view(torch.uint8).numpy()).cast("B")
+        self._file.seek(offset)
         while view:
-            got = os.preadv(self._file.fileno(), [view], offset)
-            if got == 0:
+            got = self._file.readinto(view)
+            if not got:
                 raise OSError(f"the prefix states file ended early, at batch {batch}")
-            view, offset = view[got:], offset + got
+            view = view[got:]
         return out
 
     def close(self) -> None:
@@ -203,17 +207,24 @@ class DeviceStates(list):
         self.clear()
 
 
-def new_states(device: torch.device | str = "cpu") -> SpilledStates | DeviceStates | None:
-    """Where a pass on ``device`` keeps the states it computes: on the CPU a new
+def new_states(device: torch.device | str = "cpu", nbytes: int = 0) -> SpilledStates | DeviceStates | None:
+    """Where a pass on ``device`` keeps the ``nbytes`` of states it computes: on the CPU a new
     :class:`SpilledStates` under ``XLIR_CACHE_DIR``, or None (with a warning: the pass goes on
-    without sharing) where no file can be made there; on an accelerator a :class:`DeviceStates`."""
+    without sharing) where no file can be made there or where they would leave less than
+    :data:`DISK_HEADROOM` free on its disk; on an accelerator a :class:`DeviceStates`."""
     if torch.device(device).type != "cpu":
         return DeviceStates()
+    folder = paths.cache_dir() / "prefix-states"
     try:
-        return SpilledStates()
+        paths.ensure(folder)
+        free = shutil.disk_usage(folder).free
+        if free - nbytes < DISK_HEADROOM:
+            raise OSError(f"{nbytes / 2**30:.2f} GB of states would leave less than "
+                          f"{DISK_HEADROOM / 2**30:.0f} GB of the {free / 2**30:.2f} GB free")
+        return SpilledStates(folder)
     except OSError as exc:
         warnings.warn(f"The frozen lower layers' states are not shared: no temporary file could be made under "
-                      f"{paths.cache_dir()} ({exc}). Free space there or point XLIR_CACHE_DIR elsewhere; "
+                      f"{folder} ({exc}). Free space there or point XLIR_CACHE_DIR elsewhere; "
                       "encoding goes on without sharing.", stacklevel=2)
         return None
 
@@ -233,6 +244,16 @@ def spill(states: SpilledStates | DeviceStates | None, batch: torch.Tensor
                       f"{paths.cache_dir()} failed ({exc}). Free space there or point XLIR_CACHE_DIR elsewhere; "
                       "this pass goes on.", stacklevel=2)
         return None
+
+
+def forget(key: tuple, reason: BaseException) -> None:
+    """Drop the stored states of ``key`` that could not be read back (with a warning): this pass
+    and later ones compute the lower layers again."""
+    dropped = _STORE.pop(key, None)
+    if dropped is not None:
+        dropped.close()
+    warnings.warn(f"The stored states of the frozen lower layers could not be read back ({reason}); they are "
+                  "dropped and the lower layers computed again.", stacklevel=2)
 
 
 def cached_states(key: tuple) -> SpilledStates | DeviceStates | None:

@@ -41,10 +41,10 @@ def budget_bytes() -> int:
     """The most prefix states kept (``XLIR_PREFIX_STORE_GB``, default 2; 0 shares nothing): in
     temporary files under ``XLIR_CACHE_DIR`` on the CPU, in the accelerator's memory on one.
 
-    It bounds their disk space and the file cache they occupy (or the device memory): a text list whose states exceed it
-    is encoded without sharing, and before a list's states are computed, stored lists are dropped
-    least recently used first until they fit beside them (:func:`make_room`), so states never
-    exceed it together.
+    It bounds their disk space and the file cache they occupy (or the device memory): a text
+    list whose states exceed it is encoded without sharing, and before a list's states are
+    computed, stored lists are dropped least recently used first until they fit beside them
+    (:func:`make_room`), so states never exceed it together.
     """
     raw = os.environ.get(BUDGET_ENV, "").strip()
     try:

@@ -743,6 +743,21 @@ def test_spilled_prefix_states_read_back_bit_for_bit_and_leave_no_file(tmp_path,
 
 
 @pytest.mark.slow
+def test_at_most_max_lists_text_lists_keep_their_states(tmp_path, monkeypatch):
+    """Each stored list holds an open file: the least recently used go beyond MAX_LISTS."""
+    prefix.clear()
+    monkeypatch.setattr(prefix, "MAX_LISTS", 3)
+    for i in range(5):
+        states = prefix.SpilledStates(tmp_path)
+        states.append(torch.full((2, 4), float(i)))
+        prefix.store_states(("list", i), states)
+        if i == 2:
+            assert prefix.cached_states(("list", 0)) is not None  # now the most recently used
+    assert list(prefix._STORE) == [("list", 0), ("list", 3), ("list", 4)]
+    assert torch.equal(prefix.cached_states(("list", 4))[0], torch.full((2, 4), 4.0))
+    prefix.clear()
+
+
 def test_states_that_would_nearly_fill_the_disk_or_cannot_be_read_back_are_not_used(model, shared_data,
                                                                                      monkeypatch):
     """States are not written where they would leave the disk with less than the headroom that

@@ -33,6 +33,7 @@ from .fingerprint_scope import remembered
 
 BUDGET_ENV = "XLIR_PREFIX_STORE_GB"
 DEFAULT_GB = 2.0  # XQuAD-R's queries and candidates plus the MLQA-R dev articles in quick: 1.8 GB
+MAX_LISTS = 16  # text lists kept at most: each holds an open file (notebook 04 shares fewer than ten)
 DISK_HEADROOM = 2**30  # states are not written where they would leave less free (model saves, results)
 _STORE: "OrderedDict[tuple, SpilledStates | DeviceStates]" = OrderedDict()
 
@@ -265,11 +266,11 @@ def cached_states(key: tuple) -> SpilledStates | DeviceStates | None:
 
 
 def make_room(nbytes: int) -> None:
-    """Drop stored states, least recently used first, until ``nbytes`` more fit the budget:
-    called before new states are computed, so that the states held and the ones being built
-    never exceed :func:`budget_bytes` together."""
+    """Drop stored states, least recently used first, until ``nbytes`` more fit the budget and
+    one more list fits :data:`MAX_LISTS`: called before new states are computed, so that the
+    states held and the ones being built never exceed :func:`budget_bytes` together."""
     budget = budget_bytes()
-    while _STORE and stored_bytes() + nbytes > budget:
+    while _STORE and (stored_bytes() + nbytes > budget or len(_STORE) >= MAX_LISTS):
         _STORE.popitem(last=False)[1].close()
 
 

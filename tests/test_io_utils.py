@@ -366,3 +366,23 @@ def test_a_folder_save_names_the_full_disk_however_the_writer_reported_it(tmp_pa
             assert "unexpected pos" in str(info.value)  # the writer's own words are kept
     assert (model / "weights.bin").read_text() == "previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_file_write_names_the_full_disk_when_the_writer_raised_a_runtime_error(tmp_path, monkeypatch):
+    """FAISS and torch, writing by name into ``atomic_output``, report a full disk as a RuntimeError."""
+    from xlir_utils.errors import WriteError
+
+    path = tmp_path / "index.faiss"
+    path.write_bytes(b"previous")
+    monkeypatch.setattr(io_utils, "_disk_is_full", lambda where: True)
+    with pytest.raises(WriteError, match="the disk is full.*fwrite failed") as info:
+        with io_utils.atomic_output(path) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("Error in faiss::FileIOWriter: fwrite failed")
+    assert str(path) in str(info.value)
+    monkeypatch.setattr(io_utils, "_disk_is_full", lambda where: False)
+    with pytest.raises(RuntimeError, match="fwrite failed") as info:
+        with io_utils.atomic_output(path) as tmp:
+            raise RuntimeError("Error in faiss::FileIOWriter: fwrite failed")
+    assert not isinstance(info.value, WriteError)
+    assert path.read_bytes() == b"previous" and sorted(p.name for p in tmp_path.iterdir()) == ["index.faiss"]

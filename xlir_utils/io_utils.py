@@ -149,6 +149,30 @@ def write_error(path: str | os.PathLike, exc: OSError) -> OSError:
     return err
 
 
+def _disk_is_full(path: Path) -> bool:
+    """Whether the disk holding ``path`` has less than 1 MiB left."""
+    try:
+        return shutil.disk_usage(path).free < 2**20
+    except OSError:
+        return False
+
+
+def _write_failure(exc: BaseException, where: Path) -> OSError | None:
+    """The full disk or unwritable folder behind a writer's error at ``where``: an ``OSError``
+    with such an errno in the error or its causes, or, for a ``RuntimeError`` (torch reports
+    ENOSPC as ``unexpected pos``, FAISS as a failed write) while the disk is full, an ENOSPC that
+    quotes it; else None."""
+    seen, cause = set(), exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in _DISK_FULL | _NOT_WRITABLE:
+            return cause
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, RuntimeError) and _disk_is_full(where):
+        return OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}; the writer said: {exc}")
+    return None
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     """The one atomic write: yields a temporary file beside ``path`` (:func:`new_temp_file`) for the
@@ -158,7 +182,8 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
 
     Raises:
         WriteError: the disk is full, or the folder is read-only or not writable (also an
-            ``OSError``; the message names the file and the fix, the original error is chained).
+            ``OSError``; the message names the file and the fix, the original error is chained),
+            whether the writer raised an ``OSError`` or (torch, FAISS) a ``RuntimeError``.
 
     Example::
 
@@ -177,12 +202,13 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         os.chmod(tmp, mode)  # mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException as exc:
+        failure = _write_failure(exc, tmp.parent) if isinstance(exc, Exception) else None
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        if isinstance(exc, OSError) and (err := write_error(path, exc)) is not exc:
-            raise err from exc
+        if failure is not None and not isinstance(exc, WriteError):
+            raise write_error(path, failure) from exc
         raise
     _fsync_dir(path.parent)
 
@@ -273,29 +299,6 @@ def recover_dir(folder: str | os.PathLike) -> Path:
             _remove(old)
     _remove(tmp)
     return folder
-
-
-def _disk_is_full(path: Path) -> bool:
-    """Whether the disk holding ``path`` has less than 1 MiB left."""
-    try:
-        return shutil.disk_usage(path).free < 2**20
-    except OSError:
-        return False
-
-
-def _write_failure(exc: BaseException, work: Path) -> OSError | None:
-    """The full disk or unwritable folder behind a writer's error: an ``OSError`` with such an
-    errno in the error or its causes, or, for a ``RuntimeError`` (torch reports ENOSPC as
-    ``unexpected pos``) while the disk is full, an ENOSPC that quotes it; else None."""
-    seen, cause = set(), exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, OSError) and cause.errno in _DISK_FULL | _NOT_WRITABLE:
-            return cause
-        cause = cause.__cause__ or cause.__context__
-    if isinstance(exc, RuntimeError) and _disk_is_full(work):
-        return OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}; the writer said: {exc}")
-    return None
 
 
 def atomic_replace_dir(folder: str | os.PathLike, write: Callable[[Path], None]) -> Path:

@@ -153,6 +153,11 @@ def upper_layers_from(model, k: int, hidden: torch.Tensor):
         auto.encoder.layer = layers
 
 
+def states_folder() -> Path:
+    """Where the unnamed state files are made: ``prefix-states/`` under ``XLIR_CACHE_DIR``."""
+    return paths.cache_dir() / "prefix-states"
+
+
 class SpilledStates:
     """One text list's prefix states, batch by batch, in an unlinked temporary file: the process
     holds only the batch it reads (notebook 04's memory does not grow by the 1.8 GB of states of
@@ -162,7 +167,7 @@ class SpilledStates:
     disk shows at :meth:`append`; each read and write seeks to its batch's offset first."""
 
     def __init__(self, folder: Path | None = None):
-        folder = folder or paths.ensure(paths.cache_dir() / "prefix-states")
+        folder = folder or paths.ensure(states_folder())
         self._file = tempfile.TemporaryFile(dir=folder, buffering=0)
         self._index: list[tuple[int, torch.Size, torch.dtype]] = []
         self.nbytes = 0
@@ -215,7 +220,7 @@ def new_states(device: torch.device | str = "cpu", nbytes: int = 0) -> SpilledSt
     :data:`DISK_HEADROOM` free on its disk; on an accelerator a :class:`DeviceStates`."""
     if torch.device(device).type != "cpu":
         return DeviceStates()
-    folder = paths.cache_dir() / "prefix-states"
+    folder = states_folder()
     try:
         paths.ensure(folder)
         free = shutil.disk_usage(folder).free
@@ -242,7 +247,7 @@ def spill(states: SpilledStates | DeviceStates | None, batch: torch.Tensor
     except OSError as exc:
         states.close()
         warnings.warn(f"The frozen lower layers' states are not kept for the next model: writing them under "
-                      f"{paths.cache_dir()} failed ({exc}). Free space there or point XLIR_CACHE_DIR elsewhere; "
+                      f"{states_folder()} failed ({exc}). Free space there or point XLIR_CACHE_DIR elsewhere; "
                       "this pass goes on.", stacklevel=2)
         return None
 

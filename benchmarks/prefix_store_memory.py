@@ -26,7 +26,7 @@ import time
 
 from xlir_utils import environment
 
-LABELS = {"0": "0 GB (no sharing: the plain pass)", "2": "2 GB (default budget)"}
+LABELS = {"0": "0 GB (no sharing: the plain pass)", "2": "2 GB"}
 
 
 def one_setting(profile_name: str, n_trained: int, set_names: list[str]) -> dict:

@@ -758,6 +758,22 @@ def test_at_most_max_lists_text_lists_keep_their_states(tmp_path, monkeypatch):
     prefix.clear()
 
 
+def test_the_store_holds_every_text_list_notebook_04_reuses_across_adapter_runs():
+    """A per-side routing encodes each language of each side as a list of its own; notebook 04
+    reuses them for the next seed and routing. A cap below their number drops each list before
+    its next use (least recently used, in a cycle), so every per-side run computes all 12 layers."""
+    from xlir_utils.language_adapters import group_by_setup, make_routing
+    from xlir_utils.languages import LANG_ORDER
+
+    trained = LANG_ORDER[:7]  # MLQA-R's languages: the dev set's
+    per_side = make_routing("mlm-per-side", LANG_ORDER, trained)
+    own = 2 * (len(group_by_setup(LANG_ORDER, per_side)) + len(group_by_setup(trained, per_side)))
+    rerouted = 2 * 2  # el ru th tr with English's list, or without adapters: one new list per side each
+    full_lists = 2 * 2  # every other system: XQuAD-R's and the dev set's queries and candidates
+    assert own == 36
+    assert own + rerouted + full_lists <= prefix.MAX_LISTS
+
+
 def test_states_that_would_nearly_fill_the_disk_or_cannot_be_read_back_are_not_used(model, shared_data,
                                                                                      monkeypatch):
     """States are not written where they would leave the disk with less than the headroom that

@@ -32,14 +32,16 @@ from .. import paths
 from .fingerprint_scope import remembered
 
 BUDGET_ENV = "XLIR_PREFIX_STORE_GB"
-DEFAULT_GB = 2.0  # XQuAD-R's queries and candidates plus the MLQA-R dev articles in quick: 1.8 GB
-MAX_LISTS = 16  # text lists kept at most: each holds an open file (notebook 04 shares fewer than ten)
+# quick: XQuAD-R's queries and candidates plus the MLQA-R dev articles take 1.8 GB, and as much again
+# as the per-language lists a per-side adapter routing encodes (one list per language and side)
+DEFAULT_GB = 4.0
+MAX_LISTS = 64  # text lists kept at most, each with an open file; notebook 04 reuses about 45
 DISK_HEADROOM = 2**30  # states are not written where they would leave less free (model saves, results)
 _STORE: "OrderedDict[tuple, SpilledStates | DeviceStates]" = OrderedDict()
 
 
 def budget_bytes() -> int:
-    """The most prefix states kept (``XLIR_PREFIX_STORE_GB``, default 2; 0 shares nothing): in
+    """The most prefix states kept (``XLIR_PREFIX_STORE_GB``, default 4; 0 shares nothing): in
     temporary files under ``XLIR_CACHE_DIR`` on the CPU, in the accelerator's memory on one.
 
     It bounds their disk space and the file cache they occupy (or the device memory): a text

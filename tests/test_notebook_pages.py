@@ -85,3 +85,34 @@ def test_the_index_names_every_result_file_a_notebook_writes():
 def test_a_result_file_missing_from_the_index_is_caught(monkeypatch):
     monkeypatch.setitem(outputs.WRITERS, "not_listed.csv", "notebook 03")
     assert unlisted() == ["results/not_listed.csv (written by notebook 03)"]
+
+
+EXECUTED = paths.project_root() / "notebooks" / "executed"
+
+
+def unlinked_executed_copies(readme: str, index: str) -> list[str]:
+    """Executed copies that the README or the notebook index does not link."""
+    return [p.name for p in sorted(EXECUTED.glob("0*.ipynb"))
+            if f"](notebooks/executed/{p.name})" not in readme or f"](executed/{p.name})" not in index]
+
+
+def test_every_notebook_has_an_executed_copy_that_both_indexes_link():
+    root = paths.project_root()
+    readme, index = (root / "README.md").read_text(), (root / "notebooks" / "README.md").read_text()
+    assert sorted(p.name for p in EXECUTED.glob("0*.ipynb")) == [p.name for p in NOTEBOOKS]
+    assert unlinked_executed_copies(readme, index) == []
+    assert unlinked_executed_copies(readme.replace("notebooks/executed/04", "notebooks/04"), index) == [
+        "04_zero_shot_evaluation.ipynb"]
+
+
+def broken_links(page) -> list[str]:
+    """Relative links of a Markdown page (``](target)``, anchors dropped) that name no file or folder."""
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text())
+    return [t for t in targets if "://" not in t and not (page.parent / t).exists()]
+
+
+@pytest.mark.parametrize("page", ["README.md", "notebooks/README.md"])
+def test_every_relative_link_of_the_indexes_resolves(page, tmp_path):
+    assert broken_links(paths.project_root() / page) == []
+    (tmp_path / "page.md").write_text("[a](page.md) [b](missing.ipynb#x) [c](https://example.org)")
+    assert broken_links(tmp_path / "page.md") == ["missing.ipynb"]

@@ -143,15 +143,25 @@ def test_readme_prose_numbers_come_from_results(prose_and_tables):
 
 
 def test_a_changed_readme_number_is_caught(prose_and_tables):
-    """The check above can fail: one estimate, one interval end or one plain number moved by
-    one unit of its last printed digit is reported."""
+    """The check above can fail: an estimate or an interval end moved by one unit of its last
+    printed digit is reported, unless the moved interval happens to be another row of the
+    summaries (then no check of numbers alone could tell); so is a plain number."""
     prose, tables = prose_and_tables
-    m = WITH_INTERVAL.search(prose)
-    for group in (1, 3):
-        text = m.group(group)
-        moved = f"{_value(text) + 10 ** -_decimals(text):.{_decimals(text)}f}"
-        changed = prose[:m.start(group)] + moved + prose[m.end(group):]
-        assert unmatched_numbers(changed, tables), f"{text} -> {moved} went unnoticed"
+    summaries = [t for name, t in tables.items() if ".parquet" not in name and t.size]
+    checked = 0
+    for m in WITH_INTERVAL.finditer(prose):
+        if checked >= 6:
+            break
+        for group in (1, 3):
+            text = m.group(group)
+            moved = f"{_value(text) + 10 ** -_decimals(text):.{_decimals(text)}f}"
+            triple = tuple(moved if g == group else m.group(g) for g in (1, 2, 3))
+            if any(_in_one_row(triple, s) for s in summaries):
+                continue
+            changed = prose[:m.start(group)] + moved + prose[m.end(group):]
+            assert unmatched_numbers(changed, tables), f"{text} -> {moved} went unnoticed"
+            checked += 1
+    assert checked >= 6
     m = re.search(r"\.6484", prose)
     changed = prose[:m.start()] + ".6485" + prose[m.end():]
     assert unmatched_numbers(changed, tables) == [".6485 (in results/code_switching_dev.csv)"]

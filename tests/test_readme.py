@@ -106,11 +106,16 @@ def _somewhere(text: str, tables: dict[str, np.ndarray]) -> bool:
                for t in tables.values() if t.size for scale in (1, 100))
 
 
+def summary_tables(tables: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The CSV summaries among ``tables``: where an estimate with its interval must be one row."""
+    return [t for name, t in tables.items() if ".parquet" not in name and t.size]
+
+
 def unmatched_numbers(prose: str, tables: dict[str, np.ndarray]) -> list[str]:
     """Each estimate with an interval must be one row of some results table (the summaries are
     CSV); each other number with two or more decimals must be in the tables its paragraph cites
     (or, citing none, any)."""
-    summaries = [t for name, t in tables.items() if ".parquet" not in name and t.size]
+    summaries = summary_tables(tables)
     missing = []
     for paragraph in re.split(r"\n(?=\s*(?:\*|\d+\.) |\n)", prose):
         cited = [f for ref in re.findall(r"results/[\w./{},-]+\w", paragraph) for f in _expand(ref)]
@@ -147,7 +152,7 @@ def test_a_changed_readme_number_is_caught(prose_and_tables):
     printed digit is reported, unless the moved interval happens to be another row of the
     summaries (then no check of numbers alone could tell); so is a plain number."""
     prose, tables = prose_and_tables
-    summaries = [t for name, t in tables.items() if ".parquet" not in name and t.size]
+    summaries = summary_tables(tables)
     checked = 0
     for m in WITH_INTERVAL.finditer(prose):
         if checked >= 6:
